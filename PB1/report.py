@@ -1,0 +1,54 @@
+"""Problem 1's report figures from a trained model.
+
+    python PB1/report.py --out-dir figures/pb1 [--ckpt checkpoints/pb1/model.safetensors]
+
+For each dataset writes {dataset}_grid.png (10x10: rows digits 0-9, columns
+different noises) and {dataset}_reverse_process.png (the first "0" at 6
+timesteps, from pure noise to the result).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from dlcv.cli import run
+from dlcv.digit_model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
+from dlcv.digit_sampling import SAMPLERS, write_report_figures
+from dlcv.runtime import configure_backends, pick_device
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out-dir", required=True, help="folder for the PNG figures")
+    p.add_argument("--ckpt", help=f"model file (default: ${CKPT_ENV} or {DEFAULT_CKPT})")
+    p.add_argument("--sampler", choices=SAMPLERS, help="ddim (default) or ddpm")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: the model's)")
+    p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    p.add_argument("--scale", type=int, default=4, help="upscale factor of the 28x28 images (%(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    configure_backends(device)
+    model, cfg = load_model(resolve_checkpoint(args.ckpt), device)
+    s = cfg.get("sample", {})
+    paths = write_report_figures(
+        model,
+        build_schedule(cfg),
+        args.out_dir,
+        sampler=args.sampler or s.get("sampler", "ddim"),
+        steps=args.steps or int(s.get("steps", 50)),
+        guidance=args.guidance if args.guidance is not None else float(s.get("guidance", 2.0)),
+        seed=args.seed,
+        scale=args.scale,
+    )
+    for path in paths:
+        print(path)
+
+
+if __name__ == "__main__":
+    run(main)

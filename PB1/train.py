@@ -1,0 +1,123 @@
+"""Train Problem 1's class-conditional DDPM on MNIST-M + SVHN (20 joint classes).
+
+    python PB1/train.py --data hw2_data/digits --out checkpoints/pb1
+    torchrun --nproc_per_node 4 PB1/train.py --data hw2_data/digits   # data-parallel
+    python PB1/train.py --config demo --set train.steps=500            # quick CPU run
+
+Writes to --out: checkpoint.pt (resumable), model.safetensors (EMA weights +
+config: what hw2_1.sh loads), metrics.jsonl and samples/step_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from dlcv.cli import UserError, run
+from dlcv.data.digits import load_joint_digits
+from dlcv.diffusion import epsilon_loss
+from dlcv.digit_model import PRESETS, build_model, build_schedule, export_model, load_config
+from dlcv.digit_sampling import sample_labels
+from dlcv.imageio import save_grid
+from dlcv.training import TrainConfig, train
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="hw2_data/digits", help="folder with mnistm/ and svhn/ (course layout)")
+    p.add_argument("--out", default="checkpoints/pb1", help="output folder (default: %(default)s)")
+    p.add_argument("--config", default="default", help=f"preset ({', '.join(PRESETS)}) or a YAML file")
+    p.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4"
+    )
+    p.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
+    p.add_argument("--batch-size", type=int, help="per process; shortcut for train.batch_size")
+    p.add_argument("--time-budget", type=float, help="seconds: plan the run (and its cosine) to end in time")
+    p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides = list(args.set)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.batch_size is not None:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    cfg = load_config(args.config, overrides)
+    tc = cfg.train
+    if tc.steps < 1 or tc.batch_size < 1:
+        raise UserError("train.steps and train.batch_size must be positive")
+
+    # Data: both datasets preloaded once as uint8, joint labels 0-19.
+    images, labels = load_joint_digits(args.data, "train", size=cfg.model.get("image_size", 28),
+                                       limit_per_dataset=args.limit)  # fmt: skip
+    print(f"data: {len(images)} images from {args.data}")
+
+    model = build_model(cfg)
+    schedule = build_schedule(cfg)
+    null_class = model.null_class
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+
+    def next_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(len(images), (tc.batch_size,), generator=generator)
+        return images[index], labels[index]
+
+    def loss_fn(net: torch.nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
+        x_u8, y = batch
+        x0 = x_u8.float() / 127.5 - 1.0
+        if x0.device.type == "cuda":
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        # Label dropout teaches the same network the unconditional model (null class).
+        drop = (torch.rand(y.shape, generator=generator) < tc.p_uncond).to(y.device)
+        y = torch.where(drop, torch.full_like(y, null_class), y)
+        return epsilon_loss(lambda x, t: net(x, t, y), x0, schedule, generator)
+
+    samples_dir = Path(args.out) / "samples"
+    preview_labels = torch.arange(20).repeat_interleave(4)  # 4 of each class, rows of 8
+
+    def on_sample(ema_model: torch.nn.Module, step: int) -> None:
+        s = cfg.sample
+        grid = sample_labels(ema_model, schedule, preview_labels, sampler="ddim", steps=min(s.steps, 50),
+                             guidance=s.guidance, seed=args.seed, progress=False)  # fmt: skip
+        save_grid(grid, samples_dir / f"step_{step:07d}.png", nrow=8)
+
+    train_cfg = TrainConfig(
+        out_dir=Path(args.out),
+        steps=tc.steps,
+        batch_size=tc.batch_size,
+        lr=tc.lr,
+        weight_decay=tc.weight_decay,
+        warmup_steps=tc.warmup_steps,
+        grad_clip=tc.grad_clip,
+        ema_decay=tc.ema_decay,
+        log_every=tc.log_every,
+        sample_every=tc.sample_every,
+        ckpt_every=tc.ckpt_every,
+        seed=args.seed,
+        mixed_precision=not args.no_amp,
+        resume=args.resume,
+        device=args.device,
+        time_budget=args.time_budget,
+    )
+    train(
+        model,
+        loss_fn,
+        next_batch,
+        train_cfg,
+        on_sample=on_sample,
+        export=lambda m, out: export_model(m, out, cfg),
+        config=OmegaConf.to_container(cfg),
+    )
+    print(f"model written to {Path(args.out) / 'model.safetensors'}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,158 @@
+"""Train the face UNet architecture as an unconditional DDPM on a folder of images.
+
+    python PB2/train.py --data my_faces/ --out checkpoints/pb2 --image-size 64 --width 64
+    python PB2/train.py --data my_faces/ --out checkpoints/pb2 --resume        # continue
+    torchrun --nproc_per_node 4 PB2/train.py --data my_faces/ --out checkpoints/pb2
+
+Objective: DDPM's epsilon loss (Ho et al. 2020, Eq. 14) with the course schedule
+(1000 steps, betas 1e-4..2e-2). Images are read once into memory as uint8,
+resized to --image-size (a multiple of 32) and randomly flipped left-right.
+
+Writes to --out: checkpoint.pt (resumable), unet.pt (the EMA weights as a plain
+state dict: ``bash hw2_2.sh NOISE_DIR OUT_DIR --out/unet.pt`` loads it, any width),
+unet.safetensors (the same weights), metrics.jsonl and samples/step_*.png
+(DDIM samples of fixed noises).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from dlcv.cli import UserError, existing_dir, run
+from dlcv.diffusion import NoiseSchedule, epsilon_loss
+from dlcv.experiments import constant_eps, run_ddim
+from dlcv.imageio import list_images, load_rgb, minmax_to_uint8, save_grid
+from dlcv.models.face_unet import DOWN_FACTOR, FaceUNet
+from dlcv.runtime import seed_everything
+from dlcv.training import TrainConfig, train
+from dlcv.training.checkpoint import save_checkpoint, save_weights
+
+STATE_DICT = "unet.pt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", required=True, help="folder of training images (png/jpg/...)")
+    p.add_argument("--out", default="checkpoints/pb2", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--image-size", type=int, default=64, help="train at N x N, a multiple of 32 (default 64)"
+    )
+    p.add_argument(
+        "--width", type=int, default=128, help="base channels: 128 = the course UNet (113.7M)"
+    )
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout in the residual blocks")
+    p.add_argument("--steps", type=int, default=100_000, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step and process")
+    p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (cosine decay)")
+    p.add_argument("--warmup", type=int, default=1000, help="linear warm-up steps")
+    p.add_argument("--ema", type=float, default=0.9999, help="EMA decay (0 = no EMA)")
+    p.add_argument("--limit", type=int, help="use at most N images (quick runs)")
+    p.add_argument("--log-every", type=int, default=50, help="steps between metric lines")
+    p.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints")
+    p.add_argument(
+        "--sample-every", type=int, default=0, help="steps between sample grids (0: at the end)"
+    )
+    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sample grids")
+    p.add_argument("--time-budget", type=float, help="seconds: plan the run to end in time")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
+    p.add_argument("--seed", type=int, default=0, help="seeds data order, noise and samples")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    return p
+
+
+def load_image_folder(folder: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
+    """Every image in ``folder`` (sorted), resized to ``size`` x ``size``: uint8 (N, 3, S, S)."""
+    paths = list_images(existing_dir(folder, "--data folder"))[:limit]
+    if not paths:
+        raise UserError(f"--data folder {folder} contains no images")
+    images = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    for i, path in enumerate(tqdm(paths, desc="loading images", leave=False)):
+        images[i] = load_rgb(path, size)
+    return images
+
+
+def export(model: torch.nn.Module, out_dir: Path, config: dict) -> None:
+    """Write the inference weights: ``unet.pt`` (plain state dict) and ``unet.safetensors``."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_checkpoint(state, out_dir / STATE_DICT)
+    save_weights(state, out_dir / "unet.safetensors", config)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.image_size < DOWN_FACTOR or args.image_size % DOWN_FACTOR:
+        raise UserError(f"--image-size must be a positive multiple of {DOWN_FACTOR}")
+    if args.width < 1 or args.steps < 1 or args.batch_size < 1:
+        raise UserError("--width, --steps and --batch-size must be positive")
+    if not 0 <= args.ema < 1:
+        raise UserError("--ema must be in [0, 1)")
+    if not 1 <= args.sample_steps <= 1000:
+        raise UserError("--sample-steps must be in 1..1000")
+    images = load_image_folder(args.data, args.image_size, args.limit)
+    print(f"data: {len(images)} images of {args.image_size}x{args.image_size} from {args.data}")
+
+    seed_everything(args.seed)  # the initial weights repeat for a seed
+    model = FaceUNet(args.width, dropout=args.dropout)
+    schedule = NoiseSchedule.linear()
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"model: FaceUNet width {args.width}, {millions:.2f}M parameters")
+
+    def next_batch(generator: torch.Generator) -> torch.Tensor:
+        index = torch.randint(len(images), (args.batch_size,), generator=generator)
+        batch = images[index]
+        flip = torch.rand(args.batch_size, generator=generator) < 0.5
+        return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+
+    def loss_fn(net: torch.nn.Module, batch: torch.Tensor, generator: torch.Generator):
+        x0 = batch.float() / 127.5 - 1.0
+        if x0.device.type == "cuda":
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        return epsilon_loss(net, x0, schedule, generator)
+
+    size = args.image_size
+    preview = torch.randn(16, 3, size, size, generator=torch.Generator().manual_seed(args.seed))
+
+    def on_sample(ema_model: torch.nn.Module, step: int) -> None:
+        device = next(ema_model.parameters()).device
+        eps = constant_eps(lambda x, t: ema_model(x, t).float())
+        x = run_ddim(eps, preview, schedule, num_steps=args.sample_steps, device=device)
+        save_grid(minmax_to_uint8(x), Path(args.out) / "samples" / f"step_{step:07d}.png", nrow=4)
+
+    config = {"model": "FaceUNet", "base_channels": args.width, "image_size": args.image_size}
+    cfg = TrainConfig(
+        out_dir=Path(args.out),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        ema_decay=args.ema or None,
+        log_every=args.log_every,
+        sample_every=args.sample_every,
+        ckpt_every=args.ckpt_every,
+        seed=args.seed,
+        mixed_precision=not args.no_amp,
+        resume=args.resume,
+        device=args.device,
+        time_budget=args.time_budget,
+    )
+    train(
+        model,
+        loss_fn,
+        next_batch,
+        cfg,
+        on_sample=on_sample,
+        export=lambda m, out: export(m, out, config),
+        config=config,
+    )
+    print(f"state dict written to {Path(args.out) / STATE_DICT}")
+
+
+if __name__ == "__main__":
+    run(main)

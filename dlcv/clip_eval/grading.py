@@ -1,0 +1,208 @@
+"""Grade Problem 3 outputs as the course does (rule in :mod:`dlcv.clip_eval.scores`).
+
+Reads ``input.json`` (per concept key: ``token_name``, ``prompt_4_clip_eval``,
+``baseline``), the reference images ``input_dir/{key}/`` and the generated images
+``output_dir/{key}/{prompt index}/`` (exactly 25 each). Reference embeddings and the
+evaluation prompts' text embeddings are computed once per concept; every folder is
+checked before any image is encoded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dlcv.cli import UserError, existing_dir, existing_file
+from dlcv.clip_eval.loading import ClipModel
+from dlcv.clip_eval.preprocess import encode_image_files
+from dlcv.clip_eval.scores import (
+    IMAGES_PER_PROMPT,
+    TEXT_WEIGHT,
+    TOP_K,
+    image_scores,
+    passes,
+    select_top_k,
+    text_scores,
+)
+from dlcv.imageio import list_images
+
+
+@dataclass
+class ConceptPrompts:
+    """One concept of ``input.json``: its key, token, evaluation prompts and baselines."""
+
+    key: str
+    token: str
+    eval_prompts: list[str]
+    baselines: list[tuple[float, float]]
+
+
+@dataclass
+class PromptResult:
+    """The grade of one prompt: averaged top-5 scores, the baseline and the files kept."""
+
+    key: str
+    index: int
+    prompt: str
+    image_score: float
+    text_score: float
+    baseline: tuple[float, float]
+    top_files: list[str]
+
+    @property
+    def image_margin(self) -> float:
+        return self.image_score - self.baseline[0]
+
+    @property
+    def text_margin(self) -> float:
+        return self.text_score - self.baseline[1]
+
+    @property
+    def passed(self) -> bool:
+        return passes(self.image_score, self.text_score, self.baseline)
+
+
+def read_input_json(path: str | Path) -> list[ConceptPrompts]:
+    """Parse and check ``input.json``; a missing or malformed field raises UserError naming it."""
+    path = existing_file(path, "input.json")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise UserError(f"{path}: expected a mapping of concept keys to their prompts")
+    concepts = []
+    for key, entry in raw.items():
+        where = f"{path}: concept {key!r}"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: expected an object")
+        prompts = entry.get("prompt_4_clip_eval")
+        baselines = entry.get("baseline")
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise UserError(f"{where}: 'prompt_4_clip_eval' must be a list of strings")
+        if (
+            not isinstance(baselines, list)
+            or len(baselines) != len(prompts)
+            or not all(
+                isinstance(b, list | tuple)
+                and len(b) == 2
+                and all(isinstance(x, int | float) for x in b)
+                for b in baselines
+            )
+        ):
+            raise UserError(
+                f"{where}: 'baseline' must hold one [image, text] pair per evaluation prompt "
+                f"({len(prompts)})"
+            )
+        concepts.append(
+            ConceptPrompts(
+                key=str(key),
+                token=str(entry.get("token_name", "")),
+                eval_prompts=list(prompts),
+                baselines=[(float(b[0]), float(b[1])) for b in baselines],
+            )
+        )
+    return concepts
+
+
+def prompt_images(output_dir: Path, key: str, index: int) -> list[Path]:
+    """The images of ``output_dir/key/index``; refuses any count but 25, as the course does."""
+    folder = output_dir / key / str(index)
+    images = list_images(folder) if folder.is_dir() else []
+    if len(images) != IMAGES_PER_PROMPT:
+        raise UserError(
+            f"{folder}: expected exactly {IMAGES_PER_PROMPT} images, found {len(images)}"
+        )
+    return images
+
+
+def reference_images(input_dir: Path, key: str) -> list[Path]:
+    """The reference images of a concept, ``input_dir/key/*``."""
+    folder = existing_dir(input_dir / key, f"reference folder of concept {key!r}")
+    images = list_images(folder)
+    if not images:
+        raise UserError(f"{folder}: no reference images")
+    return images
+
+
+@dataclass
+class GradingPlan:
+    """What will be graded, checked up front: per concept its references and prompt folders."""
+
+    concepts: list[ConceptPrompts]
+    references: dict[str, list[Path]]
+    images: dict[str, list[list[Path]]]
+
+
+def plan_grading(
+    concepts: Sequence[ConceptPrompts], input_dir: str | Path, output_dir: str | Path
+) -> GradingPlan:
+    """Check every folder (25 images per prompt, references present) before any encoding."""
+    input_dir = existing_dir(input_dir, "input folder")
+    output_dir = existing_dir(output_dir, "output folder")
+    images = {
+        c.key: [prompt_images(output_dir, c.key, p) for p in range(len(c.eval_prompts))]
+        for c in concepts
+    }
+    references = {c.key: reference_images(input_dir, c.key) for c in concepts}
+    return GradingPlan(list(concepts), references, images)
+
+
+def grade_textual_inversion(
+    clip: ClipModel, plan: GradingPlan, batch_size: int = 32, workers: int = 0
+) -> list[PromptResult]:
+    """Grade every prompt of every concept; see :mod:`dlcv.clip_eval.scores` for the rule."""
+    results = []
+    for concept in plan.concepts:
+        ref_features = encode_image_files(
+            clip, plan.references[concept.key], batch_size, workers,
+            desc=f"references {concept.key}",
+        )
+        texts = clip.encode_texts(concept.eval_prompts)
+        for index, files in enumerate(plan.images[concept.key]):
+            features = encode_image_files(
+                clip, files, batch_size, workers, desc=f"concept {concept.key} prompt {index}"
+            )
+            chosen = select_top_k(
+                image_scores(features, ref_features),
+                text_scores(features, texts[index], clip.logit_scale),
+                TEXT_WEIGHT,
+                TOP_K,
+            )
+            results.append(
+                PromptResult(
+                    key=concept.key,
+                    index=index,
+                    prompt=concept.eval_prompts[index],
+                    image_score=chosen.image_score,
+                    text_score=chosen.text_score,
+                    baseline=concept.baselines[index],
+                    top_files=[files[i].name for i in chosen.indices],
+                )
+            )
+    return results
+
+
+def format_report(results: Sequence[PromptResult]) -> str:
+    """Every prompt's scores, baselines, margins and PASS/FAIL, then the pass count."""
+    lines = []
+    for r in results:
+        lines.append(
+            f"concept {r.key} prompt {r.index}: "
+            f"image {r.image_score:6.2f} (baseline {r.baseline[0]:g}, {r.image_margin:+.2f})  "
+            f"text {r.text_score:6.2f} (baseline {r.baseline[1]:g}, {r.text_margin:+.2f})  "
+            f"{'PASS' if r.passed else 'FAIL'}  | {r.prompt}"
+        )
+    lines.append(f"passed {sum(r.passed for r in results)}/{len(results)} prompts")
+    return "\n".join(lines)
+
+
+def results_to_json(results: Sequence[PromptResult]) -> list[dict]:
+    """Plain dicts (with margins and pass flag) for a JSON summary."""
+    return [
+        {**asdict(r), "image_margin": r.image_margin, "text_margin": r.text_margin,
+         "passed": r.passed}
+        for r in results
+    ]

@@ -1,0 +1,207 @@
+"""Load CLIP offline, from a Hugging Face folder or an OpenAI ``.pt`` file, as one model type.
+
+Accepted by :func:`load_clip` (``--clip`` on the command line):
+
+* a Hugging Face folder, what ``openai/clip-vit-base-patch32`` looks like on disk
+  (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``, tokenizer files);
+* a hub id such as ``openai/clip-vit-base-patch32`` that is already in the local
+  Hugging Face cache (looked up with ``local_files_only``; nothing is downloaded);
+* OpenAI's checkpoint file (``ViT-B-32.pt``, as the ``clip`` package caches it in
+  ``~/.cache/clip/``), or its model name ``ViT-B/32``; a folder holding ``ViT-B-32.pt``.
+
+Without ``--clip`` the lookup order is :data:`DEFAULT_LOOKUP`, all offline. Every source
+becomes a transformers :class:`~transformers.CLIPModel` (SDPA attention), wrapped in
+:class:`ClipModel`, whose encoders return unit-norm float32 embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import CLIPModel, CLIPTokenizer
+
+from dlcv.cli import UserError
+from dlcv.clip_eval.convert import openai_config, openai_to_hf_state_dict, read_openai_state_dict
+from dlcv.clip_tokenizer import load_clip_tokenizer
+
+HF_ID = "openai/clip-vit-base-patch32"
+OPENAI_FILES = {"ViT-B/32": "ViT-B-32.pt", "ViT-B/16": "ViT-B-16.pt", "ViT-L/14": "ViT-L-14.pt"}
+OPENAI_CACHE = Path("~/.cache/clip")
+#: Where weights are looked for, in order, when ``--clip`` is not given.
+DEFAULT_LOOKUP = (
+    "checkpoints/clip-vit-base-patch32",  # a Hugging Face folder, relative to the working dir
+    "~/.cache/clip/ViT-B-32.pt",  # OpenAI's file where the clip package caches it
+    HF_ID,  # the Hugging Face cache (HF_HOME), offline
+)
+WHERE_TO_PUT = (
+    "put the Hugging Face folder of openai/clip-vit-base-patch32 (config.json, "
+    "model.safetensors, tokenizer files) at checkpoints/clip-vit-base-patch32/ or OpenAI's "
+    "ViT-B-32.pt at ~/.cache/clip/ViT-B-32.pt, or pass --clip PATH"
+)
+CLIP_HELP = (
+    "CLIP weights: a Hugging Face folder (e.g. checkpoints/clip-vit-base-patch32), a hub id "
+    "already in the local cache (openai/clip-vit-base-patch32), OpenAI's ViT-B-32.pt file, or "
+    "the name ViT-B/32 (~/.cache/clip/ViT-B-32.pt). Default: the first that exists of "
+    + ", ".join(DEFAULT_LOOKUP)
+    + ". Never downloads."
+)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass
+class ClipModel:
+    """A transformers CLIPModel with its tokenizer, device and dtype, and unit-norm encoders."""
+
+    model: CLIPModel
+    tokenizer: CLIPTokenizer
+    device: torch.device
+    dtype: torch.dtype
+    source: str
+    #: ``exp(logit_scale)`` read in float32 before any cast: the factor of
+    #: ``logits_per_image`` (100 for OpenAI's CLIP).
+    logit_scale: float
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square input image the vision tower expects (224 for ViT-B/32)."""
+        return int(self.model.config.vision_config.image_size)
+
+    @torch.inference_mode()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Preprocessed ``(N, 3, S, S)`` images -> unit-norm float32 embeddings ``(N, D)``."""
+        pixels = pixels.to(self.device, self.dtype, non_blocking=True)
+        features = self.model.get_image_features(pixel_values=pixels).pooler_output
+        return F.normalize(features.float(), dim=-1)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Texts -> unit-norm float32 embeddings ``(N, D)``; longer texts are cut at 77 tokens."""
+        max_length = int(self.model.config.text_config.max_position_embeddings)
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            features = self.model.get_text_features(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).pooler_output
+            out.append(F.normalize(features.float(), dim=-1))
+        return torch.cat(out)
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """``auto``: fp16 on CUDA (CLIP's released weights are fp16), fp32 on the CPU."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in table:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return table[precision]
+
+
+def _hub_cache_folder(repo_id: str) -> Path | None:
+    """The local snapshot folder of a hub id in the Hugging Face cache, or None (no network)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError):
+        return None
+
+
+def resolve_clip_source(spec: str | Path | None) -> Path:
+    """The folder or file that ``spec`` names (see the module docstring); UserError if none."""
+    if spec is None:
+        for candidate in DEFAULT_LOOKUP:
+            try:
+                return resolve_clip_source(candidate)
+            except UserError:
+                continue
+        raise UserError(
+            f"no CLIP weights found (looked in {', '.join(DEFAULT_LOOKUP)}): {WHERE_TO_PUT}"
+        )
+    text = str(spec)
+    if text in OPENAI_FILES:
+        text = str(OPENAI_CACHE / OPENAI_FILES[text])
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path
+        for name in OPENAI_FILES.values():
+            if (path / name).is_file():
+                return path / name
+        raise UserError(
+            f"--clip {spec}: the folder has neither config.json (Hugging Face format) nor an "
+            f"OpenAI ViT-*.pt file; {WHERE_TO_PUT}"
+        )
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        folder = _hub_cache_folder(text)
+        if folder is not None:
+            return folder
+    raise UserError(f"--clip {spec}: no such file, folder or locally cached model; {WHERE_TO_PUT}")
+
+
+def _load_hf_folder(folder: Path) -> CLIPModel:
+    try:
+        return CLIPModel.from_pretrained(
+            str(folder), local_files_only=True, dtype=torch.float32, attn_implementation="sdpa"
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load a CLIP model from {folder}: {first}") from None
+
+
+def _load_openai_file(path: Path) -> CLIPModel:
+    state = read_openai_state_dict(path)
+    config = openai_config(state)
+    config._attn_implementation = "sdpa"
+    model = CLIPModel(config)
+    missing, unexpected = model.load_state_dict(openai_to_hf_state_dict(state), strict=False)
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: does not match the CLIP architecture read from its shapes "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    return model
+
+
+def wrap_clip_model(
+    model: CLIPModel,
+    tokenizer: CLIPTokenizer,
+    device: torch.device | str = "cpu",
+    precision: str = "auto",
+    source: str = "in memory",
+) -> ClipModel:
+    """Move ``model`` to ``device`` in the dtype ``precision`` asks for, frozen, in eval mode."""
+    device = torch.device(device)
+    dtype = resolve_dtype(precision, device)
+    scale = float(model.logit_scale.detach().float().exp())
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return ClipModel(model, tokenizer, device, dtype, source, scale)
+
+
+def load_clip(
+    spec: str | Path | None = None, device: torch.device | str = "cpu", precision: str = "auto"
+) -> ClipModel:
+    """Load CLIP from ``spec`` (or the default lookup) onto ``device`` in eval mode."""
+    resolve_dtype(precision, torch.device(device))  # reject a bad --precision before loading
+    source = resolve_clip_source(spec)
+    if source.is_dir():
+        model = _load_hf_folder(source)
+        max_length = int(model.config.text_config.max_position_embeddings)
+        tokenizer = load_clip_tokenizer(source, max_length)
+    else:
+        model = _load_openai_file(source)
+        tokenizer = load_clip_tokenizer(None, int(model.config.text_config.max_position_embeddings))
+    return wrap_clip_model(model, tokenizer, device, precision, str(source))

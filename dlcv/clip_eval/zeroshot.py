@@ -1,0 +1,200 @@
+"""CLIP zero-shot classification (Radford et al., 2021, Sec. 3.1.2 and 3.1.4).
+
+Each class gets a text embedding from one prompt ("A photo of {label}.") or, with prompt
+ensembling, the mean of the unit-norm embeddings of several templates, renormalised
+(Sec. 3.1.4). An image is assigned the class whose text embedding has the largest cosine
+similarity with its image embedding.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dlcv.cli import UserError, existing_dir, existing_file
+from dlcv.clip_eval.loading import ClipModel
+from dlcv.clip_eval.preprocess import encode_image_files
+from dlcv.imageio import list_images
+
+DEFAULT_TEMPLATE = "A photo of {label}."
+#: The 18 CIFAR-10/100 prompt templates of the CLIP paper's released prompt list.
+CIFAR_TEMPLATES = (
+    "a photo of a {label}.",
+    "a blurry photo of a {label}.",
+    "a black and white photo of a {label}.",
+    "a low contrast photo of a {label}.",
+    "a high contrast photo of a {label}.",
+    "a bad photo of a {label}.",
+    "a good photo of a {label}.",
+    "a photo of a small {label}.",
+    "a photo of a big {label}.",
+    "a photo of the {label}.",
+    "a blurry photo of the {label}.",
+    "a black and white photo of the {label}.",
+    "a low contrast photo of the {label}.",
+    "a high contrast photo of the {label}.",
+    "a bad photo of the {label}.",
+    "a good photo of the {label}.",
+    "a photo of the small {label}.",
+    "a photo of the big {label}.",
+)
+_FILE_NAME = re.compile(r"^(\d+)_([^.]+)$")
+
+
+@dataclass
+class ZeroShotData:
+    """The files of ``val/``, their class ids, and every class id -> label of ``id2label.json``."""
+
+    files: list[Path]
+    targets: list[int]
+    id2label: dict[int, str]
+
+
+@dataclass
+class ZeroShotResult:
+    """Per-file predictions: ``predicted[i]`` is a class id; ``confidence`` its softmax probability."""
+
+    files: list[Path]
+    targets: list[int]
+    predicted: list[int]
+    confidence: list[float]
+
+    @property
+    def correct(self) -> list[bool]:
+        return [t == p for t, p in zip(self.targets, self.predicted, strict=True)]
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.correct) / len(self.targets)
+
+
+def read_id2label(path: str | Path) -> dict[int, str]:
+    """``id2label.json`` as ``{int id: label}``; keys may be "0" strings or ints, or a list."""
+    path = existing_file(path, "id2label.json")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    if isinstance(raw, list):
+        raw = dict(enumerate(raw))
+    if not isinstance(raw, dict) or not raw:
+        raise UserError(f"{path}: expected a non-empty mapping of class id to label")
+    out: dict[int, str] = {}
+    for key, label in raw.items():
+        try:
+            class_id = int(key)
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: class id {key!r} is not an integer") from None
+        if not isinstance(label, str) or not label.strip():
+            raise UserError(f"{path}: label of class {key!r} must be a non-empty string")
+        out[class_id] = label
+    return dict(sorted(out.items()))
+
+
+def read_zeroshot_folder(root: str | Path) -> ZeroShotData:
+    """Read ``root/val/{class_id}_{image_id}.png`` and ``root/id2label.json``, checking both."""
+    root = existing_dir(root, "zero-shot data folder")
+    id2label = read_id2label(root / "id2label.json")
+    val = existing_dir(root / "val", "image folder")
+    files = list_images(val)
+    if not files:
+        raise UserError(f"{val}: no images (expected val/{{class_id}}_{{image_id}}.png files)")
+    targets = []
+    for path in files:
+        match = _FILE_NAME.match(path.stem)
+        if match is None:
+            raise UserError(f"{path}: file name is not {{class_id}}_{{image_id}}.png")
+        class_id = int(match.group(1))
+        if class_id not in id2label:
+            raise UserError(f"{path}: class id {class_id} is not in {root / 'id2label.json'}")
+        targets.append(class_id)
+    return ZeroShotData(files, targets, id2label)
+
+
+def label_text(label: str, clean: bool) -> str:
+    """The label as it goes into a prompt: as given, or with underscores read as spaces."""
+    return " ".join(label.replace("_", " ").split()) if clean else label
+
+
+def fill_template(template: str, text: str) -> str:
+    """Put ``text`` where the template has ``{label}`` (or ``{}``)."""
+    if "{label}" not in template and "{}" not in template:
+        raise UserError(f"prompt template {template!r} has no {{label}} placeholder")
+    return template.replace("{label}", text).replace("{}", text)
+
+
+def text_classifier(
+    clip: ClipModel, labels: Sequence[str], templates: Sequence[str], clean: bool = False
+) -> torch.Tensor:
+    """Unit-norm class embeddings ``(C, D)``: per class, the mean of its templates' embeddings.
+
+    Every template is encoded for all classes at once; the average of the unit-norm
+    embeddings is renormalised (prompt ensembling, CLIP paper Sec. 3.1.4). Computed once.
+    """
+    if not templates:
+        raise UserError("no prompt templates given")
+    total = None
+    for template in templates:
+        prompts = [fill_template(template, label_text(label, clean)) for label in labels]
+        embeddings = clip.encode_texts(prompts)
+        total = embeddings if total is None else total + embeddings
+    return torch.nn.functional.normalize(total, dim=-1)
+
+
+def classify(
+    image_features: torch.Tensor, classifier: torch.Tensor, logit_scale: float = 100.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row index of the most similar class per image, and its softmax probability."""
+    logits = logit_scale * image_features.float() @ classifier.float().t()
+    probs = logits.softmax(dim=-1)
+    confidence, index = probs.max(dim=-1)
+    return index, confidence
+
+
+def run_zeroshot(
+    clip: ClipModel,
+    data: ZeroShotData,
+    templates: Sequence[str] = (DEFAULT_TEMPLATE,),
+    clean_labels: bool = False,
+    batch_size: int = 256,
+    workers: int = 0,
+) -> ZeroShotResult:
+    """Classify every file of ``data`` among all classes of its ``id2label``."""
+    class_ids = list(data.id2label)
+    classifier = text_classifier(clip, [data.id2label[i] for i in class_ids], templates, clean_labels)
+    features = encode_image_files(clip, data.files, batch_size, workers, desc="encoding images")
+    index, confidence = classify(features, classifier, clip.logit_scale)
+    predicted = [class_ids[i] for i in index.tolist()]
+    return ZeroShotResult(list(data.files), list(data.targets), predicted, confidence.tolist())
+
+
+def pick_cases(correct: Sequence[bool], k: int = 5, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Up to ``k`` indices of right and ``k`` of wrong predictions, drawn with ``seed``, sorted."""
+    rng = random.Random(seed)
+    right = [i for i, ok in enumerate(correct) if ok]
+    wrong = [i for i, ok in enumerate(correct) if not ok]
+    return sorted(rng.sample(right, min(k, len(right)))), sorted(
+        rng.sample(wrong, min(k, len(wrong)))
+    )
+
+
+def write_predictions_csv(result: ZeroShotResult, id2label: dict[int, str], path: Path) -> Path:
+    """One row per file: file, class id, label, predicted id, predicted label, correct, confidence."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["file", "class_id", "label", "pred_id", "pred_label", "correct", "confidence"]
+        )
+        for file, t, p, c in zip(
+            result.files, result.targets, result.predicted, result.confidence, strict=True
+        ):
+            writer.writerow([file.name, t, id2label[t], p, id2label[p], int(t == p), f"{c:.4f}"])
+    return path

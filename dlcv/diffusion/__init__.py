@@ -1,0 +1,33 @@
+"""The diffusion math, in one place: noise schedules, samplers, guidance, interpolation.
+
+Models are seen through one signature, ``eps_fn(x_t, t) -> eps``: a callable that
+predicts the noise in ``x_t`` at integer timesteps ``t`` (a ``(B,)`` long tensor).
+Class or text conditioning is bound into ``eps_fn`` by
+:func:`dlcv.diffusion.guidance.classifier_free_guidance`.
+"""
+
+from dlcv.diffusion.guidance import classifier_free_guidance
+from dlcv.diffusion.interpolation import lerp, slerp
+from dlcv.diffusion.samplers import (
+    Capture,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_step,
+)
+from dlcv.diffusion.schedule import NoiseSchedule, epsilon_loss
+
+__all__ = [
+    "Capture",
+    "NoiseSchedule",
+    "classifier_free_guidance",
+    "ddim_sample",
+    "ddim_step",
+    "ddim_timesteps",
+    "ddpm_sample",
+    "ddpm_step",
+    "epsilon_loss",
+    "lerp",
+    "slerp",
+]

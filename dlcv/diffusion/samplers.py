@@ -1,0 +1,203 @@
+"""Samplers as plain functions: DDPM ancestral sampling and DDIM.
+
+Each step is written once, as a function of the current sample, the predicted
+noise and the schedule's coefficients; each ``*_sample`` loop only walks the
+timesteps, calls the model through ``eps_fn(x_t, t)`` and hands the result to
+its step. Coefficients are Python floats taken from the float64 schedule, so the
+loop adds no device work beyond the network and a few fused multiply-adds.
+
+Timesteps are 0-based indices into the schedule (``0 .. T-1``); the papers'
+``x_t`` with ``t = 1 .. T`` is the sample entering our step ``t - 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from dlcv.diffusion.schedule import NoiseSchedule
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, torch.Tensor], None]
+"""``callback(t, x)``: ``x`` is the sample entering the step at timestep ``t``;
+after the last step it is called once more with ``t = -1`` and the final sample."""
+
+
+def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn on the generator's device."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
+
+
+def _predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, clip_x0: bool) -> torch.Tensor:
+    """``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` (Ho et al. 2020, Eq. 15),
+    optionally clamped to the data range ``[-1, 1]``."""
+    x0 = (x_t - (1.0 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
+    return x0.clamp(-1.0, 1.0) if clip_x0 else x0
+
+
+def ddpm_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    t: int,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor | None = None,
+    clip_x0: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ancestral step ``x_t -> x_{t-1}`` of DDPM; returns ``(x_prev, x0_pred)``.
+
+    Samples the posterior ``q(x_{t-1} | x_t, x_0)`` at the predicted ``x_0``
+    (Ho et al. 2020, Eqs. 6-7): mean
+    ``sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0``
+    ``+ sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t``
+    and variance ``beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t``. Without
+    clipping this equals Algorithm 2 with ``sigma_t^2 = beta~_t``. No noise is
+    added at ``t = 0``.
+    """
+    abar_t = float(schedule.alphas_cumprod[t])
+    abar_prev = float(schedule.alphas_cumprod[t - 1]) if t > 0 else 1.0
+    beta_t = 1.0 - abar_t / abar_prev
+    x0 = _predict_x0(x_t, eps, abar_t, clip_x0)
+    coef_x0 = abar_prev**0.5 * beta_t / (1.0 - abar_t)
+    coef_xt = (1.0 - beta_t) ** 0.5 * (1.0 - abar_prev) / (1.0 - abar_t)
+    x_prev = coef_x0 * x0 + coef_xt * x_t
+    if t > 0:
+        if noise is None:
+            raise ValueError("ddpm_step needs noise for t > 0")
+        variance = max((1.0 - abar_prev) / (1.0 - abar_t) * beta_t, 1e-20)
+        x_prev = x_prev + variance**0.5 * noise
+    return x_prev, x0
+
+
+def ddpm_sample(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    schedule: NoiseSchedule,
+    generator: torch.Generator | None = None,
+    clip_x0: bool = True,
+    callback: StepCallback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Run DDPM's reverse process from ``x = x_T`` through every timestep ``T-1 .. 0``."""
+    steps = range(schedule.num_train_timesteps - 1, -1, -1)
+    for t in tqdm(steps, desc="DDPM", disable=not progress, leave=False):
+        if callback is not None:
+            callback(t, x)
+        eps = eps_fn(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
+        noise = _randn_like(x, generator) if t > 0 else None
+        x, _ = ddpm_step(x, eps.to(x.dtype), t, schedule, noise, clip_x0)
+    if callback is not None:
+        callback(-1, x)
+    return x
+
+
+def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000, offset: int = 1) -> list[int]:
+    """Uniformly spaced DDIM timesteps, descending: ``k * (T // num_steps) + offset``.
+
+    With 50 of 1000 steps and ``offset=1`` this is ``981, 961, ..., 1``: the
+    course's convention and Stable Diffusion v1's (diffusers'
+    ``timestep_spacing="leading"`` with ``steps_offset=1``).
+    """
+    if not 0 < num_steps <= num_train_timesteps:
+        raise ValueError(f"num_steps must be in 1..{num_train_timesteps}, got {num_steps}")
+    stride = num_train_timesteps // num_steps
+    steps = [k * stride + offset for k in reversed(range(num_steps))]
+    if steps[0] >= num_train_timesteps:
+        raise ValueError(f"offset {offset} pushes timestep {steps[0]} past {num_train_timesteps - 1}")
+    return steps
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar_t: float,
+    alpha_bar_prev: float,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    clip_x0: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step ``x_t -> x_prev``; returns ``(x_prev, x0_pred)``.
+
+    Song et al., "Denoising Diffusion Implicit Models" (2021), Eq. 12:
+    ``x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z`` with
+    ``sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)``
+    (Eq. 16). ``eta = 0`` is deterministic; ``eta = 1`` is DDPM's posterior
+    variance. When ``clip_x0`` is set, ``x0`` is clamped to ``[-1, 1]`` while
+    ``eps`` stays the model's prediction (as diffusers' DDIMScheduler does).
+    """
+    x0 = _predict_x0(x_t, eps, alpha_bar_t, clip_x0)
+    sigma = 0.0
+    if eta > 0:
+        variance = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)
+        sigma = eta * variance**0.5
+    x_prev = alpha_bar_prev**0.5 * x0 + max(1.0 - alpha_bar_prev - sigma**2, 0.0) ** 0.5 * eps
+    if sigma > 0:
+        if noise is None:
+            raise ValueError("ddim_step needs noise when eta > 0")
+        x_prev = x_prev + sigma * noise
+    return x_prev, x0
+
+
+def ddim_sample(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    schedule: NoiseSchedule,
+    timesteps: Sequence[int] | Iterable[int],
+    eta: float = 0.0,
+    clip_x0: bool = False,
+    final_alpha_cumprod: float | None = None,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Run DDIM from ``x`` through the descending ``timesteps`` (any sequence).
+
+    Each step goes to the next timestep of the sequence; the last one goes to
+    ``final_alpha_cumprod``, which defaults to ``alpha_bar[0]`` (the course's and
+    Stable Diffusion's convention, diffusers' ``set_alpha_to_one=False``); pass
+    ``1.0`` to end exactly at ``x_0``.
+    """
+    timesteps = [int(t) for t in timesteps]
+    if any(a <= b for a, b in zip(timesteps, timesteps[1:], strict=False)):
+        raise ValueError("DDIM timesteps must be strictly descending")
+    abar = schedule.alphas_cumprod
+    final = float(abar[0]) if final_alpha_cumprod is None else float(final_alpha_cumprod)
+    prevs = [float(abar[t]) for t in timesteps[1:]] + [final]
+    batch = x.shape[0]
+    for t, abar_prev in tqdm(
+        list(zip(timesteps, prevs, strict=True)), desc="DDIM", disable=not progress, leave=False
+    ):
+        if callback is not None:
+            callback(t, x)
+        eps = eps_fn(x, torch.full((batch,), t, device=x.device, dtype=torch.long))
+        noise = _randn_like(x, generator) if eta > 0 else None
+        x, _ = ddim_step(x, eps.to(x.dtype), float(abar[t]), abar_prev, eta, noise, clip_x0)
+    if callback is not None:
+        callback(-1, x)
+    return x
+
+
+class Capture:
+    """A sampler callback that keeps copies of the sample at chosen timesteps.
+
+    ``Capture([999, 800, 600])`` used as ``callback=`` fills ``.states`` with
+    ``{t: x_t}`` for those timesteps (the sample entering that step) and
+    ``-1`` for the final sample, on the CPU. Pass ``index`` to keep only some
+    batch elements (e.g. ``index=[0]`` for the first image).
+    """
+
+    def __init__(self, timesteps: Iterable[int], index: Sequence[int] | slice | None = None) -> None:
+        self.timesteps = set(int(t) for t in timesteps) | {-1}
+        self.index = slice(None) if index is None else index
+        self.states: dict[int, torch.Tensor] = {}
+
+    def __call__(self, t: int, x: torch.Tensor) -> None:
+        if t in self.timesteps:
+            self.states[t] = x[self.index].detach().float().cpu().clone()
+
+    def ordered(self) -> list[tuple[int, torch.Tensor]]:
+        """The captured states from the noisiest to the final sample."""
+        return sorted(self.states.items(), key=lambda kv: (kv[0] == -1, -kv[0]))

@@ -1,0 +1,165 @@
+"""Problem 1's generation: guided sampling of chosen classes, the course's output files, figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from dlcv.data.digits import DATASETS, NUM_DIGITS, joint_label
+from dlcv.diffusion import (
+    Capture,
+    NoiseSchedule,
+    classifier_free_guidance,
+    ddim_sample,
+    ddim_timesteps,
+    ddpm_sample,
+)
+from dlcv.diffusion.samplers import EpsFn, StepCallback
+from dlcv.imageio import save_grid, save_png, to_uint8
+from dlcv.models.digit_unet import DigitUNet
+from dlcv.runtime import autocast
+
+SAMPLERS = ("ddim", "ddpm")
+
+
+def guided_eps_fn(model: DigitUNet, labels: torch.Tensor, guidance: float, amp: bool = True) -> EpsFn:
+    """The model conditioned on ``labels`` with classifier-free guidance (one doubled batch)."""
+    null = torch.full_like(labels, model.null_class)
+    eps_fn = classifier_free_guidance(model, labels, null, guidance)
+    device = labels.device
+
+    def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            return eps_fn(x, t).float()
+
+    return run
+
+
+@torch.no_grad()
+def sample_labels(
+    model: DigitUNet,
+    schedule: NoiseSchedule,
+    labels: torch.Tensor,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    guidance: float = 2.0,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 500,
+    noise: torch.Tensor | None = None,
+    callback: StepCallback | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Generate one image per label; returns uint8 ``(N, 3, H, W)`` on the CPU.
+
+    The initial noise is drawn at once on the CPU from ``seed`` (or given), so
+    results do not depend on the device or the batch size; ``callback`` sees only
+    the first batch.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}")
+    device = next(model.parameters()).device
+    size, channels = model.config.image_size, model.config.in_channels
+    generator = torch.Generator().manual_seed(seed)
+    if noise is None:
+        noise = torch.randn(len(labels), channels, size, size, generator=generator)
+    out = []
+    batches = range(0, len(labels), batch_size)
+    for start in tqdm(batches, desc=f"{sampler.upper()} x{len(labels)}", disable=not progress):
+        y = labels[start : start + batch_size].to(device)
+        x = noise[start : start + batch_size].to(device)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        eps_fn = guided_eps_fn(model, y, guidance)
+        hook = callback if start == 0 else None
+        if sampler == "ddim":
+            timesteps = ddim_timesteps(steps, schedule.num_train_timesteps)
+            x = ddim_sample(eps_fn, x, schedule, timesteps, eta, True, None, generator, hook)
+        else:
+            x = ddpm_sample(eps_fn, x, schedule, generator, True, hook)
+        out.append(to_uint8(x).cpu())
+    return torch.cat(out)
+
+
+def course_labels(n_per_digit: int) -> torch.Tensor:
+    """Joint labels in output order: dataset, then digit 0-9, ``n_per_digit`` of each."""
+    return torch.tensor(
+        [joint_label(d, digit) for d in range(len(DATASETS)) for digit in range(NUM_DIGITS)]
+    ).repeat_interleave(n_per_digit)
+
+
+def write_course_outputs(images: torch.Tensor, out_dir: str | Path, n_per_digit: int) -> list[Path]:
+    """Write images ordered as :func:`course_labels` to ``OUT/{mnistm,svhn}/{digit}_{idx:03d}.png``."""
+    out_dir, paths = Path(out_dir), []
+    for i, image in enumerate(images):
+        label, idx = divmod(i, n_per_digit)
+        domain, digit = divmod(label, NUM_DIGITS)
+        paths.append(save_png(image, out_dir / DATASETS[domain] / f"{digit}_{idx + 1:03d}.png"))
+    return paths
+
+
+def reverse_timesteps(sampler: str, steps: int, schedule: NoiseSchedule, frames: int = 6) -> list[int]:
+    """``frames`` timesteps spread over a run, the start noise first and the result (-1) last."""
+    visited = (
+        ddim_timesteps(steps, schedule.num_train_timesteps)
+        if sampler == "ddim"
+        else list(range(schedule.num_train_timesteps - 1, -1, -1))
+    )
+    picks = [visited[round(i * (len(visited) - 1) / (frames - 2))] for i in range(frames - 1)]
+    return picks + [-1]
+
+
+def write_report_figures(
+    model: DigitUNet,
+    schedule: NoiseSchedule,
+    out_dir: str | Path,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    guidance: float = 2.0,
+    seed: int = 0,
+    scale: int = 4,
+    progress: bool = True,
+) -> list[Path]:
+    """The report's figures, for each dataset: a 10x10 grid (rows digits 0-9, columns
+    different noises) and the reverse process of its first "0" at 6 timesteps."""
+    out_dir, written = Path(out_dir), []
+    frames = reverse_timesteps(sampler, steps, schedule)
+    for domain, name in enumerate(DATASETS):
+        labels = torch.tensor([joint_label(domain, d) for d in range(NUM_DIGITS)]).repeat_interleave(10)
+        capture = Capture(frames, index=[0])
+        images = sample_labels(
+            model, schedule, labels, sampler=sampler, steps=steps, guidance=guidance,
+            seed=seed + domain, batch_size=len(labels), callback=capture, progress=progress,
+        )  # fmt: skip
+        written.append(save_grid(_upscale(images, scale), out_dir / f"{name}_grid.png", nrow=10))
+        strip = torch.cat([to_uint8(x) for _, x in capture.ordered()])
+        written.append(
+            save_grid(_upscale(strip, scale), out_dir / f"{name}_reverse_process.png", nrow=len(strip))
+        )
+    return written
+
+
+def _upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
+    return images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3) if scale > 1 else images
+
+
+def sample_course_set(
+    model: DigitUNet, schedule: NoiseSchedule, n_per_digit: int = 50, **kwargs
+) -> torch.Tensor:
+    """All 20 classes x ``n_per_digit`` images in :func:`course_labels` order."""
+    return sample_labels(model, schedule, course_labels(n_per_digit), **kwargs)
+
+
+__all__: Sequence[str] = [
+    "course_labels",
+    "guided_eps_fn",
+    "sample_course_set",
+    "sample_labels",
+    "write_course_outputs",
+    "write_report_figures",
+]

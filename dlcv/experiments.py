@@ -1,0 +1,308 @@
+"""DDIM experiments over any noise-prediction model: batched runs, the eta grid, interpolation.
+
+Everything here sees the model through an *eps factory*: ``make_eps_fn(index)``
+returns the ``eps_fn(x_t, t)`` for a batch whose rows are the items ``index``
+(a CPU long tensor) of the job. An unconditional model ignores ``index``
+(:func:`constant_eps`); a class-conditional one binds those items' labels, e.g.
+``lambda index: guided_eps_fn(model, labels[index].to(device), guidance)``. So the
+face UNet (Problem 2) and the digit model (Problem 1) run through the same code.
+
+The experiments are the report's: the DDIM ``eta`` study (Song et al.,
+"Denoising Diffusion Implicit Models", 2021, Sec. 4 / Eq. 16) and interpolation
+between two initial noises with slerp or lerp (ibid., Sec. 5.3 / Fig. 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm.auto import tqdm
+
+from dlcv.diffusion import (
+    NoiseSchedule,
+    ddim_sample,
+    ddim_timesteps,
+    lerp,
+    slerp,
+)
+from dlcv.diffusion.samplers import EpsFn
+from dlcv.imageio import make_grid, minmax_to_uint8, to_uint8
+
+EpsFactory = Callable[[torch.Tensor], EpsFn]
+ToImage = Callable[[torch.Tensor], torch.Tensor]
+
+ETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+ALPHAS = tuple(round(0.1 * k, 1) for k in range(11))
+INTERPOLATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "slerp": slerp,
+    "lerp": lerp,
+}
+
+
+def constant_eps(eps_fn: EpsFn) -> EpsFactory:
+    """The factory of an unconditional model: every batch gets the same ``eps_fn``."""
+    return lambda index: eps_fn
+
+
+def run_ddim(
+    make_eps_fn: EpsFactory,
+    noises: torch.Tensor,
+    schedule: NoiseSchedule | None = None,
+    *,
+    eta: float = 0.0,
+    num_steps: int = 50,
+    clip_x0: bool = True,
+    batch_size: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> torch.Tensor:
+    """Denoise every noise in ``noises`` ``(N, C, H, W)`` with the core's DDIM; float, on the CPU.
+
+    The defaults are the course's Problem 2 convention: the linear schedule,
+    50 steps ``981, 961, ..., 1``, the last step to ``alpha_bar[0]``, ``x0``
+    clamped to ``[-1, 1]``. Items run ``batch_size`` at a time (all at once by
+    default). For ``eta > 0`` the stochastic noise comes from one CPU generator
+    seeded with ``seed`` for the whole run, so results repeat on any device for
+    the same batch size.
+    """
+    schedule = schedule or NoiseSchedule.linear()
+    timesteps = ddim_timesteps(num_steps, schedule.num_train_timesteps)
+    n = noises.shape[0]
+    size = n if not batch_size else max(1, min(batch_size, n))
+    generator = torch.Generator().manual_seed(seed) if eta > 0 else None
+    outputs = []
+    starts = range(0, n, size)
+    for start in tqdm(starts, desc="batches", disable=not progress or len(starts) < 2, leave=False):
+        index = torch.arange(start, min(start + size, n))
+        x = noises[index].to(device=device, dtype=torch.float32)
+        eps_fn = make_eps_fn(index)
+        with torch.no_grad():
+            out = ddim_sample(
+                eps_fn,
+                x,
+                schedule,
+                timesteps,
+                eta=eta,
+                clip_x0=clip_x0,
+                generator=generator,
+                progress=progress,
+            )
+        outputs.append(out.float().cpu())
+    return torch.cat(outputs)
+
+
+def eta_grid(
+    make_eps_fn: EpsFactory,
+    noises: torch.Tensor,
+    schedule: NoiseSchedule | None = None,
+    etas: Sequence[float] = ETAS,
+    *,
+    seed: int = 0,
+    to_image: ToImage = minmax_to_uint8,
+    **ddim: Any,
+) -> torch.Tensor:
+    """DDIM of the same ``noises`` under each ``eta``: uint8 ``(len(etas), N, C, H, W)``.
+
+    Every row reuses the generator seed, so rows differ only by ``eta`` (the
+    scale of the injected noise), not by a new draw.
+    """
+    rows = [run_ddim(make_eps_fn, noises, schedule, eta=eta, seed=seed, **ddim) for eta in etas]
+    return torch.stack([to_image(row) for row in rows])
+
+
+def interpolation_noises(
+    x0: torch.Tensor, x1: torch.Tensor, alphas: Sequence[float] = ALPHAS, method: str = "slerp"
+) -> torch.Tensor:
+    """``method(x0, x1, alpha)`` for each alpha, stacked: ``(len(alphas), *x0.shape)``."""
+    try:
+        mix = INTERPOLATIONS[method]
+    except KeyError:
+        choices = ", ".join(INTERPOLATIONS)
+        raise ValueError(f"unknown interpolation {method!r}; choose from {choices}") from None
+    return torch.stack([mix(x0, x1, float(a)) for a in alphas])
+
+
+def interpolation_strip(
+    make_eps_fn: EpsFactory,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    schedule: NoiseSchedule | None = None,
+    alphas: Sequence[float] = ALPHAS,
+    method: str = "slerp",
+    *,
+    to_image: ToImage = minmax_to_uint8,
+    **ddim: Any,
+) -> torch.Tensor:
+    """Deterministic DDIM (eta 0) of the noises between ``x0`` and ``x1`` ``(C, H, W)``: uint8
+    ``(len(alphas), C, H, W)``."""
+    noises = interpolation_noises(x0, x1, alphas, method)
+    return to_image(run_ddim(make_eps_fn, noises, schedule, eta=0.0, **ddim))
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default()
+
+
+def labeled_grid(
+    images: torch.Tensor,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    *,
+    min_cell: int = 64,
+    padding: int = 2,
+) -> Image.Image:
+    """Tile uint8 ``(R, C, ch, H, W)`` into one RGB picture with row and column labels.
+
+    Cells smaller than ``min_cell`` pixels are enlarged by an integer factor
+    (nearest neighbour) so labels stay legible next to 28x28 digits.
+    """
+    rows, cols, _, h, w = images.shape
+    scale = max(1, -(-min_cell // min(h, w)))
+    flat = images.reshape(rows * cols, *images.shape[2:])
+    if scale > 1:
+        flat = flat.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    if flat.shape[1] == 1:
+        flat = flat.expand(-1, 3, -1, -1)
+    grid = Image.fromarray(make_grid(flat, cols, padding).permute(1, 2, 0).contiguous().numpy())
+    font = _font()
+    probe = ImageDraw.Draw(grid)
+
+    def text_size(text: str) -> tuple[int, int]:
+        left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
+        return right - left, bottom - top
+
+    left = max((text_size(s)[0] for s in row_labels), default=0) + 8 if row_labels else 0
+    top = max((text_size(s)[1] for s in col_labels), default=0) + 8 if col_labels else 0
+    canvas = Image.new("RGB", (grid.width + left, grid.height + top), "white")
+    canvas.paste(grid, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    cell_h, cell_w = h * scale + padding, w * scale + padding
+    for r, label in enumerate(row_labels or []):
+        tw, th = text_size(label)
+        y = top + padding + r * cell_h + (h * scale - th) // 2
+        draw.text((left - tw - 4, y), label, fill="black", font=font)
+    for c, label in enumerate(col_labels or []):
+        tw, _ = text_size(label)
+        x = left + padding + c * cell_w + (w * scale - tw) // 2
+        draw.text((x, 2), label, fill="black", font=font)
+    return canvas
+
+
+def save_labeled_grid(
+    images: torch.Tensor,
+    path: str | Path,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Write :func:`labeled_grid` as PNG (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labeled_grid(images, row_labels, col_labels, **kwargs).save(path)
+    return path
+
+
+def save_eta_grid(
+    images: torch.Tensor,
+    path: str | Path,
+    etas: Sequence[float] = ETAS,
+    names: Sequence[str] | None = None,
+) -> Path:
+    """The eta study as one figure: rows ``eta = ...``, columns the noises (``names``)."""
+    cols = list(names) if names is not None else [str(i) for i in range(images.shape[1])]
+    return save_labeled_grid(images, path, [f"eta={e:g}" for e in etas], cols)
+
+
+def save_interpolation_strip(
+    images: torch.Tensor, path: str | Path, alphas: Sequence[float] = ALPHAS, method: str = "slerp"
+) -> Path:
+    """One interpolation as a labelled strip: a row named ``method``, columns ``alpha``."""
+    return save_labeled_grid(images[None], path, [method], [f"{a:g}" for a in alphas])
+
+
+@dataclass
+class FigureJob:
+    """What :func:`render_figures` needs from a model: eps factories, noises, a schedule."""
+
+    grid_eps: EpsFactory  # for the eta grid's columns (items of ``grid_noises``)
+    interp_eps: EpsFactory  # for the interpolation strips (items are the alphas)
+    grid_noises: torch.Tensor  # (N, C, H, W), one column each
+    endpoints: tuple[torch.Tensor, torch.Tensor]  # the noises interpolated between, (C, H, W)
+    names: list[str]  # column labels of the eta grid
+    schedule: NoiseSchedule | None = None  # None: the course's linear schedule
+    to_image: ToImage = minmax_to_uint8
+
+
+def render_figures(
+    job: FigureJob,
+    out_dir: str | Path,
+    *,
+    etas: Sequence[float] = ETAS,
+    alphas: Sequence[float] = ALPHAS,
+    seed: int = 0,
+    **ddim: Any,
+) -> list[Path]:
+    """Write ``eta_grid.png``, ``interpolation_slerp.png`` and ``interpolation_lerp.png``."""
+    out_dir = Path(out_dir)
+    grid = eta_grid(
+        job.grid_eps, job.grid_noises, job.schedule, etas, seed=seed, to_image=job.to_image, **ddim
+    )
+    written = [save_eta_grid(grid, out_dir / "eta_grid.png", etas, job.names)]
+    x0, x1 = job.endpoints
+    for method in INTERPOLATIONS:
+        strip = interpolation_strip(
+            job.interp_eps, x0, x1, job.schedule, alphas, method, to_image=job.to_image, **ddim
+        )
+        written.append(
+            save_interpolation_strip(strip, out_dir / f"interpolation_{method}.png", alphas, method)
+        )
+    return written
+
+
+def digit_figure_job(
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    labels: Sequence[int],
+    interp_label: int,
+    guidance: float,
+    seed: int = 0,
+) -> FigureJob:
+    """A :class:`FigureJob` for Problem 1's class-conditional digit model.
+
+    Column ``i`` of the eta grid is conditioned on ``labels[i]``; both
+    interpolation strips on ``interp_label``; classifier-free guidance as in
+    Problem 1 (:func:`dlcv.digit_sampling.guided_eps_fn`). The noises are drawn
+    on the CPU from ``seed``; the first two are the interpolation's endpoints.
+    """
+    from dlcv.digit_sampling import guided_eps_fn
+
+    device = next(model.parameters()).device
+    labels_t = torch.as_tensor(list(labels), dtype=torch.long)
+    size, channels = model.config.image_size, model.config.in_channels
+    noises = torch.randn(
+        len(labels_t), channels, size, size, generator=torch.Generator().manual_seed(seed)
+    )
+
+    def grid_eps(index: torch.Tensor) -> EpsFn:
+        return guided_eps_fn(model, labels_t[index].to(device), guidance)
+
+    def interp_eps(index: torch.Tensor) -> EpsFn:
+        return guided_eps_fn(
+            model, torch.full((len(index),), interp_label, device=device), guidance
+        )
+
+    return FigureJob(
+        grid_eps,
+        interp_eps,
+        noises,
+        (noises[0], noises[1]),
+        [f"class {v}" for v in labels_t.tolist()],
+        schedule,
+        to_uint8,
+    )

@@ -1,0 +1,277 @@
+"""Problem 2 (``hw2_2.sh``): DDIM on the pretrained face UNet, from noise files to PNGs.
+
+The course convention (``specs/course_interface.md``): the linear schedule,
+50 DDIM steps ``981, 961, ..., 1`` with eta 0, the last step to ``alpha_bar[0]``,
+``x0`` clamped to ``[-1, 1]``; each image min-max normalised on its own and
+written as ``<noise stem>.png``. The sampling itself is the core's
+:func:`dlcv.diffusion.ddim_sample`, reached through :func:`dlcv.experiments.run_ddim`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+
+from dlcv.cli import UserError, existing_dir, existing_file
+from dlcv.diffusion import NoiseSchedule
+from dlcv.diffusion.samplers import EpsFn
+from dlcv.experiments import FigureJob, constant_eps, run_ddim
+from dlcv.imageio import minmax_to_uint8, save_png
+from dlcv.models.face_unet import DOWN_FACTOR, FaceUNet, infer_base_channels, state_dict_mismatch
+from dlcv.runtime import autocast, pick_device
+from dlcv.training.checkpoint import load_weights
+
+NUM_STEPS = 50
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+
+
+# ---- inputs ---------------------------------------------------------------------------
+
+
+def _torch_load(path: Path, what: str) -> object:
+    """``torch.load(weights_only=True)`` with every failure turned into one UserError line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{what} {path} cannot be read as a torch file: {first}") from None
+
+
+def load_noise(path: str | Path) -> torch.Tensor:
+    """One noise file: a float tensor ``(1, 3, H, W)`` or ``(3, H, W)``, H and W multiples of 32.
+
+    Returns it as float32 ``(3, H, W)``.
+    """
+    path = existing_file(path, "noise file")
+    noise = _torch_load(path, "noise file")
+    if not isinstance(noise, torch.Tensor):
+        kind = type(noise).__name__
+        raise UserError(f"noise file {path} holds a {kind}, expected a tensor (1, 3, H, W)")
+    shape = tuple(noise.shape)
+    if noise.ndim == 4 and shape[0] == 1:
+        noise = noise[0]
+    if noise.ndim != 3 or noise.shape[0] != 3:
+        raise UserError(f"noise file {path} has shape {shape}, expected (1, 3, H, W) or (3, H, W)")
+    if noise.shape[1] % DOWN_FACTOR or noise.shape[2] % DOWN_FACTOR:
+        raise UserError(
+            f"noise file {path} has shape {shape}: height and width must divide by {DOWN_FACTOR}"
+        )
+    if not noise.is_floating_point():
+        raise UserError(f"noise file {path} holds {noise.dtype} values, expected floating point")
+    noise = noise.float()
+    if not bool(torch.isfinite(noise).all()):
+        raise UserError(f"noise file {path} contains NaN or infinite values")
+    return noise.contiguous()
+
+
+def load_noises(noise_dir: str | Path) -> tuple[list[str], torch.Tensor]:
+    """Every ``*.pt`` in ``noise_dir``, sorted by name: ``(stems, noises (N, 3, H, W))``."""
+    folder = existing_dir(noise_dir, "noise folder")
+    paths = sorted(p for p in folder.glob("*.pt") if p.is_file())
+    if not paths:
+        raise UserError(f"noise folder {folder} contains no .pt files")
+    noises = [load_noise(p) for p in paths]
+    shapes = {tuple(n.shape) for n in noises}
+    if len(shapes) > 1:
+        raise UserError(f"noise files in {folder} differ in shape: {sorted(shapes)}")
+    return [p.stem for p in paths], torch.stack(noises)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A plain state dict from ``.pt`` (``weights_only``) or ``.safetensors``."""
+    path = existing_file(path, "UNet state dict")
+    if path.suffix == ".safetensors":
+        return load_weights(path)[0]
+    state = _torch_load(path, "UNet state dict")
+    if isinstance(state, Mapping) and ("model" in state or "ema" in state) and "step" in state:
+        raise UserError(
+            f"{path} is a training checkpoint, not a UNet state dict: pass the exported unet.pt "
+            "from the same folder"
+        )
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise UserError(f"{path} is not a state dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+def load_face_unet(path: str | Path, device: torch.device | str = "cpu") -> FaceUNet:
+    """A :class:`FaceUNet` of the width stored in ``path``, loaded strictly, in eval mode."""
+    state = read_state_dict(path)
+    try:
+        base = infer_base_channels(state)
+    except KeyError:
+        raise UserError(f"{path} does not fit the face UNet: no 4-D down1.weight") from None
+    with torch.device("meta"):
+        probe = FaceUNet(base)
+    problem = state_dict_mismatch(probe, state)
+    if problem:
+        raise UserError(f"{path} does not fit the face UNet (width {base}): {problem}")
+    model = FaceUNet(base)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+# ---- precision ------------------------------------------------------------------------
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is fp32 on the CPU and tf32 on CUDA (see :func:`precision_context`)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "tf32" if device.type == "cuda" else "fp32"
+    return precision
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device) -> Iterator[None]:
+    """TF32 on or off for CUDA matmuls/convolutions for the duration, restored afterwards.
+
+    ``fp32`` turns TF32 off (exact fp32 everywhere), ``tf32`` and ``bf16`` turn it on
+    (``auto``: see :func:`resolve_precision`); the CPU has no TF32 and is unaffected.
+    """
+    precision = resolve_precision(precision, device)
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    fast = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = fast
+    torch.backends.cudnn.allow_tf32 = fast
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def face_eps_fn(
+    model: torch.nn.Module, precision: str = "fp32", channels_last: bool = False
+) -> EpsFn:
+    """``eps_fn(x, t)`` of the UNet: bf16 autocast when ``precision == "bf16"`` (CUDA or CPU),
+    channels-last inputs when asked; always returns float32."""
+    device = next(model.parameters()).device
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if precision == "bf16":
+            ctx = torch.autocast(device.type, dtype=torch.bfloat16)
+        else:
+            ctx = autocast(device, enabled=False)
+        with ctx:
+            return model(x, t).float()
+
+    return eps_fn
+
+
+# ---- generation -----------------------------------------------------------------------
+
+
+def generate(
+    model: torch.nn.Module,
+    noises: torch.Tensor,
+    *,
+    batch_size: int | None = None,
+    precision: str = "auto",
+    channels_last: bool | None = None,
+    schedule: NoiseSchedule | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Denoise ``noises`` ``(N, 3, H, W)`` under the course convention; float, on the CPU.
+
+    All noises go in one batch unless ``batch_size`` is given; on CUDA an
+    out-of-memory error halves the batch and retries. ``channels_last``
+    defaults to on for CUDA.
+    """
+    device = next(model.parameters()).device
+    precision = resolve_precision(precision, device)
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    make_eps = constant_eps(face_eps_fn(model, precision, channels_last))
+    size = batch_size or noises.shape[0]
+    with precision_context(precision, device):
+        while True:
+            try:
+                return run_ddim(
+                    make_eps,
+                    noises,
+                    schedule,
+                    num_steps=NUM_STEPS,
+                    eta=0.0,
+                    clip_x0=True,
+                    batch_size=size,
+                    device=device,
+                    progress=progress,
+                )
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise UserError("out of GPU memory even at batch size 1") from None
+                size = max(1, size // 2)
+                torch.cuda.empty_cache()
+                print(f"out of memory: retrying with batch size {size}")
+
+
+def write_images(images: torch.Tensor, stems: list[str], out_dir: str | Path) -> list[Path]:
+    """Min-max normalise each image on its own and write ``out_dir/<stem>.png``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"output folder {out_dir} exists and is not a folder")
+    pixels = minmax_to_uint8(images)
+    return [save_png(img, out_dir / f"{stem}.png") for img, stem in zip(pixels, stems, strict=True)]
+
+
+def hw2_2(
+    noise_dir: str | Path,
+    out_dir: str | Path,
+    unet_path: str | Path,
+    *,
+    batch_size: int | None = None,
+    precision: str = "auto",
+    device: str = "auto",
+    progress: bool = True,
+) -> list[Path]:
+    """The whole of ``hw2_2.sh``: load noises and UNet, sample, write PNGs; returns the paths."""
+    stems, noises = load_noises(noise_dir)
+    dev = pick_device(device)
+    resolve_precision(precision, dev)
+    model = load_face_unet(unet_path, dev)
+    images = generate(model, noises, batch_size=batch_size, precision=precision, progress=progress)
+    return write_images(images, stems, out_dir)
+
+
+def face_figure_job(
+    unet_path: str | Path,
+    noise_dir: str | Path,
+    device: torch.device,
+    precision: str = "auto",
+    grid_noises: int = 4,
+) -> FigureJob:
+    """The report figures' :class:`~dlcv.experiments.FigureJob` for the face UNet.
+
+    The first ``grid_noises`` noises (sorted) make the eta grid's columns, the
+    first two are the interpolation's endpoints. Run it inside
+    :func:`precision_context` with the same ``precision``.
+    """
+    stems, noises = load_noises(noise_dir)
+    if len(stems) < grid_noises:
+        raise UserError(
+            f"noise folder {noise_dir}: the eta grid needs {grid_noises} noises, found {len(stems)}"
+        )
+    precision = resolve_precision(precision, device)
+    model = load_face_unet(unet_path, device)
+    factory = constant_eps(face_eps_fn(model, precision, channels_last=device.type == "cuda"))
+    return FigureJob(
+        grid_eps=factory,
+        interp_eps=factory,
+        grid_noises=noises[:grid_noises],
+        endpoints=(noises[0], noises[1]),
+        names=stems[:grid_noises],
+    )

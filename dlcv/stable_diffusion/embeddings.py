@@ -1,0 +1,188 @@
+"""Textual Inversion embeddings: read every common file format, add them to a model.
+
+Textual Inversion (Gal et al., "An Image is Worth One Word", ICLR 2023) learns the
+input embedding of a new placeholder token. Tools save it differently:
+
+* diffusers: ``learned_embeds.safetensors`` / ``.bin``, ``{token: (D,) or (n, D)}``;
+* the paper's EmbeddingManager ``.pt``: ``{"string_to_token": ..., "string_to_param":
+  ParameterDict({token: (n, D)})}``;
+* the AUTOMATIC1111 web UI ``.pt``: ``{"string_to_param": {"*": (n, D)}, "name": ...}``
+  (or ``.safetensors`` with ``emb_params``); the token is the file's stem;
+* a bare tensor ``(n, D)`` saved with ``torch.save`` (the token is given by the caller,
+  else the file's stem).
+
+All are read with :func:`dlcv.stable_diffusion.safe_load.load_tensors` (no code from
+the file runs). A token with ``n > 1`` vectors becomes ``n`` tokens ``tok, tok_1, ..,
+tok_{n-1}`` (diffusers' convention) and prompts are expanded with
+:func:`expand_placeholders`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from dlcv.cli import UserError
+from dlcv.stable_diffusion.safe_load import Stub, load_tensors
+
+EMBEDDING_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _as_matrix(value: Any, token: str, path: Path) -> torch.Tensor:
+    if isinstance(value, Stub) and isinstance(value.args, tuple) and value.args:
+        value = value.args[0]  # a Parameter subclass pickled by reduce
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise UserError(f"{path}: the embedding of {token!r} is not a float tensor")
+    value = value.detach().to("cpu", torch.float32)
+    if value.ndim == 1:
+        value = value[None]
+    if value.ndim != 2 or value.shape[0] < 1:
+        raise UserError(f"{path}: the embedding of {token!r} has shape {tuple(value.shape)}, "
+                        "expected (D,) or (vectors, D)")
+    if not torch.isfinite(value).all():
+        raise UserError(f"{path}: the embedding of {token!r} holds NaN or infinite values")
+    return value.contiguous()
+
+
+def _param_mapping(obj: Any) -> Mapping[str, Any] | None:
+    """The token -> tensor mapping of a ``string_to_param`` entry (dict or ParameterDict)."""
+    if isinstance(obj, Mapping):
+        return obj
+    if isinstance(obj, Stub):  # a pickled torch.nn.ParameterDict (any torch version)
+        state = obj.state if isinstance(obj.state, dict) else {}
+        params = state.get("_parameters")
+        if isinstance(params, Mapping):
+            return params
+        if obj.items:
+            return obj.items
+    if isinstance(obj, torch.nn.ParameterDict):
+        return dict(obj.items())
+    return None
+
+
+def read_embedding_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every embedding in ``path`` as ``{token: (vectors, D) float32}``.
+
+    Nameless embeddings (a bare tensor, A1111's ``"*"``) are named after the file's stem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"embedding file not found: {path}")
+    data = load_tensors(path)
+    stem = path.stem
+    if isinstance(data, torch.Tensor):
+        return {stem: _as_matrix(data, stem, path)}
+    if not isinstance(data, Mapping):
+        raise UserError(f"{path}: not a Textual Inversion embedding (found {type(data).__name__})")
+    if "string_to_param" in data:  # EmbeddingManager or AUTOMATIC1111
+        params = _param_mapping(data["string_to_param"])
+        if not params:
+            raise UserError(f"{path}: 'string_to_param' holds no embeddings")
+        return {
+            (stem if str(tok) == "*" else str(tok)): _as_matrix(value, str(tok), path)
+            for tok, value in params.items()
+        }
+    if set(data) == {"emb_params"}:  # AUTOMATIC1111 .safetensors
+        return {stem: _as_matrix(data["emb_params"], stem, path)}
+    tensors = {str(k): v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise UserError(f"{path}: not a Textual Inversion embedding (no tensors among {list(data)[:5]})")
+    return {tok: _as_matrix(v, tok, path) for tok, v in tensors.items()}
+
+
+def load_embedding(path: str | Path, token: str | None = None) -> tuple[str, torch.Tensor]:
+    """One ``(token, (vectors, D))`` from ``path``.
+
+    With ``token`` given: the embedding stored under that name, or the file's only
+    embedding renamed to it. Without: the file's only embedding.
+    """
+    found = read_embedding_file(path)
+    if token is not None and token in found:
+        return token, found[token]
+    if len(found) == 1:
+        name, value = next(iter(found.items()))
+        return (token or name), value
+    raise UserError(
+        f"{path} holds {len(found)} embeddings ({', '.join(sorted(found))}); "
+        f"name the one to use{'' if token is None else f' (none is called {token!r})'}"
+    )
+
+
+def placeholder_names(token: str, vectors: int) -> list[str]:
+    """The tokenizer entries of a ``vectors``-vector placeholder: ``tok, tok_1, .., tok_{n-1}``."""
+    return [token] + [f"{token}_{i}" for i in range(1, vectors)]
+
+
+def expand_placeholders(text: str, vectors: Mapping[str, int]) -> str:
+    """Write each multi-vector placeholder of ``text`` as its ``n`` tokens."""
+    for token in sorted(vectors, key=len, reverse=True):
+        n = vectors[token]
+        if n > 1:
+            pattern = re.escape(token) + r"(?!_\d)"
+            text = re.sub(pattern, lambda _m, t=token, k=n: " ".join(placeholder_names(t, k)), text)
+    return text
+
+
+def check_new_token(tokenizer: CLIPTokenizer, token: str) -> None:
+    """Refuse a placeholder that the tokenizer already knows as one token."""
+    if not token.strip() or token != token.strip():
+        raise UserError(f"placeholder token {token!r} must be non-empty and have no outer spaces")
+    ids = tokenizer(token, add_special_tokens=False).input_ids
+    if token in tokenizer.get_vocab() or len(ids) == 1:
+        raise UserError(
+            f"placeholder token {token!r} is already in the tokenizer's vocabulary; "
+            "choose a new string such as '<my-concept>'"
+        )
+
+
+def add_embeddings(
+    tokenizer: CLIPTokenizer,
+    text_encoder: CLIPTextModel,
+    embeddings: Mapping[str, torch.Tensor],
+    source: str = "",
+) -> dict[str, list[int]]:
+    """Add placeholder tokens to ``tokenizer`` and their rows to ``text_encoder``.
+
+    Returns ``{token: [ids of its vectors]}``. The text encoder's other rows are left
+    untouched (the table is extended, not re-initialised). Raises :class:`UserError` when a
+    width does not match the text encoder or a token is already in the vocabulary.
+    """
+    table = text_encoder.get_input_embeddings()
+    width = table.weight.shape[1]
+    where = f" from {source}" if source else ""
+    names: dict[str, list[str]] = {}
+    for token, value in embeddings.items():
+        if value.ndim != 2 or value.shape[1] != width:
+            raise UserError(
+                f"embedding {token!r}{where} has width {value.shape[-1]}, but the text encoder expects "
+                f"{width} (SD v1 uses 768; 1024 would be an SD 2.x embedding)"
+            )
+        for name in placeholder_names(token, value.shape[0]):
+            check_new_token(tokenizer, name)
+        names[token] = placeholder_names(token, value.shape[0])
+    all_names = [n for ns in names.values() for n in ns]
+    if len(set(all_names)) != len(all_names):
+        raise UserError(f"embedding tokens{where} collide: {all_names}")
+    if not all_names:
+        return {}
+    tokenizer.add_tokens(all_names)
+    new_size = len(tokenizer)
+    old = table.weight
+    if new_size > old.shape[0]:
+        grown = torch.nn.Embedding(new_size, width, device=old.device, dtype=old.dtype)
+        with torch.no_grad():
+            grown.weight[: old.shape[0]] = old
+        grown.weight.requires_grad_(old.requires_grad)
+        text_encoder.set_input_embeddings(grown)
+        text_encoder.config.vocab_size = new_size
+        table = grown
+    ids = {token: tokenizer.convert_tokens_to_ids(ns) for token, ns in names.items()}
+    with torch.no_grad():
+        for token, value in embeddings.items():
+            table.weight[ids[token]] = value.to(table.weight.device, table.weight.dtype)
+    return ids

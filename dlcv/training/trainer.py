@@ -1,0 +1,255 @@
+"""One training loop for every problem: AdamW, warm-up + cosine, clipping, EMA, bf16, DDP.
+
+Read top to bottom, :func:`train` is the whole story: set up (device, DDP,
+optimiser, schedule, EMA), maybe resume, then for each step draw a batch,
+compute the loss under autocast, step, update the EMA, and now and then log,
+checkpoint (atomically) and write sample figures. What is being learnt stays
+with the caller: a ``loss_fn`` and a ``next_batch`` function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from dlcv.cli import UserError
+from dlcv.runtime import autocast, configure_backends
+from dlcv.training import distributed
+from dlcv.training.checkpoint import load_checkpoint, save_checkpoint
+from dlcv.training.ema import EMA
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings (the model's own settings live with the caller)."""
+
+    out_dir: Path
+    steps: int
+    batch_size: int  # per process and micro-step
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+    ema_decay: float | None = 0.999  # None: no EMA
+    log_every: int = 50
+    sample_every: int = 0  # 0: only at the end
+    ckpt_every: int = 1000  # 0: only at the end
+    seed: int = 0
+    mixed_precision: bool = True  # bf16 autocast on CUDA; the CPU always runs fp32
+    resume: bool = False
+    device: str = "auto"
+    channels_last: bool = True  # CUDA only
+    time_budget: float | None = None  # seconds: shorten the run (and its cosine) to fit
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
+    """Multiplier of the base learning rate: linear warm-up over ``warmup`` steps, then cosine."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors (also inside tuples, lists and dicts) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _fit_time_budget(plan: dict, budget: float, elapsed: float, start: int, done: int) -> None:
+    """Ten steps in, plan as many steps as fit in ``budget`` seconds; past the budget, stop now."""
+    if elapsed >= budget:
+        plan["total"] = done
+    elif done - start == 10:
+        planned = start + int(budget * (done - start) / elapsed)
+        plan["total"] = min(plan["total"], max(done + 1, planned))
+
+
+def _rank_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed + 1_000_003 * rank + 7_919 * step)
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any, torch.Generator], torch.Tensor],
+    next_batch: Callable[[torch.Generator], Any],
+    cfg: TrainConfig,
+    *,
+    params: Iterable[nn.Parameter] | None = None,
+    on_sample: Callable[[nn.Module, int], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+    export: Callable[[nn.Module, Path], None] | None = None,
+    config: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Train ``model`` for ``cfg.steps`` optimiser steps; return the EMA model (or the model).
+
+    ``loss_fn(net, batch, generator)`` gets the (possibly DDP-wrapped) network, a
+    batch already on the device and this process's CPU generator for any
+    randomness; ``next_batch(generator)`` draws a batch. ``export(model, out_dir)``
+    writes the inference artefact from the EMA weights at each checkpoint.
+    ``config`` (plain data) is stored in the checkpoint for the caller.
+    """
+    out_dir = Path(cfg.out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    info = distributed.setup(cfg.device)
+    device = info.device
+    configure_backends(device)
+
+    # ---- set-up -------------------------------------------------------------------
+    model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    trainable = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
+    if not trainable:
+        raise ValueError("nothing to train: no parameter requires grad")
+    optimizer = torch.optim.AdamW(
+        trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
+    plan = {"total": cfg.steps}  # a time budget may shorten the run; the cosine follows
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.warmup_steps, plan["total"], cfg.min_lr_ratio)
+    )
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    net: nn.Module = model
+    if info.enabled:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # ---- resume ---------------------------------------------------------------------
+    start = 0
+    generator = _rank_generator(cfg.seed, info.rank, 0)
+    if cfg.resume:
+        state = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+        if state is None:
+            raise UserError(f"--resume: no checkpoint at {ckpt_path}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        start = int(state["step"])
+        if info.is_main and info.world_size == int(state.get("world_size", 1)):
+            generator.set_state(state["generator"])
+        else:
+            generator = _rank_generator(cfg.seed, info.rank, start)
+    elif ckpt_path.exists():
+        raise UserError(
+            f"{ckpt_path} already exists: pass --resume to continue it, or choose another output folder"
+        )
+    if start >= cfg.steps:
+        raise UserError(f"--resume: the checkpoint is at step {start}, not below --steps {cfg.steps}")
+
+    def save(step: int) -> None:
+        if not info.is_main:
+            return
+        save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "generator": generator.get_state(),
+                "world_size": info.world_size,
+                "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                "config": config or {},
+            },
+            ckpt_path,
+        )
+        if export is not None:
+            export(ema.model if ema is not None else model, out_dir)
+
+    def sample(step: int) -> None:
+        if on_sample is None or not info.is_main:
+            return
+        target = ema.model if ema is not None else model
+        was_training = target.training
+        target.eval()
+        with torch.no_grad(), autocast(device, cfg.mixed_precision):
+            on_sample(target, step)
+        target.train(was_training)
+
+    # ---- loop -------------------------------------------------------------------
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = open(out_dir / METRICS_NAME, "a") if info.is_main else None  # noqa: SIM115
+    model.train()
+    running, count = torch.zeros((), device=device), 0
+    tick, images_since = time.perf_counter(), 0
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not info.is_main, dynamic_ncols=True)
+    began = time.perf_counter()
+    step = start
+    try:
+        while step < plan["total"]:
+            for micro in range(cfg.grad_accum):
+                batch = to_device(next_batch(generator), device)
+                last = micro == cfg.grad_accum - 1
+                sync = contextlib.nullcontext() if (last or not info.enabled) else net.no_sync()
+                with sync:
+                    with autocast(device, cfg.mixed_precision):
+                        loss = loss_fn(net, batch, generator)
+                    (loss / cfg.grad_accum).backward()
+                running += loss.detach().float()
+                count += 1
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            if after_step is not None:
+                after_step()
+            if ema is not None:
+                ema.update(model)
+            done = step = step + 1
+            if cfg.time_budget is not None:
+                _fit_time_budget(plan, cfg.time_budget, time.perf_counter() - began, start, done)
+                plan["total"] = distributed.broadcast_int(plan["total"], info)  # all ranks agree
+                bar.total = plan["total"]
+            images_since += cfg.batch_size * cfg.grad_accum * info.world_size
+            bar.update(1)
+
+            final = done == plan["total"]
+            if done % cfg.log_every == 0 or final:
+                elapsed = time.perf_counter() - tick
+                record = {
+                    "step": done,
+                    "loss": running.item() / count,
+                    "lr": scheduler.get_last_lr()[0],
+                    "images_per_s": images_since / max(elapsed, 1e-9),
+                }
+                bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+                if metrics is not None:
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                running.zero_()
+                count, tick, images_since = 0, time.perf_counter(), 0
+            if final or (cfg.ckpt_every and done % cfg.ckpt_every == 0):
+                save(done)
+            if final or (cfg.sample_every and done % cfg.sample_every == 0):
+                sample(done)
+        distributed.barrier(info)
+    finally:
+        bar.close()
+        if metrics is not None:
+            metrics.close()
+        distributed.cleanup(info)
+    return ema.model if ema is not None else model

@@ -1,0 +1,42 @@
+"""Grade Problem 2: per-image MSE (uint8 RGB, 0-255) of OUT against GT, the mean, PASS/FAIL.
+
+Usage: ``python evaluation/face_mse.py OUT_DIR GT_DIR`` (e.g. ``out hw2_data/face/GT``).
+Images are matched by file name. Exit status 0 when the mean MSE is below the
+pass line, 1 when it is not, 2 on unusable input (missing folder, names or sizes
+that do not match).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dlcv.cli import run
+from dlcv.face_mse import PASS_LINE, compare_folders
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("out_dir", help="folder of generated images (00.png ...)")
+    parser.add_argument("gt_dir", help="folder of ground-truth images with the same names")
+    parser.add_argument(
+        "--pass-line",
+        type=float,
+        default=PASS_LINE,
+        help=f"a mean MSE below this passes (default: the course's {PASS_LINE:g})",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    report = compare_folders(args.out_dir, args.gt_dir, args.pass_line)
+    print("\n".join(report.lines()))
+    if not report.passed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,75 @@
+"""Grade Problem 3 (Textual Inversion) outputs with CLIP, as the course's grader does.
+
+    python evaluation/grade_hw2_3.py --json_path hw2_data/textual_inversion/input.json \
+        --input_dir hw2_data/textual_inversion --output_dir OUT
+
+For each concept key and prompt index p the 25 images of OUT/{key}/{p}/ are scored
+against the reference images input_dir/{key}/ (image score) and prompt_4_clip_eval[p]
+(text score); the top 5 by image + 2.5 x text are averaged and compared to baseline[p].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dlcv.cli import run
+from dlcv.clip_eval.grading import (
+    format_report,
+    grade_textual_inversion,
+    plan_grading,
+    read_input_json,
+    results_to_json,
+)
+from dlcv.clip_eval.loading import CLIP_HELP, PRECISIONS, load_clip
+from dlcv.runtime import configure_backends, pick_device
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Score Problem 3 outputs with CLIP ViT-B/32 and the course's pass rule.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--json_path", required=True,
+                   help="input.json with prompt_4_clip_eval and baseline per concept key")
+    p.add_argument("--input_dir", required=True,
+                   help="folder holding the reference images of each concept in {key}/ "
+                   "(hw2_data/textual_inversion)")
+    p.add_argument("--output_dir", required=True,
+                   help="the generated images: {key}/{prompt index}/ with exactly 25 images each")
+    p.add_argument("--clip", default=None, help=CLIP_HELP)
+    p.add_argument("--save_json", default=None, metavar="PATH",
+                   help="also write every prompt's scores, margins and pass flag to this JSON file")
+    p.add_argument("--batch_size", type=int, default=32, help="images per CLIP forward pass")
+    p.add_argument("--workers", type=int, default=2,
+                   help="DataLoader processes decoding images (0: in the main process)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda:N")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="model dtype; auto is fp16 on CUDA (as the course's clip.load) and fp32 "
+                   "on the CPU")
+    args = p.parse_args(argv)
+    if args.batch_size < 1 or args.workers < 0:
+        p.error("--batch_size must be >= 1 and --workers >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    plan = plan_grading(read_input_json(args.json_path), args.input_dir, args.output_dir)
+    device = pick_device(args.device)
+    configure_backends(device)
+    clip = load_clip(args.clip, device, args.precision)
+    results = grade_textual_inversion(clip, plan, args.batch_size, args.workers)
+    print(format_report(results))
+    summary = results_to_json(results)
+    if args.save_json:
+        path = Path(args.save_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+    return summary
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,108 @@
+"""The samplers, step by step, against diffusers' schedulers as oracles."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from dlcv.diffusion.samplers import Capture, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from dlcv.diffusion.schedule import NoiseSchedule
+
+SCHEDULE = NoiseSchedule.linear()
+
+
+def toy_eps(x, t):
+    """A deterministic stand-in for a network: depends on x and t."""
+    return torch.tanh(x * 0.7 + t.float().view(-1, 1, 1, 1) / 1000.0)
+
+
+def course_ddim():
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=1e-4,
+        beta_end=2e-2,
+        beta_schedule="linear",
+        clip_sample=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+
+
+def test_ddim_timesteps_follow_the_course_convention():
+    steps = ddim_timesteps(50)
+    assert steps[0] == 981 and steps[-1] == 1 and len(steps) == 50
+    assert all(a - b == 20 for a, b in zip(steps, steps[1:]))
+    ref = course_ddim()
+    ref.set_timesteps(50)
+    assert steps == ref.timesteps.tolist()
+    with pytest.raises(ValueError):
+        ddim_timesteps(1000, offset=1)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_ddim_steps_equal_diffusers(eta):
+    ref = course_ddim()
+    ref.set_timesteps(50)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    x_ref = x.clone()
+    abar = SCHEDULE.alphas_cumprod
+    steps = ddim_timesteps(50)
+    for i, t in enumerate(steps):
+        noise = torch.randn(x.shape, generator=g)
+        eps = toy_eps(x, torch.full((2,), t))
+        prev = float(abar[steps[i + 1]]) if i + 1 < len(steps) else float(abar[0])
+        x, _ = ddim_step(x, eps, float(abar[t]), prev, eta, noise, clip_x0=True)
+        out = ref.step(toy_eps(x_ref, torch.full((2,), t)), t, x_ref, eta=eta, variance_noise=noise)
+        x_ref = out.prev_sample
+        torch.testing.assert_close(x, x_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_ddim_sample_equals_the_diffusers_loop():
+    ref = course_ddim()
+    ref.set_timesteps(50)
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    x_ref = x.clone()
+    for t in ref.timesteps:
+        x_ref = ref.step(toy_eps(x_ref, t.expand(3)), t, x_ref).prev_sample
+    ours = ddim_sample(toy_eps, x, SCHEDULE, ddim_timesteps(50), clip_x0=True)
+    torch.testing.assert_close(ours, x_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_ddim_final_alpha_one_ends_at_predicted_x0():
+    x = torch.randn(1, 3, 4, 4)
+    out = ddim_sample(toy_eps, x, SCHEDULE, [500], final_alpha_cumprod=1.0)
+    abar = float(SCHEDULE.alphas_cumprod[500])
+    x0 = (x - (1 - abar) ** 0.5 * toy_eps(x, torch.tensor([500]))) / abar**0.5
+    torch.testing.assert_close(out, x0)
+
+
+def test_ddim_rejects_unordered_timesteps():
+    with pytest.raises(ValueError):
+        ddim_sample(toy_eps, torch.zeros(1, 1, 2, 2), SCHEDULE, [1, 21])
+
+
+def test_ddpm_steps_equal_diffusers():
+    # diffusers keeps its schedule in float32 (cumprod error ~1e-5 near t=999), ours in float64
+    ref = DDPMScheduler(beta_schedule="linear", beta_start=1e-4, beta_end=2e-2, clip_sample=True)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    for t in [999, 998, 500, 37, 1, 0]:
+        eps = toy_eps(x, torch.full((2,), t))
+        # diffusers draws its noise from the generator it is given: draw the same here
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(100 + t))
+        ours, _ = ddpm_step(x, eps, t, SCHEDULE, noise if t > 0 else None, clip_x0=True)
+        theirs = ref.step(eps, t, x, generator=torch.Generator().manual_seed(100 + t)).prev_sample
+        torch.testing.assert_close(ours, theirs, rtol=2e-4, atol=2e-4)
+        x = ours
+
+
+def test_ddpm_sample_is_seeded_and_captures_states():
+    small = NoiseSchedule.linear(num_train_timesteps=20, beta_end=0.2)
+    x = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    cap = Capture([19, 10, 0], index=[0])
+    a = ddpm_sample(toy_eps, x, small, generator=torch.Generator().manual_seed(5), callback=cap)
+    b = ddpm_sample(toy_eps, x, small, generator=torch.Generator().manual_seed(5))
+    c = ddpm_sample(toy_eps, x, small, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert [t for t, _ in cap.ordered()] == [19, 10, 0, -1]
+    assert torch.equal(cap.states[19], x[[0]]) and torch.equal(cap.states[-1], a[[0]])
