@@ -23,7 +23,8 @@ from dlcv.training.checkpoint import load_weights, save_weights
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRESETS = ("default", "demo", "tiny")
 MODEL_FILE = "model.safetensors"
-DEFAULT_CKPT = Path("checkpoints/pb1") / MODEL_FILE
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (the package is installed editable)
+DEFAULT_CKPT = REPO_ROOT / "checkpoints" / "pb1" / MODEL_FILE
 CKPT_ENV = "PB1_CKPT"
 
 
@@ -62,7 +63,7 @@ def export_model(model: DigitUNet, out_dir: Path, cfg: DictConfig | dict[str, An
 
 
 def resolve_checkpoint(ckpt: str | Path | None) -> Path:
-    """``--ckpt``, else ``$PB1_CKPT``, else ``checkpoints/pb1/model.safetensors``; must exist."""
+    """``--ckpt``, else ``$PB1_CKPT``, else the checkout's ``checkpoints/pb1/model.safetensors``."""
     chosen = ckpt or os.environ.get(CKPT_ENV) or DEFAULT_CKPT
     path = Path(chosen)
     if path.is_dir():

@@ -63,14 +63,14 @@ class StableDiffusion:
         return next(self.unet.parameters()).dtype
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> StableDiffusion:
-        with _quiet_diffusers():
+        with quiet_diffusers():
             for net in (self.unet, self.vae, self.text_encoder):
                 net.to(device=device, dtype=dtype)
         return self
 
 
 @contextmanager
-def _quiet_diffusers():
+def quiet_diffusers():
     """Silence diffusers' conversion chatter (EMA notes, deprecations) while converting."""
     log = logging.getLogger("diffusers")
     level = log.level
@@ -131,11 +131,18 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
     model.load_state_dict(state, strict=True, assign=assign)
 
 
-def _convert(state: dict[str, torch.Tensor], config: SDConfig) -> tuple[dict, dict, dict]:
-    with _quiet_diffusers():
-        unet = convert_ldm_unet_checkpoint(state, dict(config.unet), extract_ema=True)
-        vae = convert_ldm_vae_checkpoint(state, dict(config.vae))
-        text = convert_ldm_clip_checkpoint(state)
+def _convert(state: dict[str, torch.Tensor], config: SDConfig, path: Path) -> tuple[dict, dict, dict]:
+    """diffusers' own CompVis -> diffusers key conversion of the three networks."""
+    try:
+        with quiet_diffusers():
+            unet = convert_ldm_unet_checkpoint(state, dict(config.unet), extract_ema=True)
+            vae = convert_ldm_vae_checkpoint(state, dict(config.vae))
+            text = convert_ldm_clip_checkpoint(state)
+    except (KeyError, IndexError, ValueError, RuntimeError) as err:
+        raise UserError(
+            f"{path}: the weights do not fit the configured Stable Diffusion architecture "
+            f"({type(err).__name__}: {str(err)[:120]}); pass --model-config for another architecture"
+        ) from None
     return unet, vae, text
 
 
@@ -173,7 +180,7 @@ def load_from_checkpoint(
     device = torch.device(device)
     state = _unwrap_state_dict(load_tensors(path), path)
     check_sd_v1(state, path)
-    unet_sd, vae_sd, text_sd = _convert(state, config)
+    unet_sd, vae_sd, text_sd = _convert(state, config, path)
     del state
 
     with torch.device("meta"):

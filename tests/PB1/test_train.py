@@ -1,0 +1,46 @@
+import json
+
+import torch
+
+from dlcv.digit_model import load_model
+from dlcv.training.checkpoint import load_checkpoint
+
+from ..conftest import run_script
+
+
+def test_training_writes_a_resumable_checkpoint_and_a_loadable_model(tiny_pb1_model, digits_root):
+    out = tiny_pb1_model.parent
+    model, cfg = load_model(tiny_pb1_model)
+    assert cfg["model"]["base_channels"] == 16 and cfg["sample"]["steps"] == 5
+    assert (out / "samples" / "step_0000004.png").is_file()
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["step"] == 4 and state["config"]["train"]["steps"] == 4
+
+    before = tiny_pb1_model.read_bytes()
+    refused = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(out), "--config", "tiny",
+                         "--steps", "4", "--device", "cpu")  # fmt: skip
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    assert "Traceback" not in refused.stderr and tiny_pb1_model.read_bytes() == before
+
+    resumed = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(out), "--config", "tiny",
+                         "--steps", "6", "--device", "cpu", "--resume")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 6
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 6 and steps == sorted(steps)
+    resumed_model, _ = load_model(tiny_pb1_model)
+    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), resumed_model.parameters()))
+
+
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path, digits_root):
+    cases = [
+        (["--data", str(tmp_path / "nowhere")], "nowhere"),
+        (["--data", str(digits_root), "--config", "nonsense"], "--config"),
+        (["--data", str(digits_root), "--set", "model.no_such_key=1"], "no_such_key"),
+        (["--data", str(digits_root), "--config", "tiny", "--steps", "0"], "positive"),
+    ]
+    for args, needle in cases:
+        result = run_script("PB1/train.py", *args, "--out", str(tmp_path / "o"), "--device", "cpu")
+        assert result.returncode == 2, (args, result.stderr)
+        assert needle in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
