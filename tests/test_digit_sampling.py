@@ -1,0 +1,48 @@
+import torch
+
+from dlcv.diffusion import NoiseSchedule
+from dlcv.digit_model import build_model, load_config
+from dlcv.digit_sampling import (
+    course_labels,
+    guided_eps_fn,
+    reverse_timesteps,
+    sample_labels,
+    write_course_outputs,
+)
+
+
+def test_course_labels_are_dataset_then_digit_blocks():
+    labels = course_labels(3)
+    assert labels.tolist()[:7] == [0, 0, 0, 1, 1, 1, 2]
+    assert labels.tolist()[30:33] == [10, 10, 10] and labels[-1] == 19 and len(labels) == 60
+
+
+def test_course_file_names(tmp_path):
+    images = torch.zeros(40, 3, 28, 28, dtype=torch.uint8)
+    images[2 * 13 + 1] = 255  # svhn digit 3, second image
+    paths = write_course_outputs(images, tmp_path, n_per_digit=2)
+    assert paths[0] == tmp_path / "mnistm" / "0_001.png"
+    assert paths[27] == tmp_path / "svhn" / "3_002.png"
+    assert len({p.name for p in paths}) == 20
+
+
+def test_reverse_timesteps_start_at_noise_and_end_with_the_result():
+    schedule = NoiseSchedule.linear()
+    assert reverse_timesteps("ddim", 50, schedule) == [981, 741, 501, 241, 1, -1]
+    assert reverse_timesteps("ddpm", 0, schedule)[0] == 999
+
+
+def test_guidance_one_equals_the_conditional_model_and_sampling_is_seeded():
+    torch.manual_seed(0)
+    model = build_model(load_config("tiny")).eval()
+    labels = torch.tensor([3, 15])
+    x, t = torch.randn(2, 3, 28, 28), torch.tensor([500, 500])
+    with torch.no_grad():
+        assert torch.allclose(guided_eps_fn(model, labels, 1.0)(x, t), model(x, t, labels), atol=1e-6)
+        guided = guided_eps_fn(model, labels, 3.0)(x, t)
+        uncond = model(x, t, torch.full_like(labels, model.null_class))
+        assert torch.allclose(guided, uncond + 3.0 * (model(x, t, labels) - uncond), atol=1e-5)
+    schedule = NoiseSchedule.linear()
+    a = sample_labels(model, schedule, labels, steps=3, seed=1, progress=False)
+    b = sample_labels(model, schedule, labels, steps=3, seed=1, progress=False)
+    assert a.dtype == torch.uint8 and a.shape == (2, 3, 28, 28) and torch.equal(a, b)
