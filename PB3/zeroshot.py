@@ -14,17 +14,8 @@ import json
 from pathlib import Path
 
 from dlcv.cli import run
-from dlcv.clip_eval.figure import GREEN, RED, captioned_grid
-from dlcv.clip_eval.loading import CLIP_HELP, PRECISIONS, load_clip
-from dlcv.clip_eval.zeroshot import (
-    CIFAR_TEMPLATES,
-    DEFAULT_TEMPLATE,
-    pick_cases,
-    read_zeroshot_folder,
-    run_zeroshot,
-    write_predictions_csv,
-)
-from dlcv.runtime import configure_backends, pick_device
+from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, DEFAULT_TEMPLATE, choose_templates
+from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,13 +53,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    templates = choose_templates(args.template, args.ensemble)
+    # torch, torchvision and transformers are imported only now, so --help answers at once.
+    from dlcv.clip_eval.figure import GREEN, RED, captioned_grid
+    from dlcv.clip_eval.zeroshot import (
+        pick_cases,
+        read_zeroshot_folder,
+        run_zeroshot,
+        write_predictions_csv,
+    )
+    from dlcv.runtime import configure_backends, pick_device
+
     data = read_zeroshot_folder(args.data)
-    templates = list(args.template or [])
-    if args.ensemble:
-        templates += list(CIFAR_TEMPLATES)
-    templates = templates or [DEFAULT_TEMPLATE]
     device = pick_device(args.device)
     configure_backends(device)
+    from dlcv.clip_eval.loading import load_clip
+
     clip = load_clip(args.clip, device, args.precision)
     result = run_zeroshot(clip, data, templates, args.clean_labels, args.batch_size, args.workers)
 

@@ -15,15 +15,7 @@ import json
 from pathlib import Path
 
 from dlcv.cli import run
-from dlcv.clip_eval.grading import (
-    format_report,
-    grade_textual_inversion,
-    plan_grading,
-    read_input_json,
-    results_to_json,
-)
-from dlcv.clip_eval.loading import CLIP_HELP, PRECISIONS, load_clip
-from dlcv.runtime import configure_backends, pick_device
+from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,10 +48,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    # torch is imported only now (so --help answers at once), transformers once every folder
+    # has been checked (so a missing image is reported before seconds of loading).
+    from dlcv.clip_eval.grading import (
+        format_report,
+        grade_textual_inversion,
+        plan_grading,
+        read_input_json,
+        results_to_json,
+    )
+    from dlcv.runtime import configure_backends, pick_device
+
     plan = plan_grading(read_input_json(args.json_path), args.input_dir, args.output_dir)
     device = pick_device(args.device)
     configure_backends(device)
+    from dlcv.clip_eval.loading import load_clip
+
     clip = load_clip(args.clip, device, args.precision)
+    print(f"CLIP: {clip.source}")
     results = grade_textual_inversion(clip, plan, args.batch_size, args.workers)
     print(format_report(results))
     summary = results_to_json(results)

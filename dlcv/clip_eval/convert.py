@@ -17,6 +17,7 @@ TorchScript archives, read with ``torch.jit.load`` and used only for their
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,7 +60,9 @@ def read_openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             state = load_file(str(path))
         elif is_torchscript_archive(path):
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():  # torch 2.x marks torch.jit.load as deprecated
+                warnings.simplefilter("ignore", FutureWarning)
+                state = torch.jit.load(str(path), map_location="cpu").state_dict()
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

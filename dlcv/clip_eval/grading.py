@@ -13,9 +13,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlcv.cli import UserError, existing_dir, existing_file
-from dlcv.clip_eval.loading import ClipModel
 from dlcv.clip_eval.preprocess import encode_image_files
 from dlcv.clip_eval.scores import (
     IMAGES_PER_PROMPT,
@@ -27,6 +27,9 @@ from dlcv.clip_eval.scores import (
     text_scores,
 )
 from dlcv.imageio import list_images
+
+if TYPE_CHECKING:
+    from dlcv.clip_eval.loading import ClipModel
 
 
 @dataclass
@@ -151,19 +154,24 @@ def plan_grading(
 
 
 def grade_textual_inversion(
-    clip: ClipModel, plan: GradingPlan, batch_size: int = 32, workers: int = 0
+    clip: ClipModel,
+    plan: GradingPlan,
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: bool = True,
 ) -> list[PromptResult]:
     """Grade every prompt of every concept; see :mod:`dlcv.clip_eval.scores` for the rule."""
     results = []
     for concept in plan.concepts:
         ref_features = encode_image_files(
             clip, plan.references[concept.key], batch_size, workers,
-            desc=f"references {concept.key}",
+            desc=f"references {concept.key}" if progress else None,
         )
         texts = clip.encode_texts(concept.eval_prompts)
         for index, files in enumerate(plan.images[concept.key]):
             features = encode_image_files(
-                clip, files, batch_size, workers, desc=f"concept {concept.key} prompt {index}"
+                clip, files, batch_size, workers,
+                desc=f"concept {concept.key} prompt {index}" if progress else None,
             )
             chosen = select_top_k(
                 image_scores(features, ref_features),
@@ -202,7 +210,7 @@ def format_report(results: Sequence[PromptResult]) -> str:
 def results_to_json(results: Sequence[PromptResult]) -> list[dict]:
     """Plain dicts (with margins and pass flag) for a JSON summary."""
     return [
-        {**asdict(r), "image_margin": r.image_margin, "text_margin": r.text_margin,
-         "passed": r.passed}
+        {**asdict(r), "baseline": list(r.baseline), "image_margin": r.image_margin,
+         "text_margin": r.text_margin, "passed": r.passed}
         for r in results
     ]

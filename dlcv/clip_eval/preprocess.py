@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 from dlcv.cli import UserError
@@ -31,6 +30,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def clip_transform(size: int) -> Callable[[Image.Image], torch.Tensor]:
     """PIL image -> normalised float ``(3, size, size)`` tensor, as CLIP expects."""
+    from torchvision.transforms import v2  # imported here: torchvision takes a second to import
+
     return v2.Compose(
         [
             v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC),

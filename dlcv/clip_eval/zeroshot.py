@@ -15,36 +15,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from dlcv.cli import UserError, existing_dir, existing_file
-from dlcv.clip_eval.loading import ClipModel
 from dlcv.clip_eval.preprocess import encode_image_files
+from dlcv.clip_eval.prompts import DEFAULT_TEMPLATE, fill_template, label_text
 from dlcv.imageio import list_images
 
-DEFAULT_TEMPLATE = "A photo of {label}."
-#: The 18 CIFAR-10/100 prompt templates of the CLIP paper's released prompt list.
-CIFAR_TEMPLATES = (
-    "a photo of a {label}.",
-    "a blurry photo of a {label}.",
-    "a black and white photo of a {label}.",
-    "a low contrast photo of a {label}.",
-    "a high contrast photo of a {label}.",
-    "a bad photo of a {label}.",
-    "a good photo of a {label}.",
-    "a photo of a small {label}.",
-    "a photo of a big {label}.",
-    "a photo of the {label}.",
-    "a blurry photo of the {label}.",
-    "a black and white photo of the {label}.",
-    "a low contrast photo of the {label}.",
-    "a high contrast photo of the {label}.",
-    "a bad photo of the {label}.",
-    "a good photo of the {label}.",
-    "a photo of the small {label}.",
-    "a photo of the big {label}.",
-)
+if TYPE_CHECKING:
+    from dlcv.clip_eval.loading import ClipModel
+
 _FILE_NAME = re.compile(r"^(\d+)_([^.]+)$")
 
 
@@ -118,18 +100,6 @@ def read_zeroshot_folder(root: str | Path) -> ZeroShotData:
     return ZeroShotData(files, targets, id2label)
 
 
-def label_text(label: str, clean: bool) -> str:
-    """The label as it goes into a prompt: as given, or with underscores read as spaces."""
-    return " ".join(label.replace("_", " ").split()) if clean else label
-
-
-def fill_template(template: str, text: str) -> str:
-    """Put ``text`` where the template has ``{label}`` (or ``{}``)."""
-    if "{label}" not in template and "{}" not in template:
-        raise UserError(f"prompt template {template!r} has no {{label}} placeholder")
-    return template.replace("{label}", text).replace("{}", text)
-
-
 def text_classifier(
     clip: ClipModel, labels: Sequence[str], templates: Sequence[str], clean: bool = False
 ) -> torch.Tensor:
@@ -165,11 +135,14 @@ def run_zeroshot(
     clean_labels: bool = False,
     batch_size: int = 256,
     workers: int = 0,
+    progress: bool = True,
 ) -> ZeroShotResult:
     """Classify every file of ``data`` among all classes of its ``id2label``."""
     class_ids = list(data.id2label)
     classifier = text_classifier(clip, [data.id2label[i] for i in class_ids], templates, clean_labels)
-    features = encode_image_files(clip, data.files, batch_size, workers, desc="encoding images")
+    features = encode_image_files(
+        clip, data.files, batch_size, workers, desc="encoding images" if progress else None
+    )
     index, confidence = classify(features, classifier, clip.logit_scale)
     predicted = [class_ids[i] for i in index.tolist()]
     return ZeroShotResult(list(data.files), list(data.targets), predicted, confidence.tolist())

@@ -48,27 +48,30 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def test_full_run_prints_and_writes_everything(setup, tmp_path):
+def test_full_run_prints_and_writes_everything(setup, tmp_path, capsys):
     data, weights = setup
     out = tmp_path / "out"
-    proc = _run("--data", str(data), "--clip", str(weights), "--output_dir", str(out),
-                "--device", "cpu", "--workers", "0", "--batch_size", "5")
-    assert proc.returncode == 0, proc.stderr
-    stdout = proc.stdout
-    assert "accuracy:" in stdout and "(12 classes)" not in stdout and "/12, 3 classes)" in stdout
+    summary = _load_main()(["--data", str(data), "--clip", str(weights), "--output_dir", str(out),
+                            "--device", "cpu", "--workers", "0", "--batch_size", "5"])
+    stdout = capsys.readouterr().out
+    assert f"CLIP: {weights}" in stdout
+    assert "accuracy:" in stdout and "/12, 3 classes)" in stdout
     assert "labels as given (underscores kept)" in stdout
-    assert "'A photo of {label}.'" in stdout
+    assert "1 template(s), e.g. 'A photo of {label}.'" in stdout
     assert "correctly classified:" in stdout and "wrongly classified:" in stdout
     case_lines = [line for line in stdout.splitlines() if "  true: " in line]
+    assert len(case_lines) == len(summary["right_cases"]) + len(summary["wrong_cases"])
     assert 1 <= len(case_lines) <= 10
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 12 and {r["label"] for r in rows} == set(LABELS.values())
-    summary = json.loads((out / "summary.json").read_text())
     correct = sum(int(r["correct"]) for r in rows)
+    assert json.loads((out / "summary.json").read_text()) == summary
     assert summary["correct"] == correct and summary["total"] == 12
     assert f"{100 * correct / 12:.2f}%" in stdout
+    right = {r["file"] for r in rows if r["correct"] == "1"}
+    assert set(summary["right_cases"]) <= right and not set(summary["wrong_cases"]) & right
     with Image.open(out / "cases.png") as figure:
-        assert figure.width > 0 and figure.mode == "RGB"
+        assert figure.mode == "RGB" and figure.width == 5 * (128 + 16)  # five cases per row
 
 
 def test_ensemble_and_clean_labels(setup, tmp_path):
@@ -84,26 +87,33 @@ def test_ensemble_and_clean_labels(setup, tmp_path):
     assert summary["templates"] == ["a {label}", "an image of {}"]
 
 
-def test_bad_inputs_exit_with_one_line(setup, tmp_path):
+def test_bad_inputs_have_clear_messages(setup, tmp_path):
     data, weights = setup
     bad = tmp_path / "bad"
     (bad / "val").mkdir(parents=True)
     (bad / "id2label.json").write_text(json.dumps(LABELS))
     Image.new("RGB", (32, 32)).save(bad / "val" / "0_0000.png")
     (bad / "val" / "1_0000.png").write_bytes(b"broken")
-    proc = _run("--data", str(bad), "--clip", str(weights), "--output_dir", str(tmp_path / "o"),
-                "--device", "cpu", "--workers", "2")  # the error travels back from a worker
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot read image")
-    assert "1_0000.png" in proc.stderr and "Traceback" not in proc.stderr
-
     main = _load_main()
+    with pytest.raises(UserError, match=r"cannot read image .*1_0000\.png"):  # from a worker
+        main(["--data", str(bad), "--clip", str(weights), "--output_dir", str(tmp_path / "o"),
+              "--device", "cpu", "--workers", "2"])
+    assert not (tmp_path / "o").exists()
     with pytest.raises(UserError, match="no such file, folder or locally cached model"):
         main(["--data", str(data), "--clip", str(tmp_path / "nowhere"), "--device", "cpu"])
     (bad / "val" / "1_0000.png").unlink()
     Image.new("RGB", (32, 32)).save(bad / "val" / "5_0000.png")
     with pytest.raises(UserError, match="class id 5 is not in"):
         main(["--data", str(bad), "--clip", str(weights), "--device", "cpu"])
+    with pytest.raises(UserError, match="'photo' has no {label} placeholder"):
+        main(["--data", str(data), "--template", "photo"])
+
+
+def test_script_exits_2_with_one_line(tmp_path):
+    proc = _run("--data", str(tmp_path / "missing"), "--device", "cpu")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: zero-shot data folder not found: {tmp_path / 'missing'}"
+    assert proc.stdout == ""
 
 
 def test_help_says_where_weights_go():

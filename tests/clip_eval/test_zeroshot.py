@@ -14,12 +14,9 @@ from PIL import Image
 
 from dlcv.cli import UserError
 from dlcv.clip_eval.loading import wrap_clip_model
+from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, label_text
 from dlcv.clip_eval.tiny import clip_config, random_clip
 from dlcv.clip_eval.zeroshot import (
-    CIFAR_TEMPLATES,
-    DEFAULT_TEMPLATE,
-    fill_template,
-    label_text,
     pick_cases,
     read_id2label,
     read_zeroshot_folder,
@@ -100,16 +97,6 @@ def test_bad_inputs_have_clear_messages(tmp_path):
         read_zeroshot_folder(empty)
     with pytest.raises(UserError, match="zero-shot data folder not found"):
         read_zeroshot_folder(tmp_path / "nothing")
-
-
-def test_label_forms_and_templates():
-    assert label_text("palm_tree", clean=False) == "palm_tree"
-    assert label_text("palm_tree", clean=True) == "palm tree"
-    assert fill_template(DEFAULT_TEMPLATE, "apple") == "A photo of apple."
-    assert fill_template("a photo of a {}.", "bee") == "a photo of a bee."
-    with pytest.raises(UserError, match="no {label} placeholder"):
-        fill_template("a photo", "bee")
-    assert len(CIFAR_TEMPLATES) == 18 and len(set(CIFAR_TEMPLATES)) == 18
 
 
 def test_ensemble_is_the_renormalised_mean(tiny):
