@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from dlcv.cli import UserError
 
@@ -78,11 +78,12 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int, padding: int = 
 def load_rgb(path: str | Path, size: int | Sequence[int] | None = None) -> torch.Tensor:
     """Read an image file as uint8 ``(3, H, W)``, optionally resized (bicubic) to ``size``.
 
-    An unreadable file raises :class:`UserError` naming it.
+    Camera photos are turned upright by their EXIF orientation. An unreadable
+    file raises :class:`UserError` naming it.
     """
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = ImageOps.exif_transpose(im).convert("RGB")
             if size is not None:
                 wh = (size, size) if isinstance(size, int) else (size[1], size[0])
                 if im.size != wh:
