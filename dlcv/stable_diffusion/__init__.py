@@ -1,1 +1,16 @@
-"""Stable Diffusion v1 offline: loading, Textual Inversion embeddings, generation (Problem 3)."""
+"""Stable Diffusion v1 offline: loading, Textual Inversion embeddings, generation (Problem 3).
+
+Modules (import them directly; this package imports nothing heavy by itself):
+
+* :mod:`~dlcv.stable_diffusion.config`: the SD v1 architecture shipped as code (``SDConfig``,
+  ``sd_v1_config``, ``tiny_config``, ``load_config`` for ``--model-config`` JSON files);
+* :mod:`~dlcv.stable_diffusion.safe_load`: reading ``.ckpt`` / ``.pt`` files without running their code;
+* :mod:`~dlcv.stable_diffusion.loading`: ``load_stable_diffusion(path, config, device, dtype)`` for a
+  CompVis ``.ckpt`` / ``.safetensors`` or a diffusers folder -> ``StableDiffusion``;
+* :mod:`~dlcv.stable_diffusion.export`: diffusers -> CompVis layout (``save_ldm_checkpoint``);
+* :mod:`~dlcv.stable_diffusion.embeddings`: every Textual Inversion file format, adding tokens,
+  finding learned embeddings on disk;
+* :mod:`~dlcv.stable_diffusion.generation`: guided DDIM text-to-image sampling and the course's
+  input.json / output layout;
+* :mod:`~dlcv.stable_diffusion.tiny`: random tiny models for tests and benchmarks.
+"""

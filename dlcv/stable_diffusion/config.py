@@ -169,6 +169,10 @@ def load_config(path: str | Path) -> SDConfig:
         raise UserError(f"model config not found: {path}")
     try:
         data = json.loads(path.read_text())
-        return SDConfig(**data)
+        config = SDConfig(**data)
     except (ValueError, TypeError) as err:
         raise UserError(f"{path}: not a Stable Diffusion model config ({err})") from None
+    for part in ("unet", "vae", "text_encoder"):
+        if not isinstance(getattr(config, part), dict):
+            raise UserError(f"{path}: '{part}' must be an object of model settings")
+    return config

@@ -19,16 +19,19 @@ tok_{n-1}`` (diffusers' convention) and prompts are expanded with
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import CLIPTextModel, CLIPTokenizer
 
 from dlcv.cli import UserError
 from dlcv.stable_diffusion.safe_load import Stub, load_tensors
+
+if TYPE_CHECKING:  # transformers is imported by whoever builds the model
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 EMBEDDING_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -119,11 +122,16 @@ def placeholder_names(token: str, vectors: int) -> list[str]:
 
 
 def expand_placeholders(text: str, vectors: Mapping[str, int]) -> str:
-    """Write each multi-vector placeholder of ``text`` as its ``n`` tokens."""
+    """Write each multi-vector placeholder of ``text`` as its ``n`` tokens.
+
+    ``"a <x> dog"`` with ``{"<x>": 3}`` becomes ``"a <x> <x>_1 <x>_2 dog"``; text that is
+    already expanded is left as it is.
+    """
     for token in sorted(vectors, key=len, reverse=True):
         n = vectors[token]
         if n > 1:
-            pattern = re.escape(token) + r"(?!_\d)"
+            # not a <x>_k itself, and not the head of an already expanded "<x> <x>_1"
+            pattern = re.escape(token) + r"(?!_\d)(?!\s*" + re.escape(f"{token}_1") + ")"
             text = re.sub(pattern, lambda _m, t=token, k=n: " ".join(placeholder_names(t, k)), text)
     return text
 
@@ -186,3 +194,94 @@ def add_embeddings(
         for token, value in embeddings.items():
             table.weight[ids[token]] = value.to(table.weight.device, table.weight.dtype)
     return ids
+
+
+# --- finding learned embeddings on disk -------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_EMBEDDINGS_DIR = REPO_ROOT / "checkpoints" / "pb3"
+EMBEDDINGS_ENV = "PB3_EMBEDDINGS"
+LEARNED_EMBEDS = ("learned_embeds.safetensors", "learned_embeds.bin")
+LOOKUP_HELP = """\
+Where a placeholder's embedding is looked up, first match wins: each --embeddings entry in
+order, then each entry of $PB3_EMBEDDINGS (separated by ':'), then checkpoints/pb3/. An entry is
+  TOKEN=FILE  that file, for that token (any format; e.g. a bare tensor: "<new1>=dog.pt");
+  FILE        a file holding the token by name (diffusers learned_embeds.safetensors / .bin,
+              EmbeddingManager .pt, ...);
+  DIR         for token <new1> of concept key 0, the first existing of
+                DIR/new1/learned_embeds.safetensors (or .bin)   one training run per token,
+                DIR/0/learned_embeds.safetensors (or .bin)      PB3/train.py --json runs,
+                DIR/new1.{safetensors,bin,pt,pth}               one file per token,
+                DIR/learned_embeds.safetensors (or .bin)        a single run's output folder
+              (the last only when it holds <new1> by name)."""
+
+
+def token_stem(token: str) -> str:
+    """``"<new1>"`` -> ``"new1"``: a placeholder as a file or folder name."""
+    stem = token.strip().strip("<>").strip()
+    return re.sub(r"[^\w.-]+", "_", stem) or "token"
+
+
+
+
+def embedding_entries(cli: list[str] | None = None, env: str | None = None) -> list[str]:
+    """The lookup entries: ``--embeddings`` values, then ``$PB3_EMBEDDINGS``, then the default folder."""
+    entries = list(cli or [])
+    env_value = os.environ.get(EMBEDDINGS_ENV, "") if env is None else env
+    entries += [e for e in env_value.split(os.pathsep) if e.strip()]
+    entries.append(str(DEFAULT_EMBEDDINGS_DIR))
+    return entries
+
+
+def _candidates(folder: Path, token: str, key: str | None) -> list[tuple[Path, bool]]:
+    """Files in ``folder`` that may hold ``token``'s embedding, with whether renaming is allowed."""
+    stems = list(dict.fromkeys([token_stem(token), token]))
+    out: list[tuple[Path, bool]] = []
+    for stem in stems:
+        out += [(folder / stem / name, True) for name in LEARNED_EMBEDS]
+    if key is not None:
+        out += [(folder / str(key) / name, True) for name in LEARNED_EMBEDS]
+    for stem in stems:
+        out += [(folder / f"{stem}{suffix}", True) for suffix in EMBEDDING_SUFFIXES]
+    out += [(folder / name, False) for name in LEARNED_EMBEDS]
+    return out
+
+
+def find_embedding(
+    token: str, entries: list[str], key: str | None = None
+) -> tuple[torch.Tensor, Path] | None:
+    """``token``'s embedding ``(vectors, D)`` and the file it came from, per :data:`LOOKUP_HELP`.
+
+    ``key`` is the concept key of ``input.json`` the token belongs to (for ``--json``
+    training outputs). Returns ``None`` when no entry has it.
+    """
+    for entry in entries:
+        name, sep, file = entry.partition("=")
+        if sep and name.strip() and not Path(entry).exists():
+            if name.strip() == token:
+                return load_embedding(file, token)[1], Path(file)
+            continue
+        path = Path(entry)
+        if path.is_file():
+            found = read_embedding_file(path)
+            if token in found:
+                return found[token], path
+        elif path.is_dir():
+            for candidate, may_rename in _candidates(path, token, key):
+                if not candidate.is_file():
+                    continue
+                found = read_embedding_file(candidate)
+                if token in found:
+                    return found[token], candidate
+                if may_rename and len(found) == 1:
+                    return next(iter(found.values())), candidate
+    return None
+
+
+def check_entries(entries: list[str]) -> None:
+    """Refuse ``--embeddings`` / ``$PB3_EMBEDDINGS`` entries that name nothing on disk."""
+    for entry in entries:
+        name, sep, file = entry.partition("=")
+        path = Path(file if sep and name.strip() and not Path(entry).exists() else entry)
+        if not path.exists() and path != DEFAULT_EMBEDDINGS_DIR:
+            raise UserError(f"--embeddings / ${EMBEDDINGS_ENV}: {path} does not exist")

@@ -88,8 +88,12 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
     except MemoryError:
         raise UserError(f"not enough memory to read {path}") from None
     except Exception as err:  # not a torch file, truncated, or an unsupported pickle
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read {path} as a PyTorch checkpoint: {first}") from None
+        text = str(err).strip()
+        first = text.splitlines()[0] if text and not isinstance(err, KeyError) else ""
+        why = f" ({first[:200]})" if first else ""
+        raise UserError(
+            f"cannot read {path}: not a PyTorch checkpoint, or a truncated or unsupported one{why}"
+        ) from None
 
 
 def load_tensors(path: str | Path) -> Any:

@@ -1,0 +1,172 @@
+"""Problem 3 inference (``hw2_3.sh``): Stable Diffusion v1.4 with learned Textual Inversion tokens.
+
+    python PB3/inference.py --json hw2_data/textual_inversion/input.json --out-dir OUT --ckpt sd-v1-4.ckpt
+    python PB3/inference.py --prompt "a <new1> next to a <new2>" --out-dir OUT --ckpt sd-v1-4.ckpt
+
+With --json: for every concept key and prompt index p of input.json, writes exactly
+--n-images (25) images OUT/{key}/{p}/00.png .. 24.png at --resolution (512). With --prompt:
+OUT/00.png .. for that text. Placeholder tokens (the json's token_name values and any
+<...> written in a prompt; several per prompt are fine, multi-vector tokens too) get
+their learned embeddings as described below. Sampling: DDIM, 50 steps, SD's convention
+(981..1, eta 0), classifier-free guidance 7.5, both halves in one UNet forward; seeded
+(every prompt starts from the same --seed); bf16 (fp16 before Ampere) on CUDA, fp32 on CPU.
+Runs fully offline: the SD v1 architecture ships with the code, the tokenizer comes from
+the installed clip package.
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from dlcv.cli import UserError, existing_file, run
+from dlcv.runtime import configure_backends, pick_device
+from dlcv.stable_diffusion.embeddings import (
+    LOOKUP_HELP,
+    add_embeddings,
+    check_entries,
+    embedding_entries,
+    expand_placeholders,
+    find_embedding,
+    token_stem,
+)
+from dlcv.stable_diffusion.generation import (
+    SOLVERS,
+    SamplingOptions,
+    inference_dtype,
+    placeholders_in,
+    prepare_for_inference,
+    read_input_json,
+    write_prompt_images,
+)
+
+CKPT_ENV = "SD_CKPT"
+
+def train_hint(args: argparse.Namespace, token: str) -> str:
+    """The command that trains the missing embedding into the default lookup folder."""
+    ckpt = args.ckpt or "sd-v1-4.ckpt"
+    if args.json:
+        return f"python PB3/train.py --sd-ckpt {ckpt} --json {args.json}"
+    return (f'python PB3/train.py --sd-ckpt {ckpt} --images IMAGES_DIR --token "{token}" '
+            f"--out checkpoints/pb3/{token_stem(token)}")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__ + LOOKUP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--json", help="the course's input.json: concept keys, token_name, prompt lists")
+    what.add_argument("--prompt", help="free text instead of --json; images go to --out-dir directly")
+    p.add_argument("--out-dir", required=True, help="output folder (created)")
+    p.add_argument("--ckpt", default=os.environ.get(CKPT_ENV),
+                   help=f"Stable Diffusion v1.x: CompVis .ckpt / .safetensors or a diffusers folder "
+                        f"(default: ${CKPT_ENV})")  # fmt: skip
+    p.add_argument("--model-config", help="architecture JSON (SDConfig.save) for a non-v1 checkpoint, "
+                                          "e.g. a tiny test model; default: SD v1.x")  # fmt: skip
+    p.add_argument("--embeddings", action="append", default=[], metavar="DIR_OR_FILE",
+                   help="where learned embeddings are (repeatable; see the lookup below)")  # fmt: skip
+    p.add_argument("--n-images", type=int, default=25, help="images per prompt (default: %(default)s)")
+    p.add_argument("--resolution", type=int, help="image side in pixels (default: the model's, 512 for v1)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (default: %(default)s)")
+    p.add_argument("--guidance", type=float, default=7.5,
+                   help="classifier-free guidance scale; 1 = no guidance (default: %(default)s)")  # fmt: skip
+    p.add_argument("--solver", choices=SOLVERS, default="ddim",
+                   help="ddim (default, the core sampler) or dpm++ (DPM-Solver++(2M), fine with ~25 steps)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta; 0 = deterministic (default)")
+    p.add_argument("--negative-prompt", default="", help="text for the unconditional half (default: empty)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial latents (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=5, help="images per UNet batch (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="weights' dtype: auto = bf16 on CUDA (fp16 if unsupported), fp32 on CPU")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _needed_tokens(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], dict[str, str | None]]:
+    """The ``(prompt, folder)`` jobs and the placeholder tokens they need (with their concept key)."""
+    out = Path(args.out_dir)
+    tokens: dict[str, str | None] = {}
+    if args.json:
+        jobs = []
+        for concept in read_input_json(args.json):
+            tokens.setdefault(concept.token, concept.key)
+            for index, prompt in enumerate(concept.prompts):
+                jobs.append((prompt, out / concept.key / str(index)))
+    else:
+        jobs = [(args.prompt, out)]
+        for entry in args.embeddings:  # explicit TOKEN=FILE entries are always loaded
+            name, sep, _ = entry.partition("=")
+            if sep and name.strip() and not Path(entry).exists():
+                tokens.setdefault(name.strip(), None)
+    for prompt, _ in jobs:
+        for token in placeholders_in(prompt):
+            tokens.setdefault(token, None)
+    return jobs, tokens
+
+
+def _find_all(
+    args: argparse.Namespace, tokens: dict[str, str | None]
+) -> dict[str, tuple[torch.Tensor, Path]]:
+    entries = embedding_entries(args.embeddings)
+    check_entries(entries)
+    found = {}
+    for token, key in tokens.items():
+        hit = find_embedding(token, entries, key)
+        if hit is None:
+            concept = f" (concept {key!r})" if key is not None else ""
+            raise UserError(
+                f"no learned embedding for {token}{concept} in {', '.join(entries)}; train it with "
+                f"`{train_hint(args, token)}` or pass --embeddings DIR_OR_FILE (see --help)"
+            )
+        found[token] = hit
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.n_images < 1 or args.batch_size < 1:
+        raise UserError("--n-images and --batch-size must be positive")
+    if not args.ckpt:
+        raise UserError(f"--ckpt is required (the SD v1.4 checkpoint, e.g. sd-v1-4.ckpt) or set ${CKPT_ENV}")
+    if not Path(args.ckpt).exists():
+        raise UserError(f"Stable Diffusion checkpoint not found: {args.ckpt}")
+    jobs, tokens = _needed_tokens(args)
+    found = _find_all(args, tokens)  # before the (slow) model load
+    from dlcv.stable_diffusion.config import load_config
+    from dlcv.stable_diffusion.loading import load_stable_diffusion
+
+    config = load_config(existing_file(args.model_config, "--model-config")) if args.model_config else None
+    device = pick_device(args.device)
+    configure_backends(device)
+    dtype = inference_dtype(device, args.precision)
+    start = time.perf_counter()
+    sd = load_stable_diffusion(args.ckpt, config=config, device=device, dtype=dtype)
+    options = SamplingOptions(steps=args.steps, guidance=args.guidance, eta=args.eta,
+                              resolution=args.resolution, solver=args.solver)  # fmt: skip
+    options.check(sd)
+    vectors = {}
+    for token, (value, path) in found.items():
+        add_embeddings(sd.tokenizer, sd.text_encoder, {token: value}, source=str(path))
+        vectors[token] = value.shape[0]
+        print(f"{token}: {value.shape[0]} vector(s) from {path}")
+    prepare_for_inference(sd, device)
+    jobs = [(expand_placeholders(prompt, vectors), folder) for prompt, folder in jobs]
+    print(f"{args.ckpt}: loaded in {time.perf_counter() - start:.1f}s on {device} ({str(dtype)[6:]}); "
+          f"{options.solver} {options.steps} steps, guidance {options.guidance}")  # fmt: skip
+    start = time.perf_counter()
+    paths = write_prompt_images(sd, jobs, args.n_images, options, seed=args.seed,
+                                batch_size=args.batch_size, negative_prompt=args.negative_prompt,
+                                progress=not args.quiet)  # fmt: skip
+    print(f"wrote {len(paths)} images ({len(jobs)} prompt(s) x {args.n_images}) to {args.out_dir} "
+          f"in {time.perf_counter() - start:.1f}s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Problem 3: 25 images per prompt of input.json with Stable Diffusion v1.4 and the learned tokens.
+# Usage: bash hw2_3.sh INPUT_JSON OUT_DIR SD_CKPT [extra PB3/inference.py flags]
+# Embeddings are looked up in $PB3_EMBEDDINGS, then checkpoints/pb3/ (see python PB3/inference.py --help).
+set -euo pipefail
+if [ "$#" -lt 3 ]; then
+    echo "usage: bash hw2_3.sh INPUT_JSON OUT_DIR SD_CKPT  (e.g. hw2_data/textual_inversion/input.json out sd-v1-4.ckpt)" >&2
+    exit 2
+fi
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+exec "${PYTHON:-python3}" "$HERE/PB3/inference.py" --json "$1" --out-dir "$2" --ckpt "$3" "${@:4}"

@@ -1,0 +1,121 @@
+"""PB3/inference.py and hw2_3.sh on a tiny random Stable Diffusion, offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from dlcv.cli import UserError
+
+from ..conftest import FIXTURES, REPO, run_script
+
+INPUT_JSON = FIXTURES / "textual_inversion_input.json"
+TINY = ["--resolution", "16", "--steps", "2", "--device", "cpu", "--quiet"]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _load_main():
+    spec = importlib.util.spec_from_file_location("pb3_inference", REPO / "PB3" / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+main = _load_main()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny SD checkpoint, its --model-config JSON and learned embeddings in two lookup layouts."""
+    from dlcv.stable_diffusion.tiny import build_tiny_sd, save_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("pb3")
+    sd = build_tiny_sd(seed=0)
+    width = sd.text_encoder.config.hidden_size
+    emb = root / "embeddings"
+    (emb / "new1").mkdir(parents=True)  # one training run per token, 2 vectors
+    save_file({"<new1>": torch.randn(2, width)}, emb / "new1" / "learned_embeds.safetensors")
+    (emb / "1").mkdir()  # PB3/train.py --json layout: one folder per concept key
+    save_file({"<new2>": torch.randn(width)}, emb / "1" / "learned_embeds.safetensors")
+    torch.save(torch.randn(1, width), root / "cat.pt")  # a bare tensor
+    return {
+        "ckpt": save_tiny_checkpoint(sd, root / "tiny.ckpt"),
+        "config": sd.config.save(root / "tiny_config.json"),
+        "embeddings": emb,
+        "cat": root / "cat.pt",
+    }
+
+
+def test_hw2_3_writes_25_images_per_prompt(tmp_path, tiny):
+    out = tmp_path / "out"
+    result = run_script("hw2_3.sh", str(INPUT_JSON), str(out), str(tiny["ckpt"]),
+                        "--model-config", str(tiny["config"]), "--batch-size", "25", *TINY,
+                        env={**OFFLINE, "PB3_EMBEDDINGS": str(tiny["embeddings"])})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "<new1>: 2 vector(s)" in result.stdout and "wrote 100 images" in result.stdout
+    spec = json.loads(INPUT_JSON.read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted(spec)
+    for key, concept in spec.items():
+        indices = [str(i) for i in range(len(concept["prompt"]))]
+        assert sorted(p.name for p in (out / key).iterdir()) == indices
+        for index in range(len(concept["prompt"])):
+            files = sorted((out / key / str(index)).iterdir())
+            assert [p.name for p in files] == [f"{i:02d}.png" for i in range(25)]
+            with Image.open(files[-1]) as image:
+                assert image.size == (16, 16) and image.mode == "RGB"
+
+
+def test_prompt_mode_with_several_placeholders(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("PB3_EMBEDDINGS", "")
+    out = tmp_path / "free"
+    main(["--prompt", "a <new1> next to a <cat> in the style of <new2>", "--out-dir", str(out),
+          "--ckpt", str(tiny["ckpt"]), "--model-config", str(tiny["config"]), "--n-images", "3",
+          "--embeddings", f"<cat>={tiny['cat']}", "--embeddings", str(tiny["embeddings"]),
+          "--embeddings", str(tiny["embeddings"] / "1"), "--guidance", "3", *TINY])  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["00.png", "01.png", "02.png"]
+
+
+def _args(tiny, out, *extra):
+    return ["--out-dir", str(out), "--ckpt", str(tiny["ckpt"]), "--model-config", str(tiny["config"]),
+            "--embeddings", str(tiny["embeddings"]), *TINY, *extra]  # fmt: skip
+
+
+def test_bad_inputs(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("PB3_EMBEDDINGS", "")
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="input json not found: .*nope.json"):
+        main(["--json", str(tmp_path / "nope.json"), *_args(tiny, out)])
+    missing = tmp_path / "input.json"
+    missing.write_text(json.dumps({"7": {"token_name": "<zz-untrained>", "prompt": ["a <zz-untrained>"]}}))
+    hint = r"no learned embedding for <zz-untrained> \(concept '7'\).*PB3/train.py --sd-ckpt .*tiny.ckpt"
+    with pytest.raises(UserError, match=hint + " --json .*input.json"):
+        main(["--json", str(missing), *_args(tiny, out)])
+    with pytest.raises(UserError, match="checkpoint not found: .*sd-v1-4.ckpt"):
+        main(["--json", str(INPUT_JSON), *_args(tiny, out), "--ckpt", str(tmp_path / "sd-v1-4.ckpt")])
+    with pytest.raises(UserError, match="absent does not exist"):
+        main(["--json", str(INPUT_JSON), *_args(tiny, out), "--embeddings", str(tmp_path / "absent")])
+    with pytest.raises(UserError, match="--n-images"):
+        main(["--json", str(INPUT_JSON), *_args(tiny, out), "--n-images", "0"])
+    wide = tmp_path / "wide.safetensors"
+    save_file({"<new1>": torch.zeros(768), "<new2>": torch.zeros(768)}, wide)
+    with pytest.raises(UserError, match="has width 768, but the text encoder expects 32"):
+        main(["--json", str(INPUT_JSON), "--embeddings", str(wide), *_args(tiny, out)])
+    assert not out.exists()  # nothing was written before the inputs were checked
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, tiny):
+    untrained = tmp_path / "input.json"
+    untrained.write_text(json.dumps({"0": {"token_name": "<zz-untrained>", "prompt": ["a <zz-untrained>"]}}))
+    result = run_script("PB3/inference.py", "--json", str(untrained), "--out-dir", str(tmp_path / "o"),
+                        "--ckpt", str(tiny["ckpt"]), "--embeddings", str(tmp_path),
+                        env={"PB3_EMBEDDINGS": ""})  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: no learned embedding for <zz-untrained>")
+    usage = run_script("hw2_3.sh", str(INPUT_JSON), str(tmp_path / "o"))
+    assert usage.returncode == 2 and "usage: bash hw2_3.sh INPUT_JSON OUT_DIR SD_CKPT" in usage.stderr

@@ -1,0 +1,133 @@
+"""dlcv.stable_diffusion.generation: our guided DDIM loop equals diffusers' StableDiffusionPipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcv.cli import UserError
+from dlcv.stable_diffusion.generation import (
+    SamplingOptions,
+    check_output_folder,
+    decode_latents,
+    denoise,
+    encode_text,
+    generate,
+    image_names,
+    inference_dtype,
+    initial_latents,
+    placeholders_in,
+    prepare_for_inference,
+    read_input_json,
+    write_prompt_images,
+)
+from dlcv.stable_diffusion.tiny import build_tiny_sd
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+PROMPT = "a photo of a dog on a hilltop"
+
+
+@pytest.fixture(scope="module")
+def sd():
+    return prepare_for_inference(build_tiny_sd(seed=3), torch.device("cpu"))
+
+
+def _scheduler(solver: str):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    common = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+              "beta_schedule": "scaled_linear", "steps_offset": 1, "timestep_spacing": "leading"}  # fmt: skip
+    if solver == "ddim":  # SD v1's own scheduler settings
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
+    return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' DPM-Solver and NumPy 2
+@pytest.mark.parametrize("solver, guidance, steps", [("ddim", 7.5, 4), ("ddim", 1.0, 3), ("dpm++", 5.0, 4)])
+def test_equals_diffusers_pipeline(sd, solver, guidance, steps):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer,
+                                   unet=sd.unet, scheduler=_scheduler(solver), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    options = SamplingOptions(steps=steps, guidance=guidance, solver=solver)
+    z = initial_latents(sd, 2, options.check(sd), seed=0)
+    cond, uncond = encode_text(sd, [PROMPT, ""]).chunk(2)
+    ours = denoise(sd, z, cond, uncond, options)
+    kwargs = {"height": 32, "width": 32, "num_inference_steps": steps, "guidance_scale": guidance}
+    theirs = pipe([PROMPT] * 2, latents=z.clone(), output_type="latent", **kwargs).images
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    images = pipe([PROMPT] * 2, latents=z.clone(), output_type="pt", **kwargs).images
+    torch.testing.assert_close((decode_latents(sd, ours) / 2 + 0.5).clamp(0, 1), images, rtol=0, atol=1e-4)
+
+
+def test_one_unet_forward_per_step_with_both_halves(sd):
+    batches = []
+    hook = sd.unet.register_forward_hook(lambda _m, args, _out: batches.append(args[0].shape[0]))
+    try:
+        generate(sd, PROMPT, n_images=3, options=SamplingOptions(steps=5), batch_size=3)
+    finally:
+        hook.remove()
+    assert batches == [6] * 5
+
+
+def test_seeded_and_independent_of_batch_size(sd):
+    options = SamplingOptions(steps=2)
+    a = generate(sd, PROMPT, 3, options, seed=7, batch_size=2)
+    b = generate(sd, PROMPT, 3, options, seed=7, batch_size=3)
+    c = generate(sd, PROMPT, 3, options, seed=8, batch_size=3)
+    assert a.dtype == torch.uint8 and a.shape == (3, 3, 32, 32)
+    assert (a.int() - b.int()).abs().max() <= 1  # same noise; only float rounding of batched kernels
+    assert (a.int() - c.int()).abs().float().mean() > 10
+    assert not torch.equal(a[0], a[1])  # each image has its own noise
+
+
+def test_resolution_and_options_are_checked(sd):
+    assert SamplingOptions(resolution=16).check(sd) == 16
+    for bad, message in ((SamplingOptions(resolution=15), "multiple of 2"),
+                         (SamplingOptions(solver="euler"), "--solver"),
+                         (SamplingOptions(steps=0), "--steps")):  # fmt: skip
+        with pytest.raises(UserError, match=message):
+            bad.check(sd)
+    assert generate(sd, PROMPT, 1, SamplingOptions(steps=1, resolution=16)).shape == (1, 3, 16, 16)
+
+
+def test_gpu_path_settings(sd):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    assert all(isinstance(p, AttnProcessor2_0) for p in sd.unet.attn_processors.values())
+    assert inference_dtype(torch.device("cpu")) == torch.float32
+    assert inference_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    with pytest.raises(UserError, match="fp16"):
+        inference_dtype(torch.device("cpu"), "fp16")
+
+
+def test_read_input_json_and_placeholders(tmp_path):
+    concepts = read_input_json(FIXTURES / "textual_inversion_input.json")
+    assert [(c.key, c.token, len(c.prompts)) for c in concepts] == [("0", "<new1>", 2), ("1", "<new2>", 2)]
+    assert placeholders_in("a <new1> next to a <new3>, <new1> <|endoftext|>") == ["<new1>", "<new3>"]
+    bad = tmp_path / "input.json"
+    cases = [("{", "not valid JSON"), ("[]", "expected an object"),
+             ('{"0": {"prompt": ["x"]}}', "'0' has no 'token_name'"),
+             ('{"0": {"token_name": "<a>", "prompt": []}}', "non-empty 'prompt'")]  # fmt: skip
+    for content, message in cases:
+        bad.write_text(content)
+        with pytest.raises(UserError, match=message):
+            read_input_json(bad)
+    with pytest.raises(UserError, match="input json not found"):
+        read_input_json(tmp_path / "missing.json")
+
+
+def test_output_names_and_foreign_files(sd, tmp_path):
+    assert image_names(25)[0] == "00.png" and image_names(25)[-1] == "24.png" and len(image_names(25)) == 25
+    assert image_names(101)[-1] == "100.png"
+    paths = write_prompt_images(sd, [(PROMPT, tmp_path / "a")], 2, SamplingOptions(steps=1, resolution=16),
+                                progress=False)  # fmt: skip
+    assert [p.name for p in paths] == ["00.png", "01.png"]
+    check_output_folder(tmp_path / "a", 2)  # our own names may be overwritten
+    (tmp_path / "a" / "old.png").write_bytes(b"")
+    with pytest.raises(UserError, match="1 other PNG"):
+        check_output_folder(tmp_path / "a", 2)
