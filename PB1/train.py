@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         # Label dropout teaches the same network the unconditional model (null class).
         drop = (torch.rand(y.shape, generator=generator) < tc.p_uncond).to(y.device)
         y = torch.where(drop, torch.full_like(y, null_class), y)
-        return epsilon_loss(lambda x, t: net(x, t, y), x0, schedule, generator)
+        return epsilon_loss(lambda x, t: net(x, t, y), x0, schedule, generator, tc.get("min_snr_gamma"))
 
     samples_dir = Path(args.out) / "samples"
     preview_labels = torch.arange(20).repeat_interleave(4)  # 4 of each class, rows of 8

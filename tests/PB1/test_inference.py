@@ -20,8 +20,18 @@ def test_hw2_1_writes_the_course_files(tmp_path, tiny_pb1_model):
 
 def test_seed_sampler_and_flags(tmp_path, tiny_pb1_model):
     def generate(name, *extra):
-        result = run_script("PB1/inference.py", "--out-dir", str(tmp_path / name), "--ckpt", str(tiny_pb1_model),
-                            "--n-per-digit", "2", "--device", "cpu", *extra)  # fmt: skip
+        result = run_script(
+            "PB1/inference.py",
+            "--out-dir",
+            str(tmp_path / name),
+            "--ckpt",
+            str(tiny_pb1_model),
+            "--n-per-digit",
+            "2",
+            "--device",
+            "cpu",
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
         return np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / name).rglob("*.png"))])
 
@@ -37,7 +47,9 @@ def test_seed_sampler_and_flags(tmp_path, tiny_pb1_model):
 
 
 def test_missing_checkpoint_says_how_to_train_one(tmp_path):
-    result = run_script("hw2_1.sh", str(tmp_path / "out"), env={"PB1_CKPT": str(tmp_path / "none.safetensors")})
+    result = run_script(
+        "hw2_1.sh", str(tmp_path / "out"), env={"PB1_CKPT": str(tmp_path / "none.safetensors")}
+    )
     assert result.returncode == 2
     assert "PB1/train.py" in result.stderr and "none.safetensors" in result.stderr
     assert "Traceback" not in result.stderr

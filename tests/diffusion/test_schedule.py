@@ -42,3 +42,20 @@ def test_epsilon_loss_is_zero_for_an_oracle_and_repeatable():
     a = epsilon_loss(zero, x0, s, torch.Generator().manual_seed(3))
     b = epsilon_loss(zero, x0, s, torch.Generator().manual_seed(3))
     assert a.item() == b.item() and 0.5 < a.item() < 1.5
+
+
+def test_min_snr_weighting_down_weights_only_the_low_noise_timesteps():
+    s = NoiseSchedule.linear()
+    x0 = torch.randn(64, 3, 4, 4)
+    zero = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731  loss per sample = mean(noise^2)
+    plain = epsilon_loss(zero, x0, s, torch.Generator().manual_seed(5))
+    weighted = epsilon_loss(zero, x0, s, torch.Generator().manual_seed(5), min_snr_gamma=5.0)
+    g = torch.Generator().manual_seed(5)  # redraw the same t and noise as the loss did
+    t = torch.randint(0, 1000, (64,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    snr = s.alphas_cumprod[t] / (1 - s.alphas_cumprod[t])
+    expected = ((snr.clamp(max=5.0) / snr).float() * noise.pow(2).flatten(1).mean(1)).mean()
+    assert torch.allclose(weighted, expected, rtol=1e-5)
+    assert weighted < plain
+    huge = epsilon_loss(zero, x0, s, torch.Generator().manual_seed(5), min_snr_gamma=1e9)
+    assert torch.allclose(huge, plain, rtol=1e-6)
