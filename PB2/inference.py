@@ -19,13 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--noise-dir", required=True, help="folder of *.pt noises, each (1,3,H,W) or (3,H,W)"
-    )
+    parser.add_argument("--noise-dir", required=True, help="folder of *.pt noises, each (1,3,H,W) or (3,H,W)")
     parser.add_argument("--out-dir", required=True, help="folder for <stem>.png (created)")
-    parser.add_argument(
-        "--unet", required=True, help="the face UNet state dict (UNet.pt or .safetensors)"
-    )
+    parser.add_argument("--unet", required=True, help="the face UNet state dict (UNet.pt or .safetensors)")
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -36,11 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="auto: fp32 on CPU, TF32 on CUDA; bf16: bf16 autocast (faster, less exact)",
+        help="auto (default): fp32 on CPU, TF32 on CUDA (PyTorch's own default for cuDNN "
+        "convolutions); fp32: TF32 off, exact fp32; bf16: bf16 autocast (faster, less exact)",
     )
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA if available), cpu, cuda:1, ..."
-    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:1, ...")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -49,16 +44,16 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.batch_size < 0:
         raise UserError("--batch-size must be 0 (all) or positive")
-    torch.set_grad_enabled(False)
-    paths = hw2_2(
-        args.noise_dir,
-        args.out_dir,
-        args.unet,
-        batch_size=args.batch_size or None,
-        precision=args.precision,
-        device=args.device,
-        progress=not args.quiet,
-    )
+    with torch.no_grad():
+        paths = hw2_2(
+            args.noise_dir,
+            args.out_dir,
+            args.unet,
+            batch_size=args.batch_size or None,
+            precision=args.precision,
+            device=args.device,
+            progress=not args.quiet,
+        )
     print(f"wrote {len(paths)} images to {args.out_dir}")
 
 

@@ -285,24 +285,30 @@ def digit_figure_job(
     device = next(model.parameters()).device
     labels_t = torch.as_tensor(list(labels), dtype=torch.long)
     size, channels = model.config.image_size, model.config.in_channels
-    noises = torch.randn(
-        len(labels_t), channels, size, size, generator=torch.Generator().manual_seed(seed)
-    )
+    noises = torch.randn(len(labels_t), channels, size, size, generator=torch.Generator().manual_seed(seed))
 
     def grid_eps(index: torch.Tensor) -> EpsFn:
         return guided_eps_fn(model, labels_t[index].to(device), guidance)
 
     def interp_eps(index: torch.Tensor) -> EpsFn:
-        return guided_eps_fn(
-            model, torch.full((len(index),), interp_label, device=device), guidance
-        )
+        return guided_eps_fn(model, torch.full((len(index),), interp_label, device=device), guidance)
 
     return FigureJob(
         grid_eps,
         interp_eps,
         noises,
         (noises[0], noises[1]),
-        [f"class {v}" for v in labels_t.tolist()],
+        [digit_class_name(v, model.null_class) for v in labels_t.tolist()],
         schedule,
         to_uint8,
     )
+
+
+def digit_class_name(label: int, num_classes: int) -> str:
+    """``"mnistm 3"`` for the joint label 3 of Problem 1's 20 classes, else ``"class N"``."""
+    from dlcv.data.digits import DATASETS, NUM_DIGITS
+
+    if num_classes == len(DATASETS) * NUM_DIGITS:
+        domain, digit = divmod(label, NUM_DIGITS)
+        return f"{DATASETS[domain]} {digit}"
+    return f"class {label}"

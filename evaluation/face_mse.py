@@ -1,9 +1,12 @@
 """Grade Problem 2: per-image MSE (uint8 RGB, 0-255) of OUT against GT, the mean, PASS/FAIL.
 
 Usage: ``python evaluation/face_mse.py OUT_DIR GT_DIR`` (e.g. ``out hw2_data/face/GT``).
-Images are matched by file name. Exit status 0 when the mean MSE is below the
-pass line, 1 when it is not, 2 on unusable input (missing folder, names or sizes
-that do not match).
+Each image of GT_DIR is compared with the image of the same file name in OUT_DIR
+(after conversion of both to 8-bit RGB); the MSE is taken over the 0-255 values
+of all pixels and channels. Exit status 0 when the mean MSE is below the pass
+line, 1 when it is not, 2 on unusable input (a missing folder, a ground-truth
+name with no output, sizes that differ). Output images without a ground truth
+are named on stderr and ignored.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     report = compare_folders(args.out_dir, args.gt_dir, args.pass_line)
+    if report.ignored:
+        print(f"note: no ground truth for {', '.join(report.ignored)} (ignored)", file=sys.stderr)
     print("\n".join(report.lines()))
     if not report.passed:
         sys.exit(1)

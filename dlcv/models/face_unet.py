@@ -112,9 +112,7 @@ class FaceUNet(nn.Module):
             return downsample(stage.in_ch)
         if stage.kind == "up":
             return upsample(stage.in_ch)
-        return ResBlockWithAttention(
-            stage.in_ch, stage.out_ch, emb, stage.attention, dropout, norm_groups
-        )
+        return ResBlockWithAttention(stage.in_ch, stage.out_ch, emb, stage.attention, dropout, norm_groups)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % DOWN_FACTOR or x.shape[-2] % DOWN_FACTOR:
@@ -146,9 +144,7 @@ def infer_base_channels(state_dict: dict[str, torch.Tensor]) -> int:
     return int(weight.shape[0])
 
 
-def state_dict_mismatch(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], limit: int = 3
-) -> str | None:
+def state_dict_mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor], limit: int = 3) -> str | None:
     """Describe how ``state_dict`` fails to fit ``model`` in one line, or None when it fits."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in state_dict]

@@ -1,0 +1,90 @@
+"""``PB2/experiments.py``: the report figures from a face UNet or from a PB1 digit model."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dlcv.cli import UserError
+
+from ..conftest import REPO, run_script
+
+FIGURES = ["eta_grid.png", "interpolation_lerp.png", "interpolation_slerp.png"]
+
+
+def entry_main():
+    spec = importlib.util.spec_from_file_location("pb2_experiments", REPO / "PB2" / "experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_digit_model_figures_as_make_demo_runs_them(digit_model_file, tmp_path):
+    out = tmp_path / "figs"
+    result = run_script("PB2/experiments.py", "--digit-ckpt", str(digit_model_file), "--out", str(out),
+                        "--steps", "2", "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == FIGURES
+    grid = Image.open(out / "eta_grid.png")
+    assert grid.width > 4 * 56 and grid.height > 5 * 56  # 28x28 digits enlarged, 4 x 5 cells
+    assert Image.open(out / "interpolation_slerp.png").height < 2 * 56 + 30  # one row
+
+
+def test_face_unet_figures_and_seeded_repeatability(face_files, tmp_path):
+    main = entry_main()
+    args = ["--unet", str(face_files["unet"]), "--noise-dir", str(face_files["noise_dir"]), "--steps", "3",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    main([*args, "--out-dir", str(tmp_path / "a")])
+    main([*args, "--out-dir", str(tmp_path / "b"), "--batch-size", "1"])
+    main([*args, "--out-dir", str(tmp_path / "c"), "--seed", "5"])
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == FIGURES
+
+    def pixels(folder, name):
+        return torch.from_numpy(np.asarray(Image.open(tmp_path / folder / name)).astype(np.int16))
+
+    slerp = pixels("a", "interpolation_slerp.png")
+    assert (slerp - pixels("b", "interpolation_slerp.png")).abs().max() <= 1  # batching: rounding only
+    assert torch.equal(slerp, pixels("c", "interpolation_slerp.png"))  # eta 0: the seed does not matter
+    assert not torch.equal(slerp, pixels("a", "interpolation_lerp.png"))
+    grid_a, grid_c = pixels("a", "eta_grid.png"), pixels("c", "eta_grid.png")
+    assert torch.equal(grid_a, pixels("a", "eta_grid.png"))
+    assert not torch.equal(grid_a, grid_c)  # eta > 0 rows follow the seed
+    assert grid_a.shape[0] > 5 * 64 and grid_a.shape[1] > 4 * 64
+
+
+def test_unet_without_noise_dir_is_one_line_exit_2(face_files, tmp_path):
+    result = run_script("PB2/experiments.py", "--unet", str(face_files["unet"]), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = "error: --unet needs --noise-dir (the folder of face noises)"
+    assert result.stderr.strip().splitlines() == [expected]
+
+
+def test_bad_inputs_raise_user_errors(face_files, digit_model_file, tmp_path):
+    main = entry_main()
+    few = tmp_path / "few"
+    few.mkdir()
+    torch.save(torch.zeros(1, 3, 32, 32), few / "00.pt")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"junk")
+    digit = ["--digit-ckpt", str(digit_model_file), "--out", str(tmp_path / "o")]
+    cases = [
+        (["--unet", str(face_files["unet"]), "--noise-dir", str(few), "--out", str(tmp_path / "o")],
+         "the eta grid needs 4 noises, found 1"),
+        ([*digit, "--labels", "0,1,x,3"], "--labels: expected comma-separated integers"),
+        ([*digit, "--labels", "0,1,2"], "--labels: expected 4 class labels in 0..19"),
+        ([*digit, "--labels", "0,1,2,20"], "--labels: expected 4 class labels in 0..19"),
+        ([*digit, "--interp-label", "-1"], "--interp-label"),
+        ([*digit, "--steps", "0"], "--steps must be in 1..1000"),
+        ([*digit, "--noise-dir", str(few)], "--noise-dir is for --unet"),
+        (["--digit-ckpt", str(junk), "--out", str(tmp_path / "o")], "cannot read weights"),
+        (["--digit-ckpt", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "o")], "no PB1 model"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        with pytest.raises(UserError) as err:
+            main(argv)
+        assert message in str(err.value) and "\n" not in str(err.value), argv
+    assert not (tmp_path / "o").exists()
