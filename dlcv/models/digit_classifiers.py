@@ -16,23 +16,22 @@ architecture from the keys and shapes when asked for ``"auto"``.
 
 from __future__ import annotations
 
-import json
-import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torchvision.models import resnet34
 
 from dlcv.cli import UserError
+from dlcv.training.checkpoint import load_weights, save_checkpoint, save_weights
 
 NUM_DIGITS = 10
 IGNORED_BUFFERS = ("num_batches_tracked",)
 PREFIXES = ("module.", "_orig_mod.")
+FORMAT = "dlcv-digit-classifier"
 
 
 class LeNet(nn.Module):
@@ -77,18 +76,18 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """A small VGG-style network (about 0.3 M parameters) that trains on SVHN in minutes on a CPU.
-
-    Three stages of 3x3 conv-BN-ReLU (32, 64, 128 channels) with max-pooling in between,
-    global average pooling and a linear classifier.
+    """A small VGG-style network (Simonyan & Zisserman, 2015) that trains on SVHN in about a
+    minute on a laptop CPU: 3x3 conv-BN-ReLU at 28x28 (``width`` channels), max-pool, two at
+    14x14 (``2 * width``), max-pool, two at 7x7 (``4 * width``), global average pooling,
+    dropout and a linear classifier (about 0.07 M parameters and 6 M multiply-adds per image
+    at the default ``width = 16``).
     """
 
-    def __init__(self, num_classes: int = NUM_DIGITS, width: int = 32) -> None:
+    def __init__(self, num_classes: int = NUM_DIGITS, width: int = 16) -> None:
         super().__init__()
         w1, w2, w3 = width, 2 * width, 4 * width
         self.features = nn.Sequential(
             *_conv_bn_relu(3, w1),
-            *_conv_bn_relu(w1, w1),
             nn.MaxPool2d(2),
             *_conv_bn_relu(w1, w2),
             *_conv_bn_relu(w2, w2),
@@ -98,7 +97,7 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
-        self.dropout = nn.Dropout(0.2)
+        self.dropout = nn.Dropout(0.1)
         self.classifier = nn.Linear(w3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,24 +158,28 @@ def _describe(arch: str, missing: list, unexpected: list, shapes: list, n: int =
     return f"{arch}: " + "; ".join(parts)
 
 
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in a few words."""
+    text = str(err)
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if match:
+        return (f"it holds a pickled {match.group(1)}, which is refused: checkpoints are read with "
+                f"weights_only=True (tensors and plain containers only; no code from files is run)")
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    detail = lines[-2] if "WeightsUnpickler error" in text and len(lines) > 1 else (lines[0] if lines else "")
+    return f"not a PyTorch checkpoint ({type(err).__name__}: {detail.strip()[:120]})"
+
+
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """The tensors stored in ``path`` and the architecture it names, if any."""
     if path.suffix == ".safetensors":
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as err:  # safetensors raises its own error types
-            raise UserError(f"cannot read safetensors checkpoint {path}: {err}") from None
-        return state, meta.get("arch")
+        state, config = load_weights(path)
+        arch = config.get("arch") if isinstance(config, dict) else None
+        return state, arch if isinstance(arch, str) else None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"cannot read checkpoint {path} (only tensor/dict files are accepted, "
-            f"loaded with weights_only=True): {first}"
-        ) from None
+        raise UserError(f"cannot read checkpoint {path}: {_load_failure(err)}") from None
     arch = None
     if isinstance(obj, Mapping):
         if isinstance(obj.get("arch"), str):
@@ -185,7 +188,7 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
-    if not isinstance(obj, Mapping) or not obj:
+    if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(
             f"checkpoint {path} holds no state dict (expected a mapping of tensors or "
             f"a dict with a 'state_dict' entry)"
@@ -245,16 +248,30 @@ def load_digit_classifier(
 def save_digit_classifier(
     model: nn.Module, path: str | Path, arch: str, extra: Mapping[str, object] | None = None
 ) -> Path:
-    """Save ``model`` as safetensors with ``{"arch": arch, ...extra}`` metadata, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    meta = {"arch": arch, "format": "dlcv-digit-classifier"}
-    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    """Save ``model``'s weights as safetensors (atomically) with the config
+    ``{"arch": arch, "format": "dlcv-digit-classifier", **extra}`` in the metadata."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown classifier architecture {arch!r}")
+    config = {"arch": arch, "format": FORMAT, **(extra or {})}
+    return save_weights(model.state_dict(), path, config)
+
+
+def save_course_checkpoint(
+    model: nn.Module, optimizer_state: Mapping | None, path: str | Path, arch: str = "lenet"
+) -> Path:
+    """Save in the course's ``Classifier.pth`` format ``{"state_dict", "optimizer"}`` (plus
+    ``"arch"``), atomically.
+
+    Only tensors, numbers, strings and containers are stored, so both the course grader's
+    ``torch.load`` + ``load_state_dict(state["state_dict"])`` and
+    ``torch.load(weights_only=True)`` read it.
+    """
+    payload = {
+        "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+        "optimizer": _to_cpu(dict(optimizer_state)) if optimizer_state is not None else {},
+        "arch": arch,
+    }
+    return save_checkpoint(payload, path)
 
 
 def _to_cpu(obj: object) -> object:
@@ -266,24 +283,3 @@ def _to_cpu(obj: object) -> object:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
-
-
-def save_course_checkpoint(
-    model: nn.Module, optimizer: torch.optim.Optimizer | None, path: str | Path, arch: str = "lenet"
-) -> Path:
-    """Save in the course's format ``{"state_dict", "optimizer"}`` (plus ``"arch"``), atomically.
-
-    Only tensors, numbers, strings and containers are stored, so both the course grader's
-    ``torch.load`` and ``torch.load(weights_only=True)`` read it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
-        "optimizer": _to_cpu(optimizer.state_dict()) if optimizer is not None else {},
-        "arch": arch,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
