@@ -11,6 +11,7 @@ config: what hw2_1.sh loads), metrics.jsonl and samples/step_*.png.
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -89,18 +90,11 @@ def main(argv: list[str] | None = None) -> None:
                              guidance=s.guidance, seed=args.seed, progress=False)  # fmt: skip
         save_grid(grid, samples_dir / f"step_{step:07d}.png", nrow=8)
 
+    # The config's train section names TrainConfig's fields; the command line adds the rest.
+    optim = {f.name: tc[f.name] for f in fields(TrainConfig) if f.name in tc}
     train_cfg = TrainConfig(
+        **optim,
         out_dir=Path(args.out),
-        steps=tc.steps,
-        batch_size=tc.batch_size,
-        lr=tc.lr,
-        weight_decay=tc.weight_decay,
-        warmup_steps=tc.warmup_steps,
-        grad_clip=tc.grad_clip,
-        ema_decay=tc.ema_decay,
-        log_every=tc.log_every,
-        sample_every=tc.sample_every,
-        ckpt_every=tc.ckpt_every,
         seed=args.seed,
         mixed_precision=not args.no_amp,
         resume=args.resume,
