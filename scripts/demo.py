@@ -1,6 +1,6 @@
 """`make demo`: Problem 1 end to end on a laptop CPU, with nothing downloaded.
 
-    python scripts/demo.py --out demo_out [--pb1-budget 480] [--quick]
+    python scripts/demo.py --out demo_out [--pb1-budget 540] [--quick]
 
 Runs the commands a user runs on the course data, on the built-in synthetic
 digits instead (MNIST-M-like and SVHN-like, written in the course layout):
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_out", help="folder for everything the demo writes (%(default)s)")
-    p.add_argument("--pb1-budget", type=float, default=480, help="seconds of PB1 training (%(default)s)")
+    p.add_argument("--pb1-budget", type=float, default=540, help="seconds of PB1 training (%(default)s)")
     p.add_argument(
         "--classifier-budget",
         type=float,
