@@ -11,8 +11,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+# Copies of ../shared/fixtures (real files from the ecosystem) and of the face UNet's state-dict
+# table from ../shared/specs, kept in the repository so a clean clone tests on its own.
+FIXTURES = REPO / "tests" / "fixtures"
 
 torch.set_num_threads(1)
 

@@ -31,7 +31,7 @@ with warnings.catch_warnings():
     from clip.clip import _transform as openai_transform
 
 REPO = Path(__file__).resolve().parents[2]
-INPUT_JSON = REPO.parent / "shared" / "fixtures" / "textual_inversion_input.json"
+INPUT_JSON = REPO / "tests" / "fixtures" / "textual_inversion_input.json"
 
 
 def _save_random_pngs(folder: Path, n: int, seed: int, size: int = 32) -> None:

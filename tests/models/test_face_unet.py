@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from dlcv.models.face_unet import FaceUNet, infer_base_channels, state_dict_mismatch
 
-from ..conftest import SHARED
+from ..conftest import FIXTURES
 
-TSV = SHARED / "specs" / "face_unet_state_dict.tsv"
+TSV = FIXTURES / "face_unet_state_dict.tsv"
 
 # The spec's tables at the course width (128): (name, kind, in, out, attention).
 DOWN = [("down1", "conv", 3, 128, False)]

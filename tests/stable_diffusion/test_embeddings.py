@@ -25,7 +25,7 @@ from dlcv.stable_diffusion.embeddings import (
 )
 from dlcv.stable_diffusion.tiny import build_tiny_sd
 
-EMBEDDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "embeddings"
+EMBEDDINGS = Path(__file__).resolve().parents[1] / "fixtures" / "embeddings"
 WIDTH = 32  # the tiny model's text width
 
 

@@ -25,7 +25,7 @@ from dlcv.stable_diffusion.generation import (
 )
 from dlcv.stable_diffusion.tiny import build_tiny_sd
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROMPT = "a photo of a dog on a hilltop"
 
 

@@ -24,7 +24,7 @@ from dlcv.stable_diffusion.tiny import build_tiny_sd
 from dlcv.training import TrainConfig
 from dlcv.training.checkpoint import load_checkpoint
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOKEN = "<ti-test>"
 VOCAB = 49408
 
