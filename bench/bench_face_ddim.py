@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler
 
 from dlcv.cli import UserError, run
 from dlcv.diffusion import NoiseSchedule, ddim_sample, ddim_timesteps
+from dlcv.diffusion.reference import course_ddim_scheduler
 from dlcv.diffusion.samplers import EpsFn
 from dlcv.face_ddim import (
     NUM_STEPS,
@@ -57,25 +57,11 @@ DEFAULTS = {  # width, size, num, repeat
 }
 
 
-def course_scheduler() -> DDIMScheduler:
-    """diffusers' DDIM configured to the course's convention (the same as SD v1's)."""
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=1e-4,
-        beta_end=2e-2,
-        beta_schedule="linear",
-        clip_sample=True,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
-    scheduler.set_timesteps(NUM_STEPS)
-    return scheduler
 
 
 def diffusers_loop(eps_fn: EpsFn, x: torch.Tensor) -> torch.Tensor:
     """The usual diffusers loop: ``step(eps_fn(x, t), t, x).prev_sample`` for each timestep."""
-    scheduler = course_scheduler()
+    scheduler = course_ddim_scheduler(NUM_STEPS)
     for t in scheduler.timesteps:
         eps = eps_fn(x, t.to(x.device).expand(x.shape[0]))
         x = scheduler.step(eps, t, x).prev_sample

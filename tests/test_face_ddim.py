@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler
 from PIL import Image
 
 from dlcv.cli import UserError
 from dlcv.diffusion import ddim_timesteps
+from dlcv.diffusion.reference import course_ddim_scheduler
 from dlcv.experiments import constant_eps, run_ddim
 from dlcv.face_ddim import (
     generate,
@@ -43,19 +43,6 @@ def random_face_unet(seed: int = 0) -> FaceUNet:
     return model
 
 
-def course_scheduler() -> DDIMScheduler:
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=1e-4,
-        beta_end=2e-2,
-        beta_schedule="linear",
-        timestep_spacing="leading",
-        steps_offset=1,
-        set_alpha_to_one=False,
-        clip_sample=True,
-    )
-    scheduler.set_timesteps(50)
-    return scheduler
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +58,7 @@ def case(tmp_path_factory) -> dict:
     for i in reversed(range(COUNT)):  # written out of order: the sort must not depend on it
         torch.save(noises[i] if i == 1 else noises[i : i + 1].clone(), noise_dir / f"{i:02d}.pt")
     (noise_dir / "notes.txt").write_text("not a noise")
-    scheduler = course_scheduler()
+    scheduler = course_ddim_scheduler(50)
     x = noises.clone()
     with torch.no_grad():
         for t in scheduler.timesteps:
@@ -80,7 +67,7 @@ def case(tmp_path_factory) -> dict:
 
 
 def test_scheduler_timesteps_are_the_course_ones():
-    assert course_scheduler().timesteps.tolist() == ddim_timesteps(50) == list(range(981, 0, -20))
+    assert course_ddim_scheduler(50).timesteps.tolist() == ddim_timesteps(50) == list(range(981, 0, -20))
 
 
 def test_generate_equals_diffusers_ddim_step_by_step(case):

@@ -2,8 +2,9 @@
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDPMScheduler
 
+from dlcv.diffusion.reference import course_ddim_scheduler
 from dlcv.diffusion.samplers import Capture, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
 from dlcv.diffusion.schedule import NoiseSchedule
 
@@ -15,24 +16,13 @@ def toy_eps(x, t):
     return torch.tanh(x * 0.7 + t.float().view(-1, 1, 1, 1) / 1000.0)
 
 
-def course_ddim():
-    return DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=1e-4,
-        beta_end=2e-2,
-        beta_schedule="linear",
-        clip_sample=True,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
 
 
 def test_ddim_timesteps_follow_the_course_convention():
     steps = ddim_timesteps(50)
     assert steps[0] == 981 and steps[-1] == 1 and len(steps) == 50
     assert all(a - b == 20 for a, b in zip(steps, steps[1:]))
-    ref = course_ddim()
+    ref = course_ddim_scheduler(None)
     ref.set_timesteps(50)
     assert steps == ref.timesteps.tolist()
     with pytest.raises(ValueError):
@@ -41,7 +31,7 @@ def test_ddim_timesteps_follow_the_course_convention():
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 def test_ddim_steps_equal_diffusers(eta):
-    ref = course_ddim()
+    ref = course_ddim_scheduler(None)
     ref.set_timesteps(50)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 8, 8, generator=g)
@@ -59,7 +49,7 @@ def test_ddim_steps_equal_diffusers(eta):
 
 
 def test_ddim_sample_equals_the_diffusers_loop():
-    ref = course_ddim()
+    ref = course_ddim_scheduler(None)
     ref.set_timesteps(50)
     x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     x_ref = x.clone()
