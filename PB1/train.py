@@ -5,12 +5,15 @@
     python PB1/train.py --config demo --set train.steps=500            # quick CPU run
 
 Writes to --out: checkpoint.pt (resumable), model.safetensors (EMA weights +
-config: what hw2_1.sh loads), metrics.jsonl and samples/step_*.png.
+config: what hw2_1.sh loads), metrics.jsonl and samples/step_*.png (and, with
+--keep-models, models/step_*.safetensors).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -19,8 +22,16 @@ from omegaconf import OmegaConf
 
 from dlcv.cli import UserError, run
 from dlcv.data.digits import load_joint_digits
-from dlcv.diffusion import epsilon_loss
-from dlcv.digit_model import PRESETS, build_model, build_schedule, export_model, load_config
+from dlcv.diffusion import diffusion_loss
+from dlcv.digit_model import (
+    PRESETS,
+    build_model,
+    build_objective,
+    build_schedule,
+    export_model,
+    load_config,
+    noise_predictor,
+)
 from dlcv.digit_sampling import sample_labels
 from dlcv.imageio import save_grid
 from dlcv.training import TrainConfig, train
@@ -39,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-budget", type=float, help="seconds: plan the run (and its cosine) to end in time")
     p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--keep-models", action="store_true",
+                   help="also keep the model of every checkpoint (train.ckpt_every) as "
+                   "models/step_N.safetensors")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
@@ -54,8 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides.append(f"train.batch_size={args.batch_size}")
     cfg = load_config(args.config, overrides)
     tc = cfg.train
-    if tc.steps < 1 or tc.batch_size < 1:
-        raise UserError("train.steps and train.batch_size must be positive")
+    if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
+        raise UserError(f"--time-budget must be a positive number of seconds, got {args.time_budget}")
 
     # Data: both datasets preloaded once as uint8, joint labels 0-19.
     images, labels = load_joint_digits(args.data, "train", size=cfg.model.get("image_size", 28),
@@ -64,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = build_model(cfg)
     schedule = build_schedule(cfg)
+    objective = build_objective(cfg)
     null_class = model.null_class
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 
@@ -73,22 +88,27 @@ def main(argv: list[str] | None = None) -> None:
 
     def loss_fn(net: torch.nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
         x_u8, y = batch
-        x0 = x_u8.float() / 127.5 - 1.0
-        if x0.device.type == "cuda":
-            x0 = x0.contiguous(memory_format=torch.channels_last)
+        x0 = (x_u8.float() / 127.5 - 1.0).contiguous(memory_format=torch.channels_last)
         # Label dropout teaches the same network the unconditional model (null class).
         drop = (torch.rand(y.shape, generator=generator) < tc.p_uncond).to(y.device)
         y = torch.where(drop, torch.full_like(y, null_class), y)
-        return epsilon_loss(lambda x, t: net(x, t, y), x0, schedule, generator, tc.get("min_snr_gamma"))
+        return diffusion_loss(lambda x, t: net(x, t, y), x0, schedule, generator, objective)
 
     samples_dir = Path(args.out) / "samples"
     preview_labels = torch.arange(20).repeat_interleave(4)  # 4 of each class, rows of 8
 
     def on_sample(ema_model: torch.nn.Module, step: int) -> None:
         s = cfg.sample
-        grid = sample_labels(ema_model, schedule, preview_labels, sampler="ddim", steps=min(s.steps, 50),
+        grid = sample_labels(noise_predictor(ema_model, cfg), schedule, preview_labels,
+                             sampler=s.sampler if s.sampler != "ddpm" else "ddim", steps=min(s.steps, 50),
                              guidance=s.guidance, seed=args.seed, progress=False)  # fmt: skip
         save_grid(grid, samples_dir / f"step_{step:07d}.png", nrow=8)
+
+    def export(ema_model: torch.nn.Module, out: Path, step: int) -> None:
+        path = export_model(ema_model, out, cfg)
+        if args.keep_models:  # one model per checkpoint, e.g. to grade a run's progress
+            (out / "models").mkdir(exist_ok=True)
+            shutil.copyfile(path, out / "models" / f"step_{step:07d}.safetensors")
 
     # The config's train section names TrainConfig's fields; the command line adds the rest.
     optim = {f.name: tc[f.name] for f in fields(TrainConfig) if f.name in tc}
@@ -100,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         resume=args.resume,
         device=args.device,
         time_budget=args.time_budget,
+        channels_last=True,  # faster convolutions on CPUs too (about 8% for training)
     )
     train(
         model,
@@ -107,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         next_batch,
         train_cfg,
         on_sample=on_sample,
-        export=lambda m, out: export_model(m, out, cfg),
+        export=export,
         config=OmegaConf.to_container(cfg),
     )
     print(f"model written to {Path(args.out) / 'model.safetensors'}")

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlcv.cli import UserError, existing_dir, run
-from dlcv.diffusion import NoiseSchedule, epsilon_loss
+from dlcv.diffusion import NoiseSchedule, diffusion_loss
 from dlcv.experiments import constant_eps, run_ddim
 from dlcv.imageio import list_images, load_rgb, minmax_to_uint8, save_grid
 from dlcv.models.face_unet import DOWN_FACTOR, FaceUNet
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         x0 = batch.float() / 127.5 - 1.0
         if x0.device.type == "cuda":
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        return epsilon_loss(net, x0, schedule, generator)
+        return diffusion_loss(net, x0, schedule, generator)
 
     size = args.image_size
     preview = torch.randn(16, 3, size, size, generator=torch.Generator().manual_seed(args.seed))
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         next_batch,
         cfg,
         on_sample=on_sample,
-        export=lambda m, out: export(m, out, config),
+        export=lambda m, out, step: export(m, out, config),
         config=config,
     )
     say(f"state dict written to {Path(args.out) / STATE_DICT}")

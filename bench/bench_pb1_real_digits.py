@@ -1,38 +1,140 @@
-"""How far the CPU recipe gets on real digits: graders and PB1 trained on digits_mini, then graded.
+"""How fast the PB1 CPU recipe learns real digits: accuracy against training time, in one run.
 
-    python bench/bench_pb1_real_digits.py [--data ../shared/data/digits_mini] [--pb1-budget 600]
+    python bench/bench_pb1_real_digits.py [--data ../shared/data/digits_mini] [--config demo]
+                                          [--minutes 30] [--every 3] [--per-class 50]
 
-Runs the demo pipeline (scripts/demo.py) on real MNIST-M and SVHN in the course
-layout instead of the synthetic set: trains the two digit graders (their held-out
-accuracy on the data's test split is printed by the trainer), trains PB1 with the
-demo preset for --pb1-budget seconds, generates the 1,000 images and grades them.
-Everything is written to --out.
+On real MNIST-M and SVHN in the course layout (../shared/data/digits_mini by default):
+
+1. times the fixed reference network (bench/pb1_common.py: the first demo recipe's network,
+   2 threads) and the recipe's own network, so that a slow machine can be told from a bad
+   recipe: the run is ``--minutes`` of training *on the slow machine* (3.1 reference
+   steps/s), i.e. the same work on any machine, however long it takes here;
+2. trains (or reuses) two graders on the data's train split (small CNNs; their held-out
+   accuracy on the test split is printed by the trainer);
+3. trains the recipe with the real ``PB1/train.py`` (2 threads), keeping a model every
+   ``--every`` slow-machine minutes;
+4. grades every kept model on the course set (``--per-class`` images per class, 20 classes,
+   with the recipe's sampler) and prints the curve as a table and a PNG.
+
+Everything goes to ``--out`` (``curve.md``, ``curve.png``, ``curve.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import demo  # noqa: E402
+from pb1_common import (  # noqa: E402
+    DEFAULT_DATA,
+    REPO,
+    SLOW_MACHINE_STEPS_PER_S,
+    ensure_graders,
+    grade_model,
+    plot_curves,
+    reference_speed,
+    train_steps_per_second,
+    write_json,
+)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "digits_mini"))
-    p.add_argument("--out", default="bench_out/real_digits")
-    p.add_argument("--pb1-budget", type=float, default=600, help="seconds of PB1 training (%(default)s)")
-    p.add_argument("--classifier-budget", type=float, default=120, help="seconds per grader (%(default)s)")
-    p.add_argument("--device", default="auto")
-    args = p.parse_args()
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="digits in the course layout")
+    p.add_argument("--config", default="demo", help="PB1 preset or YAML (%(default)s)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--minutes", type=float, default=30.0, help="slow-machine minutes of training")
+    p.add_argument("--every", type=float, default=3.0, help="grade every so many slow-machine minutes")
+    p.add_argument("--per-class", type=int, default=50, help="generated images per class (%(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="training threads (%(default)s, as the demo)")
+    p.add_argument("--out", default="bench_out/pb1_real_digits")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if not Path(args.data, "mnistm", "train.csv").is_file():
         sys.exit(f"error: no digits in the course layout at {args.data} (expected mnistm/train.csv)")
-    demo.main(["--data", args.data, "--out", args.out, "--pb1-budget", str(args.pb1_budget),
-               "--classifier-budget", str(args.classifier_budget), "--device", args.device])  # fmt: skip
+    if args.minutes <= 0 or not 0 < args.every <= args.minutes:
+        sys.exit("error: --minutes must be positive and --every in (0, --minutes]")
+    out = Path(args.out)
+    import torch
+
+    # 1. speed: the reference network and the recipe's, alone, on --threads threads
+    reference_speed(args.threads)  # warm-up
+    ref = reference_speed(args.threads)
+    speed = train_steps_per_second(args.config, list(args.set), args.threads)
+    slow_steps = SLOW_MACHINE_STEPS_PER_S * speed / ref  # recipe steps per slow-machine second
+    steps = int(args.minutes * 60 * slow_steps)
+    every = max(1, int(args.every * 60 * slow_steps))
+    print(f"this machine: reference network {ref:.2f} steps/s ({ref / SLOW_MACHINE_STEPS_PER_S:.2f}x "
+          f"the slow machine); {args.config}: {speed:.2f} steps/s, cost {ref / speed:.2f}x the reference")
+    print(f"training {steps} steps ({args.minutes:g} slow-machine minutes, about "
+          f"{steps / speed / 60:.1f} min here), a model every {every} steps", flush=True)  # fmt: skip
+
+    # 2. graders
+    graders = ensure_graders(Path(args.data), out / "graders")
+
+    # 3. one training run, keeping models
+    run = out / "run"
+    began = time.perf_counter()
+    if not (run / "model.safetensors").is_file():
+        cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", args.data, "--out", str(run),
+               "--config", args.config, "--steps", str(steps), "--keep-models", "--seed", str(args.seed),
+               "--device", "cpu", "--set", *args.set, f"train.ckpt_every={every}"]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        subprocess.run(cmd, check=True, env=env)
+    train_wall = time.perf_counter() - began
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    measured = sum(m["images_per_s"] for m in metrics) / len(metrics)
+
+    # 4. grade every kept model
+    torch.set_num_threads(args.threads)
+    points = []
+    for model in sorted((run / "models").glob("step_*.safetensors")):
+        step = int(model.stem.split("_")[1])
+        graded = grade_model(model, graders, args.per_class, seed=args.seed)
+        minutes = step / slow_steps / 60
+        points.append({"step": step, "slow_minutes": round(minutes, 2), **graded})
+        print(f"step {step}: {minutes:.1f} slow-machine min, MNIST-M {graded['mnistm']:.3f}, "
+              f"SVHN {graded['svhn']:.3f}", flush=True)  # fmt: skip
+
+    from dlcv.digit_model import load_config
+
+    batch = int(load_config(args.config, list(args.set)).train.batch_size)
+    lines = [
+        f"PB1 recipe `{args.config}` {' '.join(args.set)} on {args.data}: one run of {steps} steps, "
+        f"graded on {20 * args.per_class} generated images per point.",
+        "",
+        f"This machine: reference network {ref:.2f} steps/s (2 threads; the slow machine: "
+        f"{SLOW_MACHINE_STEPS_PER_S}); the recipe {speed:.2f} steps/s alone, "
+        f"{measured:.0f} images/s during the run ({train_wall / 60:.1f} min of training here).",
+        "",
+        "| step | images seen | slow-machine min | min here | MNIST-M | SVHN |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        lines.append(f"| {p['step']} | {p['step'] * batch:,} | {p['slow_minutes']:.1f} "
+                     f"| {p['step'] / speed / 60:.1f} | {p['mnistm']:.3f} | {p['svhn']:.3f} |")  # fmt: skip
+    for target, minutes in ((0.90, 15.0), (0.95, 30.0)):
+        hit = next((p for p in points if min(p["mnistm"], p["svhn"]) >= target), None)
+        when = f"{hit['slow_minutes']:.1f} slow-machine min" if hit else "not reached"
+        verdict = "met" if hit and hit["slow_minutes"] <= minutes + 1e-6 else "NOT met"
+        lines.append(f"\nboth >= {target:.2f}: {when} (target: within {minutes:g} min): {verdict}")
+    (out / "curve.md").write_text("\n".join(lines) + "\n")
+    write_json(out / "curve.json", {"config": args.config, "overrides": args.set,
+                                    "reference_steps_per_s": ref, "steps_per_s": speed, "points": points})
+    plot_curves({args.config: [(p["slow_minutes"], p["mnistm"], p["svhn"]) for p in points]},
+                out / "curve.png", f"PB1 `{args.config}` on real digits (digits_mini)")  # fmt: skip
+    print("\n".join(lines))
+    print(f"\nwrote {out / 'curve.md'} and {out / 'curve.png'}")
 
 
 if __name__ == "__main__":

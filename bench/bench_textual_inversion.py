@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from dlcv.diffusion import epsilon_loss
+from dlcv.diffusion import diffusion_loss
 from dlcv.runtime import autocast, configure_backends, pick_device
 from dlcv.stable_diffusion.config import sd_v1_config, tiny_config
 from dlcv.stable_diffusion.textual_inversion import (
@@ -146,7 +146,7 @@ def main() -> None:
     def full_step() -> None:
         batch_gen = torch.Generator().manual_seed(1)
         with autocast(device, amp):
-            loss = epsilon_loss(lambda z, tt: model(z, tt, caption_ids), z0, sd.schedule, batch_gen)
+            loss = diffusion_loss(lambda z, tt: model(z, tt, caption_ids), z0, sd.schedule, batch_gen)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

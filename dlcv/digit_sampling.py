@@ -16,13 +16,14 @@ from dlcv.diffusion import (
     ddim_sample,
     ddim_timesteps,
     ddpm_sample,
+    dpmpp_2m_sample,
 )
 from dlcv.diffusion.samplers import EpsFn, StepCallback
 from dlcv.imageio import save_grid, save_png, to_uint8
 from dlcv.models.digit_unet import DigitUNet
 from dlcv.runtime import autocast
 
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "dpm++", "ddpm")
 
 
 def guided_eps_fn(model: DigitUNet, labels: torch.Tensor, guidance: float, amp: bool = True) -> EpsFn:
@@ -36,6 +37,15 @@ def guided_eps_fn(model: DigitUNet, labels: torch.Tensor, guidance: float, amp: 
             return eps_fn(x, t).float()
 
     return run
+
+
+def sampler_steps(sampler: str, steps: int, schedule: NoiseSchedule) -> list[int]:
+    """The timesteps a sampler visits: ``steps`` spaced ones for DDIM and DPM-Solver++, all for DDPM."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}")
+    if sampler == "ddpm":
+        return list(range(schedule.num_train_timesteps - 1, -1, -1))
+    return ddim_timesteps(steps, schedule.num_train_timesteps)
 
 
 @torch.no_grad()
@@ -58,30 +68,40 @@ def sample_labels(
 
     The initial noise is drawn at once on the CPU from ``seed`` (or given), so
     results do not depend on the device or the batch size; ``callback`` sees only
-    the first batch.
+    the first batch. ``progress`` shows one bar over all batches and steps.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}")
+    timesteps = sampler_steps(sampler, steps, schedule)
     device = next(model.parameters()).device
     size, channels = model.config.image_size, model.config.in_channels
     generator = torch.Generator().manual_seed(seed)
     if noise is None:
         noise = torch.randn(len(labels), channels, size, size, generator=generator)
+    starts = range(0, len(labels), batch_size)
+    bar = tqdm(total=len(starts) * len(timesteps), desc=f"{sampler.upper()} x{len(labels)}",
+               unit="step", disable=not progress, dynamic_ncols=True)  # fmt: skip
     out = []
-    batches = range(0, len(labels), batch_size)
-    for start in tqdm(batches, desc=f"{sampler.upper()} x{len(labels)}", disable=not progress):
+    for start in starts:
         y = labels[start : start + batch_size].to(device)
-        x = noise[start : start + batch_size].to(device)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        # channels_last: 2-3x faster convolutions on CPUs, tensor cores on GPUs
+        x = noise[start : start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
         eps_fn = guided_eps_fn(model, y, guidance)
         hook = callback if start == 0 else None
+
+        def step_callback(t: int, x_t: torch.Tensor, hook: StepCallback | None = hook) -> None:
+            if hook is not None:
+                hook(t, x_t)
+            if t >= 0:
+                bar.update(1)
+
         if sampler == "ddim":
-            timesteps = ddim_timesteps(steps, schedule.num_train_timesteps)
-            x = ddim_sample(eps_fn, x, schedule, timesteps, eta, True, None, generator, hook)
+            x = ddim_sample(eps_fn, x, schedule, timesteps, eta=eta, clip_x0=True,
+                            generator=generator, callback=step_callback)  # fmt: skip
+        elif sampler == "dpm++":
+            x = dpmpp_2m_sample(eps_fn, x, schedule, timesteps, clip_x0=True, callback=step_callback)
         else:
-            x = ddpm_sample(eps_fn, x, schedule, generator, True, hook)
+            x = ddpm_sample(eps_fn, x, schedule, generator=generator, clip_x0=True, callback=step_callback)
         out.append(to_uint8(x).cpu())
+    bar.close()
     return torch.cat(out)
 
 
@@ -104,11 +124,7 @@ def write_course_outputs(images: torch.Tensor, out_dir: str | Path, n_per_digit:
 
 def reverse_timesteps(sampler: str, steps: int, schedule: NoiseSchedule, frames: int = 6) -> list[int]:
     """``frames`` timesteps spread over a run, the start noise first and the result (-1) last."""
-    visited = (
-        ddim_timesteps(steps, schedule.num_train_timesteps)
-        if sampler == "ddim"
-        else list(range(schedule.num_train_timesteps - 1, -1, -1))
-    )
+    visited = sampler_steps(sampler, steps, schedule)
     picks = [visited[round(i * (len(visited) - 1) / (frames - 2))] for i in range(frames - 1)]
     return picks + [-1]
 
@@ -160,6 +176,7 @@ __all__: Sequence[str] = [
     "guided_eps_fn",
     "sample_course_set",
     "sample_labels",
+    "sampler_steps",
     "write_course_outputs",
     "write_report_figures",
 ]

@@ -1,20 +1,22 @@
 """`make demo`: Problem 1 end to end on a laptop CPU, with nothing downloaded.
 
-    python scripts/demo.py --out demo_out [--pb1-budget 540] [--quick]
+    python scripts/demo.py --out demo_out [--quick]
 
 Runs the commands a user runs on the course data, on the built-in synthetic
 digits instead (MNIST-M-like and SVHN-like, written in the course layout):
 
 1. write the synthetic set            python -m dlcv.data.synthetic_digits
 2. train the two digit graders        evaluation/train_classifier.py
-3. train the PB1 diffusion model      PB1/train.py --config demo --time-budget ...
+3. train the PB1 diffusion model      PB1/train.py --config demo
 4. generate the 1,000 images          hw2_1.sh (PB1_CKPT points at the model)
 5. grade them                         evaluation/digit_classifier.py
 6. the report figures                 PB1/report.py and PB2/experiments.py --digit-ckpt
 
-Each step prints its command. A step whose result is already in --out is
-reused, so a second run only redoes what is missing (delete a sub-folder to
-redo that step); nothing outside --out is written.
+Each step prints its command. Every run's length is a number of steps (never
+seconds), so the same seed gives the same models and accuracies on a fast or a
+slow machine. A step whose result is already in --out is reused, so a second
+run only redoes what is missing (delete a sub-folder to redo that step);
+nothing outside --out is written.
 """
 
 from __future__ import annotations
@@ -34,13 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_out", help="folder for everything the demo writes (%(default)s)")
-    p.add_argument("--pb1-budget", type=float, default=540, help="seconds of PB1 training (%(default)s)")
-    p.add_argument(
-        "--classifier-budget",
-        type=float,
-        default=90,
-        help="seconds of training per digit grader (%(default)s)",
-    )
+    p.add_argument("--pb1-steps", type=int, help="PB1 training steps (default: the demo preset's)")
     p.add_argument(
         "--train-images", type=int, default=3000, help="synthetic images per dataset (%(default)s)"
     )
@@ -101,35 +97,20 @@ def main(argv: list[str] | None = None) -> None:
 
     mnistm_ckpt, svhn_ckpt = classifiers / "Classifier.pth", classifiers / "svhn_classifier.safetensors"
     if not (mnistm_ckpt.is_file() and svhn_ckpt.is_file()):
-        budget = 10 if args.quick else args.classifier_budget
-        step(
-            "2. digit graders (LeNet for MNIST-M, a CNN for SVHN)",
-            [
-                py,
-                "evaluation/train_classifier.py",
-                "--data",
-                data,
-                "--dataset",
-                "both",
-                "--out",
-                classifiers,
-                "--time-budget",
-                budget,
-                "--device",
-                args.device,
-            ],
-        )
+        cmd = [py, "evaluation/train_classifier.py", "--data", data, "--dataset", "both",
+               "--out", classifiers, "--device", args.device]  # fmt: skip
+        cmd += ["--steps", "20"] if args.quick else []
+        step("2. digit graders (LeNet for MNIST-M, a CNN for SVHN)", cmd)
     else:
         print(f"\n== 2. reusing the digit graders in {classifiers}")
 
     model = pb1 / "model.safetensors"
     if not model.is_file():
         cmd = [py, "PB1/train.py", "--data", data, "--out", pb1, "--device", args.device]
-        cmd += (
-            ["--config", "tiny", "--steps", "20"]
-            if args.quick
-            else ["--config", "demo", "--time-budget", args.pb1_budget]
-        )
+        if args.quick:
+            cmd += ["--config", "tiny", "--steps", "20"]
+        else:
+            cmd += ["--config", "demo"] + (["--steps", args.pb1_steps] if args.pb1_steps else [])
         step("3. PB1: class-conditional DDPM with classifier-free guidance", cmd)
     else:
         print(f"\n== 3. reusing the PB1 model {model}")
@@ -184,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         if " acc = " in line:
             print(f"   {line.strip()}")
     if not args.quick and accuracies and min(float(a) for a in accuracies.values()) < 0.90:
-        print("   (below the 0.90 target: a longer --pb1-budget helps)")
+        print("   (below the 0.90 target: more --pb1-steps help)")
 
 
 if __name__ == "__main__":

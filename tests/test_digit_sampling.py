@@ -46,3 +46,33 @@ def test_guidance_one_equals_the_conditional_model_and_sampling_is_seeded():
     a = sample_labels(model, schedule, labels, steps=3, seed=1, progress=False)
     b = sample_labels(model, schedule, labels, steps=3, seed=1, progress=False)
     assert a.dtype == torch.uint8 and a.shape == (2, 3, 28, 28) and torch.equal(a, b)
+
+
+def test_a_v_prediction_model_is_sampled_through_its_noise_prediction():
+    """NoisePredictor converts a v-prediction network's output to eps (eps = sqrt(a) v +
+    sqrt(1 - a) x_t) before guidance and the sampler see it."""
+    from dlcv.digit_model import noise_predictor
+
+    cfg = load_config("tiny", ["diffusion.prediction=v"])
+    torch.manual_seed(0)
+    net = build_model(cfg).eval()
+    model = noise_predictor(net, cfg)
+    schedule = NoiseSchedule.linear()
+    x, t, y = torch.randn(2, 3, 28, 28), torch.tensor([100, 700]), torch.tensor([1, 12])
+    a = schedule.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, y), a.sqrt() * net(x, t, y) + (1 - a).sqrt() * x)
+    assert model.null_class == net.null_class and list(model.parameters())[0] is list(net.parameters())[0]
+
+
+def test_every_sampler_runs_and_shows_one_progress_bar(capsys):
+    torch.manual_seed(0)
+    model = build_model(load_config("tiny")).eval()
+    labels = torch.tensor([3, 15, 4])
+    schedule = NoiseSchedule.linear(num_train_timesteps=20)
+    for sampler in ("ddim", "dpm++", "ddpm"):
+        out = sample_labels(model, schedule, labels, sampler=sampler, steps=4, batch_size=2, progress=True)
+        assert out.shape == (3, 3, 28, 28) and out.dtype == torch.uint8
+    err = capsys.readouterr().err
+    assert "DDIM x3" in err and "8/8" in err  # 2 batches x 4 steps
+    assert "DPM++ x3" in err and "DDPM x3" in err and "40/40" in err  # 2 batches x 20 steps

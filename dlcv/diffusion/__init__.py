@@ -8,6 +8,7 @@ Class or text conditioning is bound into ``eps_fn`` by
 
 from dlcv.diffusion.guidance import classifier_free_guidance
 from dlcv.diffusion.interpolation import lerp, slerp
+from dlcv.diffusion.objective import Objective, diffusion_loss, eps_model
 from dlcv.diffusion.samplers import (
     Capture,
     ddim_sample,
@@ -15,19 +16,23 @@ from dlcv.diffusion.samplers import (
     ddim_timesteps,
     ddpm_sample,
     ddpm_step,
+    dpmpp_2m_sample,
 )
-from dlcv.diffusion.schedule import NoiseSchedule, epsilon_loss
+from dlcv.diffusion.schedule import NoiseSchedule
 
 __all__ = [
     "Capture",
     "NoiseSchedule",
+    "Objective",
     "classifier_free_guidance",
     "ddim_sample",
     "ddim_step",
     "ddim_timesteps",
     "ddpm_sample",
     "ddpm_step",
-    "epsilon_loss",
+    "diffusion_loss",
+    "dpmpp_2m_sample",
+    "eps_model",
     "lerp",
     "slerp",
 ]

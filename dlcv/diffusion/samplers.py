@@ -1,4 +1,4 @@
-"""Samplers as plain functions: DDPM ancestral sampling and DDIM.
+"""Samplers as plain functions: DDPM ancestral sampling, DDIM and DPM-Solver++(2M).
 
 Each step is written once, as a function of the current sample, the predicted
 noise and the schedule's coefficients; each ``*_sample`` loop only walks the
@@ -12,6 +12,7 @@ Timesteps are 0-based indices into the schedule (``0 .. T-1``); the papers'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -175,6 +176,62 @@ def ddim_sample(
         eps = eps_fn(x, torch.full((batch,), t, device=x.device, dtype=torch.long))
         noise = _randn_like(x, generator) if eta > 0 else None
         x, _ = ddim_step(x, eps.to(x.dtype), float(abar[t]), abar_prev, eta, noise, clip_x0)
+    if callback is not None:
+        callback(-1, x)
+    return x
+
+
+def dpmpp_2m_sample(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    schedule: NoiseSchedule,
+    timesteps: Sequence[int] | Iterable[int],
+    clip_x0: bool = False,
+    final_alpha_cumprod: float | None = None,
+    callback: StepCallback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """DPM-Solver++(2M): the second-order multistep solver of the diffusion ODE in data
+    prediction (Lu et al., "DPM-Solver++", 2022, Algorithm 2), deterministic like DDIM with
+    ``eta = 0`` but accurate with fewer steps (10-20 instead of 50).
+
+    With ``alpha_i = sqrt(abar_i)``, ``sigma_i = sqrt(1 - abar_i)``, ``lambda_i = log(alpha_i /
+    sigma_i)`` and ``h_i = lambda_{i+1} - lambda_i``, each step predicts
+    ``x0_i = (x_i - sigma_i eps) / alpha_i`` and updates
+    ``x_{i+1} = (sigma_{i+1} / sigma_i) x_i - alpha_{i+1} (exp(-h_i) - 1) D_i`` where
+    ``D_i = x0_i`` on the first and the last step (first order, DDIM's update; the last step
+    stays first order for stability with few steps) and otherwise
+    ``D_i = (1 + 1 / (2 r_i)) x0_i - 1 / (2 r_i) x0_{i-1}`` with ``r_i = h_{i-1} / h_i``.
+    The last step goes to ``final_alpha_cumprod`` as in :func:`ddim_sample` (``1.0``: to
+    ``x_0`` itself, where the update reduces to ``D``).
+    """
+    timesteps = [int(t) for t in timesteps]
+    if any(a <= b for a, b in zip(timesteps, timesteps[1:], strict=False)):
+        raise ValueError("DPM-Solver timesteps must be strictly descending")
+    abar = schedule.alphas_cumprod
+    final = float(abar[0]) if final_alpha_cumprod is None else float(final_alpha_cumprod)
+    levels = [float(abar[t]) for t in timesteps] + [final]
+    lam = [0.5 * math.log(a / (1.0 - a)) if a < 1.0 else math.inf for a in levels]
+    batch, x0_prev, h_prev = x.shape[0], None, None
+    for i in tqdm(range(len(timesteps)), desc="DPM++", disable=not progress, leave=False):
+        t = timesteps[i]
+        if callback is not None:
+            callback(t, x)
+        eps = eps_fn(x, torch.full((batch,), t, device=x.device, dtype=torch.long)).to(x.dtype)
+        x0 = _predict_x0(x, eps, levels[i], clip_x0)
+        a_next = levels[i + 1]
+        if a_next >= 1.0:
+            x = x0
+            break
+        h = lam[i + 1] - lam[i]
+        last = i == len(timesteps) - 1
+        d = x0
+        if x0_prev is not None and not last:
+            r = h_prev / h
+            d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
+        sigma_ratio = ((1.0 - a_next) / (1.0 - levels[i])) ** 0.5
+        x = sigma_ratio * x - a_next**0.5 * math.expm1(-h) * d
+        x0_prev, h_prev = x0, h
     if callback is not None:
         callback(-1, x)
     return x

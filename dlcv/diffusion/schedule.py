@@ -7,10 +7,7 @@ Notation follows Ho et al., "Denoising Diffusion Probabilistic Models" (2020):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 
 
 class NoiseSchedule:
@@ -71,34 +68,3 @@ class NoiseSchedule:
         a = self._gather(self.alphas_cumprod.sqrt(), t, x_t)
         s = self._gather((1.0 - self.alphas_cumprod).sqrt(), t, x_t)
         return (x_t - s * eps) / a
-
-
-def epsilon_loss(
-    eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    x0: torch.Tensor,
-    schedule: NoiseSchedule,
-    generator: torch.Generator | None = None,
-    min_snr_gamma: float | None = None,
-) -> torch.Tensor:
-    """DDPM's simplified objective (Ho et al. 2020, Eq. 14 / Algorithm 1).
-
-    ``E_{t, eps} || eps - eps_theta(x_t, t) ||^2`` with ``t`` uniform over the
-    training timesteps. Randomness is drawn on the CPU from ``generator`` so a
-    seeded run is repeatable on any device.
-
-    ``min_snr_gamma``: weight each sample by ``min(SNR_t, gamma) / SNR_t`` with
-    ``SNR_t = alpha_bar_t / (1 - alpha_bar_t)`` (Min-SNR-gamma, Hang et al. 2023,
-    Eq. 8 written for epsilon prediction), which stops the nearly noise-free
-    timesteps from dominating and speeds up training; ``None`` is Eq. 14.
-    """
-    b = x0.shape[0]
-    t = torch.randint(0, schedule.num_train_timesteps, (b,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-    t = t.to(x0.device)
-    x_t = schedule.add_noise(x0, noise, t)
-    if min_snr_gamma is None:
-        return F.mse_loss(eps_model(x_t, t).float(), noise.float())
-    per_sample = (eps_model(x_t, t).float() - noise.float()).pow(2).flatten(1).mean(1)
-    snr = schedule.alphas_cumprod[t.cpu()] / (1.0 - schedule.alphas_cumprod[t.cpu()])
-    weight = (snr.clamp(max=min_snr_gamma) / snr).to(per_sample)
-    return (weight * per_sample).mean()

@@ -41,19 +41,30 @@ def time_mlp(base: int, width: int) -> nn.Sequential:
 
 
 class ResBlock(nn.Module):
-    """Residual block with an additive time (and condition) embedding.
+    """Residual block conditioned on a time (and class) embedding.
 
-    ``h = conv1(swish(norm1(x))) + time(temb)``; ``h = conv2(dropout(swish(norm2(h))))``;
-    returns ``h + skip(x)`` where ``skip`` is a 1x1 conv only when channels change.
+    ``h = conv1(swish(norm1(x)))``; then either the embedding is added,
+    ``h = norm2(h + time(emb))`` (DDPM), or with ``scale_shift`` it modulates the
+    normalised features, ``h = norm2(h) * (1 + scale) + shift`` with ``scale, shift =
+    time(emb)`` (adaptive group norm, Dhariwal & Nichol 2021, Sec. 3);
+    ``h = conv2(dropout(swish(h)))``; returns ``h + skip(x)`` where ``skip`` is a
+    1x1 conv only when channels change.
     """
 
     def __init__(
-        self, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0, norm_groups: int = 32
+        self,
+        in_ch: int,
+        out_ch: int,
+        emb_dim: int,
+        dropout: float = 0.0,
+        norm_groups: int = 32,
+        scale_shift: bool = False,
     ) -> None:
         super().__init__()
+        self.scale_shift = scale_shift
         self.norm1 = nn.GroupNorm(min(norm_groups, in_ch), in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.time = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_ch))
+        self.time = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch))
         self.norm2 = nn.GroupNorm(min(norm_groups, out_ch), out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
@@ -61,8 +72,13 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time(emb)[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        cond = self.time(emb)[:, :, None, None]
+        if self.scale_shift:
+            scale, shift = cond.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + cond)
+        h = self.conv2(self.dropout(F.silu(h)))
         return h + self.skip(x)
 
 
@@ -97,9 +113,10 @@ class ResBlockWithAttention(nn.Module):
         attention: bool = False,
         dropout: float = 0.0,
         norm_groups: int = 32,
+        scale_shift: bool = False,
     ) -> None:
         super().__init__()
-        self.resblocks = ResBlock(in_ch, out_ch, emb_dim, dropout, norm_groups)
+        self.resblocks = ResBlock(in_ch, out_ch, emb_dim, dropout, norm_groups, scale_shift)
         self.attention = SelfAttention(out_ch, norm_groups) if attention else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ class DigitUNetConfig:
     dropout: float = 0.1
     norm_groups: int = 32
     patch_size: int = 1  # 2: work on 2x2 pixel patches (14x14 for 28x28), ~4x cheaper
+    scale_shift_norm: bool = False  # condition by scaling/shifting normalised features (AdaGN)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +47,7 @@ class DigitUNet(nn.Module):
         super().__init__()
         self.config = config
         ch, groups, drop = config.base_channels, config.norm_groups, config.dropout
+        ss = config.scale_shift_norm
         emb = 4 * ch
         patch_channels = config.in_channels * config.patch_size**2
         self.time = time_mlp(ch, emb)
@@ -58,7 +60,7 @@ class DigitUNet(nn.Module):
         for level, mult in enumerate(config.channel_mults):
             attn = level in config.attention_levels
             for _ in range(config.num_res_blocks):
-                self.down.append(ResBlockWithAttention(cur, ch * mult, emb, attn, drop, groups))
+                self.down.append(ResBlockWithAttention(cur, ch * mult, emb, attn, drop, groups, ss))
                 cur = ch * mult
                 skips.append(cur)
             if level != last:
@@ -67,8 +69,8 @@ class DigitUNet(nn.Module):
 
         self.mid = nn.ModuleList(
             [
-                ResBlockWithAttention(cur, cur, emb, True, drop, groups),
-                ResBlockWithAttention(cur, cur, emb, False, drop, groups),
+                ResBlockWithAttention(cur, cur, emb, True, drop, groups, ss),
+                ResBlockWithAttention(cur, cur, emb, False, drop, groups, ss),
             ]
         )
 
@@ -76,7 +78,8 @@ class DigitUNet(nn.Module):
         for level, mult in reversed(list(enumerate(config.channel_mults))):
             attn = level in config.attention_levels
             for _ in range(config.num_res_blocks + 1):
-                self.up.append(ResBlockWithAttention(cur + skips.pop(), ch * mult, emb, attn, drop, groups))
+                block = ResBlockWithAttention(cur + skips.pop(), ch * mult, emb, attn, drop, groups, ss)
+                self.up.append(block)
                 cur = ch * mult
             if level != 0:
                 self.up.append(upsample(cur))

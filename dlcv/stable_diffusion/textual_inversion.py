@@ -19,7 +19,7 @@ How it is done here:
   ends, :meth:`TextualInversion.merge` writes the vectors into the placeholder rows;
 * the training images' latents are encoded once (:mod:`dlcv.stable_diffusion.ti_data`);
   each step draws latents from the stored posteriors, a timestep and noise, and applies
-  the core's :func:`~dlcv.diffusion.epsilon_loss` on SD's scaled-linear schedule;
+  the core's :func:`~dlcv.diffusion.diffusion_loss` on SD's scaled-linear schedule;
 * on CUDA with mixed precision the frozen UNet holds bf16 weights and the step runs under
   bf16 autocast (the trainer's), attention through PyTorch's SDPA; the embeddings stay
   fp32. The CPU path is fp32.
@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from dlcv.cli import UserError
-from dlcv.diffusion import epsilon_loss
+from dlcv.diffusion import diffusion_loss
 from dlcv.imageio import save_grid
 from dlcv.runtime import configure_backends
 from dlcv.stable_diffusion.embeddings import add_embeddings, expand_placeholders, placeholder_names
@@ -257,7 +257,7 @@ def train_textual_inversion(
     def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         eps = torch.randn(batch["mean"].shape, generator=generator).to(batch["mean"].device)
         z0 = (batch["mean"] + batch["std"] * eps) * scale  # a sample of q(z | x), SD's scaling
-        return epsilon_loss(lambda z, t: net(z, t, batch["ids"]), z0, schedule, generator)
+        return diffusion_loss(lambda z, t: net(z, t, batch["ids"]), z0, schedule, generator)
 
     prompts = list(ti.validate_prompts or VALIDATION_PROMPTS[ti.kind])
     options = SamplingOptions(steps=ti.validate_steps, guidance=ti.guidance,
@@ -281,7 +281,7 @@ def train_textual_inversion(
             cfg,
             params=[model.vectors],
             on_sample=on_sample,
-            export=lambda m, out: save_learned_embeds(m.learned(), out, meta),
+            export=lambda m, out, step: save_learned_embeds(m.learned(), out, meta),
             config=meta,
         )
     finally:

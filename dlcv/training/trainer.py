@@ -54,8 +54,8 @@ class TrainConfig:
     mixed_precision: bool = True  # bf16 autocast on CUDA; the CPU always runs fp32
     resume: bool = False
     device: str = "auto"
-    channels_last: bool = True  # CUDA only
-    time_budget: float | None = None  # seconds: shorten the run (and its cosine) to fit
+    channels_last: bool | None = None  # None: on CUDA only; True: on every device
+    time_budget: float | None = None  # seconds: end the run (and its cosine) in time
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
@@ -77,13 +77,41 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _fit_time_budget(plan: dict, budget: float, elapsed: float, start: int, done: int) -> None:
-    """Ten steps in, plan as many steps as fit in ``budget`` seconds; past the budget, stop now."""
-    if elapsed >= budget:
-        plan["total"] = done
-    elif done - start == 10:
-        planned = start + int(budget * (done - start) / elapsed)
-        plan["total"] = min(plan["total"], max(done + 1, planned))
+class Pace:
+    """The measured speed of a run, for planning: steps per second over the last
+    ``window`` seconds (the whole run until then), so a slow start or a busy minute
+    weighs only while it lasts."""
+
+    def __init__(self, start_step: int, window: float = 60.0) -> None:
+        self.window, self.start_step = window, start_step
+        self.began = time.perf_counter()
+        self.marks: list[tuple[float, int]] = [(self.began, start_step)]
+
+    def record(self, step: int) -> None:
+        now = time.perf_counter()
+        self.marks.append((now, step))
+        while len(self.marks) > 2 and now - self.marks[1][0] >= self.window:
+            self.marks.pop(0)
+
+    @property
+    def elapsed(self) -> float:
+        return self.marks[-1][0] - self.began
+
+    def steps_per_second(self) -> float:
+        (t0, s0), (t1, s1) = self.marks[0], self.marks[-1]
+        return (s1 - s0) / max(t1 - t0, 1e-9)
+
+
+def plan_to_budget(pace: Pace, budget: float, done: int, ceiling: int, warmup_steps: int = 10) -> int | None:
+    """The run's new last step for a time budget of ``budget`` seconds, re-planned at every
+    step from the recent speed (``None`` until ``warmup_steps`` steps are timed): as many steps
+    as fit in the time left, at least one more, at most ``ceiling``; ``done`` once past the budget."""
+    if pace.elapsed >= budget:
+        return done
+    if done - pace.start_step < warmup_steps:
+        return None
+    left = (budget - pace.elapsed) * pace.steps_per_second()
+    return min(ceiling, max(done + 1, done + int(left)))
 
 
 def _rank_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -99,14 +127,14 @@ def train(
     params: Iterable[nn.Parameter] | None = None,
     on_sample: Callable[[nn.Module, int], None] | None = None,
     after_step: Callable[[], None] | None = None,
-    export: Callable[[nn.Module, Path], None] | None = None,
+    export: Callable[[nn.Module, Path, int], None] | None = None,
     config: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Train ``model`` for ``cfg.steps`` optimiser steps; return the EMA model (or the model).
 
     ``loss_fn(net, batch, generator)`` gets the (possibly DDP-wrapped) network, a
     batch already on the device and this process's CPU generator for any
-    randomness; ``next_batch(generator)`` draws a batch. ``export(model, out_dir)``
+    randomness; ``next_batch(generator)`` draws a batch. ``export(model, out_dir, step)``
     writes the inference artefact from the EMA weights at each checkpoint.
     ``config`` (plain data) is stored in the checkpoint for the caller.
     """
@@ -118,7 +146,7 @@ def train(
 
     # ---- set-up -------------------------------------------------------------------
     model.to(device)
-    if cfg.channels_last and device.type == "cuda":
+    if cfg.channels_last or (cfg.channels_last is None and device.type == "cuda"):
         model.to(memory_format=torch.channels_last)
     trainable = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
     if not trainable:
@@ -177,7 +205,7 @@ def train(
             ckpt_path,
         )
         if export is not None:
-            export(ema.model if ema is not None else model, out_dir)
+            export(ema.model if ema is not None else model, out_dir, step)
 
     def sample(step: int) -> None:
         if on_sample is None or not info.is_main:
@@ -196,7 +224,7 @@ def train(
     running, count = torch.zeros((), device=device), 0
     tick, images_since = time.perf_counter(), 0
     bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not info.is_main, dynamic_ncols=True)
-    began = time.perf_counter()
+    pace, announced = Pace(start), False
     step = start
     try:
         while step < plan["total"]:
@@ -220,10 +248,17 @@ def train(
             if ema is not None:
                 ema.update(model)
             done = step = step + 1
+            pace.record(done)
             if cfg.time_budget is not None:
-                _fit_time_budget(plan, cfg.time_budget, time.perf_counter() - began, start, done)
-                plan["total"] = distributed.broadcast_int(plan["total"], info)  # all ranks agree
-                bar.total = plan["total"]
+                planned = plan_to_budget(pace, cfg.time_budget, done, cfg.steps)
+                if planned is not None:
+                    plan["total"] = distributed.broadcast_int(planned, info)  # all ranks agree
+                    bar.total = plan["total"]
+            if not announced and pace.elapsed >= 60 and info.is_main:
+                announced, rate = True, pace.steps_per_second()
+                left = (plan["total"] - done) / max(rate, 1e-9)
+                bar.write(f"measured {rate:.2f} steps/s over the first minute: {plan['total'] - done} steps "
+                          f"left, about {left / 60:.1f} min more")  # fmt: skip
             images_since += cfg.batch_size * cfg.grad_accum * info.world_size
             bar.update(1)
 

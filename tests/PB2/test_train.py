@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from dlcv.cli import UserError
-from dlcv.diffusion import NoiseSchedule, epsilon_loss
+from dlcv.diffusion import NoiseSchedule, diffusion_loss
 from dlcv.face_ddim import load_face_unet
 from dlcv.models.face_unet import FaceUNet
 from dlcv.runtime import seed_everything
@@ -43,7 +43,7 @@ def fixed_batch_loss(model: torch.nn.Module, x0: torch.Tensor) -> float:
     schedule = NoiseSchedule.linear()
     with torch.no_grad():
         draws = [torch.Generator().manual_seed(k) for k in range(6)]
-        losses = [float(epsilon_loss(model, x0, schedule, g)) for g in draws]
+        losses = [float(diffusion_loss(model, x0, schedule, g)) for g in draws]
     return sum(losses) / len(losses)
 
 

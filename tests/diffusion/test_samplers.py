@@ -5,7 +5,15 @@ import torch
 from diffusers import DDPMScheduler
 
 from dlcv.diffusion.reference import course_ddim_scheduler
-from dlcv.diffusion.samplers import Capture, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from dlcv.diffusion.samplers import (
+    Capture,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_step,
+    dpmpp_2m_sample,
+)
 from dlcv.diffusion.schedule import NoiseSchedule
 
 SCHEDULE = NoiseSchedule.linear()
@@ -96,3 +104,31 @@ def test_ddpm_sample_is_seeded_and_captures_states():
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert [t for t, _ in cap.ordered()] == [19, 10, 0, -1]
     assert torch.equal(cap.states[19], x[[0]]) and torch.equal(cap.states[-1], a[[0]])
+
+
+@pytest.mark.parametrize("steps", [8, 20])
+def test_dpmpp_2m_equals_diffusers_dpm_solver_multistep(steps):
+    """Our DPM-Solver++(2M) against diffusers' DPMSolverMultistepScheduler on the same
+    timesteps, ending at x_0 (sigma = 0) with a first-order last step."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    ref = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=2e-2, beta_schedule="linear",
+        algorithm_type="dpmsolver++", solver_order=2, lower_order_final=True, euler_at_final=False,
+        final_sigmas_type="zero", timestep_spacing="leading", steps_offset=1,
+    )  # fmt: skip
+    ref.set_timesteps(steps)
+    timesteps = ref.timesteps.tolist()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    x_ref = x.clone()
+    for t in ref.timesteps:
+        x_ref = ref.step(toy_eps(x_ref, t.expand(2)), t, x_ref).prev_sample
+    ours = dpmpp_2m_sample(toy_eps, x, SCHEDULE, timesteps, final_alpha_cumprod=1.0)
+    torch.testing.assert_close(ours, x_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_dpmpp_2m_first_step_is_ddim():
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    one = dpmpp_2m_sample(toy_eps, x, SCHEDULE, [801])
+    ref = ddim_sample(toy_eps, x, SCHEDULE, [801])
+    torch.testing.assert_close(one, ref, rtol=1e-5, atol=1e-5)

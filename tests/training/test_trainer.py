@@ -57,7 +57,7 @@ def test_loss_falls_and_files_are_written(tmp_path):
     samples = []
     ema_model = train(
         model, loss_fn, next_batch, config(tmp_path),
-        export=lambda m, out: exported.append(out), on_sample=lambda m, step: samples.append(step),
+        export=lambda m, out, step: exported.append(out), on_sample=lambda m, step: samples.append(step),
     )  # fmt: skip
     assert full_loss(model) < 0.5 * before
     assert ema_model is not model and full_loss(ema_model) < before
@@ -112,6 +112,41 @@ def test_time_budget_shortens_the_run(tmp_path):
     train(make_model(), slow_loss, next_batch, config(tmp_path, steps=10_000, time_budget=0.6))
     step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
     assert 10 <= step < 100
+
+
+def test_time_budget_replans_after_a_slow_start_and_the_cosine_follows(tmp_path):
+    """The first steps are 10x slower than the rest: the run must still use its whole budget
+    (a plan fixed from the first steps would stop after about 20 steps) and end its cosine."""
+    import time
+
+    calls = []
+
+    def uneven_loss(net, batch, g):
+        calls.append(1)
+        time.sleep(0.05 if len(calls) <= 12 else 0.005)
+        return loss_fn(net, batch, g)
+
+    began = time.perf_counter()
+    train(make_model(), uneven_loss, next_batch, config(tmp_path, steps=10_000, time_budget=1.5, lr=0.1))
+    elapsed = time.perf_counter() - began
+    step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
+    assert step > 60 and 1.2 < elapsed < 3.0
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == step and last["lr"] < 0.1 * 0.05
+
+
+def test_plan_to_budget_uses_the_recent_speed():
+    from dlcv.training.trainer import Pace, plan_to_budget
+
+    pace = Pace(0, window=10.0)
+    pace.began -= 20.0  # pretend: 20 s ago, at step 0
+    pace.marks = [(pace.began, 0), (pace.began + 10.0, 10), (pace.began + 20.0, 110)]
+    pace.record(110)  # now; the window keeps the last 10 s: 100 steps in 10 s
+    assert pace.steps_per_second() == pytest.approx(10.0, rel=0.01)
+    assert plan_to_budget(pace, 30.0, 110, 10_000) == pytest.approx(210, abs=2)
+    assert plan_to_budget(pace, 30.0, 110, 150) == 150  # never past the configured steps
+    assert plan_to_budget(pace, 15.0, 110, 10_000) == 110  # past the budget: stop now
+    assert plan_to_budget(Pace(0), 30.0, 5, 10_000) is None  # too early to tell
 
 
 def test_only_the_given_params_change_and_after_step_runs(tmp_path):

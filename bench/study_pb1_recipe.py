@@ -1,0 +1,253 @@
+"""The Problem 1 recipe study: each option against the current recipe, at equal CPU work.
+
+    python bench/study_pb1_recipe.py --options base v edm adagn --budget-minutes 15
+    python bench/study_pb1_recipe.py --table-only          # rebuild the table and plot
+
+Every option is a set of ``--set`` overrides of a base config (``--base``, the demo preset)
+and is trained by the real ``PB1/train.py`` on ``--data`` (real MNIST-M and SVHN in the
+course layout, ../shared/data/digits_mini by default), keeping a model at ``--evals``
+points of the run; each model generates ``--per-class`` images of each of the 20 classes,
+graded by small CNNs trained on the same data's train split (held-out accuracy printed when
+they are trained).
+
+Equal work, whatever this machine's speed: first every option's training speed (2 threads,
+nothing else running) is measured against the fixed reference network (bench/pb1_common.py);
+an option runs ``budget x 3.1 steps/s x its speed / the reference's speed`` steps, i.e. as
+many as it would fit in ``--budget-minutes`` on the slow machine. The runs themselves may go
+side by side (``--parallel``, one thread each): their length is counted in steps, so the
+result does not depend on how fast they went. Results go to ``--out`` (one JSON per option,
+``study.md``, ``study.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pb1_common import (  # noqa: E402
+    DEFAULT_DATA,
+    REPO,
+    SLOW_MACHINE_STEPS_PER_S,
+    ensure_graders,
+    grade_model,
+    plot_curves,
+    reference_speed,
+    train_steps_per_second,
+    write_json,
+)
+
+#: The options studied: overrides of the base config (the current recipe is "base").
+OPTIONS: dict[str, list[str]] = {
+    "base": [],
+    # parameterisation, loss weighting, noise levels
+    "v": ["diffusion.prediction=v"],
+    "edm": ["diffusion.prediction=edm", "train.min_snr_gamma=null", "train.timestep_sampling=lognormal"],
+    "edm-minsnr": ["diffusion.prediction=edm", "train.timestep_sampling=lognormal"],
+    "eps-lognormal": ["train.timestep_sampling=lognormal"],
+    "eps-plain": ["train.min_snr_gamma=null"],
+    "v-lognormal-high": ["diffusion.prediction=v", "train.timestep_sampling=lognormal",
+                         "train.lognormal_mean=0.0", "train.lognormal_std=1.4"],
+    # conditioning and network
+    "adagn": ["model.scale_shift_norm=true"],
+    "wide48": ["model.base_channels=48"],
+    "noattn": ["model.attention_levels=[]"],
+    "deep3": ["model.num_res_blocks=3"],
+    "fullres": ["model.patch_size=1", "model.channel_mults=[1,2,2]", "model.base_channels=32"],
+    "mults122": ["model.channel_mults=[1,2,2]"],
+    # optimisation
+    "lr4e-3": ["train.lr=4e-3"],
+    "lr1e-3": ["train.lr=1e-3"],
+    "batch64": ["train.batch_size=64"],
+    "batch16": ["train.batch_size=16"],
+    "ema999": ["train.ema_decay=0.999"],
+    "puncond02": ["train.p_uncond=0.2"],
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--options", nargs="*", default=["base", "v", "edm", "adagn"],
+                   help=f"names (of: {', '.join(OPTIONS)}) or NAME=key=value,key=value")  # fmt: skip
+    p.add_argument("--base", default="demo", help="the config every option modifies (%(default)s)")
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--out", default="bench_out/pb1_study")
+    p.add_argument("--graders", help="folder with {mnistm,svhn}_classifier.safetensors (default: trained "
+                   "into OUT/graders)")  # fmt: skip
+    p.add_argument("--budget-minutes", type=float, default=15.0, help="slow-machine minutes per option")
+    p.add_argument("--evals", type=int, default=3, help="graded points per run (%(default)s)")
+    p.add_argument("--per-class", type=int, default=20, help="images per class per grading (%(default)s)")
+    p.add_argument("--parallel", type=int, default=2, help="runs side by side, one thread each")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table-only", action="store_true", help="only rebuild study.md and study.png")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def option_overrides(spec: str) -> tuple[str, list[str]]:
+    if "=" in spec.split(",")[0] and spec.count("=") >= 2:
+        name, rest = spec.split("=", 1)
+        return name, rest.split(",")
+    if spec not in OPTIONS:
+        sys.exit(f"error: unknown option {spec!r}; known: {', '.join(OPTIONS)}")
+    return spec, OPTIONS[spec]
+
+
+def run_option(args: argparse.Namespace, name: str, overrides: list[str], steps: int, graders: Path) -> None:
+    """Train one option for ``steps`` steps (one thread) and grade its kept models."""
+    out = Path(args.out) / "runs" / name
+    every = max(1, steps // args.evals)
+    sets = [*overrides, f"train.ckpt_every={every}", "train.sample_every=0", "train.log_every=50"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log = Path(args.out) / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    if not (out / "model.safetensors").is_file() or not (out / "models").is_dir():
+        cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", args.data, "--out", str(out),
+               "--config", args.base, "--steps", str(steps), "--keep-models", "--device", "cpu",
+               "--seed", str(args.seed), "--set", *sets]  # fmt: skip
+        with open(log, "w") as fh:
+            subprocess.run(cmd, check=True, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    train_s = time.perf_counter() - began
+    cmd = [sys.executable, __file__, "--worker", name, "--out", args.out, "--graders", str(graders),
+           "--per-class", str(args.per_class), "--seed", str(args.seed)]  # fmt: skip
+    with open(log, "a") as fh:
+        subprocess.run(cmd, check=True, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    result = json.loads((Path(args.out) / "results" / f"{name}.json").read_text())
+    result["train_wall_s_1thread"] = round(train_s, 1)
+    write_json(Path(args.out) / "results" / f"{name}.json", result)
+    last = result["points"][-1]
+    print(f"{name}: MNIST-M {last['mnistm']:.3f}, SVHN {last['svhn']:.3f} after {last['step']} steps",
+          flush=True)
+
+
+def grade_worker(args: argparse.Namespace) -> None:
+    """(in a subprocess, one thread) Grade every kept model of one run."""
+    import torch
+
+    torch.set_num_threads(1)
+    run = Path(args.out) / "runs" / args.worker
+    path = Path(args.out) / "results" / f"{args.worker}.json"
+    result = json.loads(path.read_text())
+    points = []
+    for model in sorted((run / "models").glob("step_*.safetensors")):
+        step = int(model.stem.split("_")[1])
+        graded = grade_model(model, Path(args.graders), args.per_class, seed=args.seed)
+        points.append({"step": step, **graded})
+        print(json.dumps(points[-1]), flush=True)
+    result["points"] = points
+    write_json(path, result)
+
+
+def minutes_slow(step: int, result: dict) -> float:
+    """Slow-machine minutes of ``step`` steps of this option (work, not this machine's time)."""
+    ratio = result["reference_steps_per_s"] / result["steps_per_s"]
+    return step * ratio / SLOW_MACHINE_STEPS_PER_S / 60
+
+
+def write_table(out: Path, names: list[str] | None = None) -> None:
+    results = {}
+    for path in sorted((out / "results").glob("*.json")):
+        data = json.loads(path.read_text())
+        if data.get("points") and (names is None or data["name"] in names):
+            results[data["name"]] = data
+    if not results:
+        return
+    lines = [
+        "| option | overrides | steps/s here (2 thr) | cost vs ref | steps | images seen | slow-machine min "
+        "| min here (2 thr) | MNIST-M | SVHN | mean |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for name, r in results.items():
+        last = r["points"][-1]
+        mean = (last["mnistm"] + last["svhn"]) / 2
+        rows.append((mean, name, r, last))
+    for mean, name, r, last in sorted(rows, key=lambda row: -row[0]):
+        lines.append(
+            f"| {name} | {' '.join(r['overrides']) or '(current recipe)'} | {r['steps_per_s']:.2f} "
+            f"| {r['reference_steps_per_s'] / r['steps_per_s']:.2f} | {last['step']} "
+            f"| {last['step'] * r['batch_size']:,} | {minutes_slow(last['step'], r):.1f} "
+            f"| {last['step'] / r['steps_per_s'] / 60:.1f} | {last['mnistm']:.3f} | {last['svhn']:.3f} "
+            f"| {mean:.3f} |"
+        )
+    ref = next(iter(results.values()))["reference_steps_per_s"]
+    lines.append("")
+    lines.append(f"Reference network on this machine: {ref:.2f} steps/s (2 threads); the slow machine: "
+                 f"{SLOW_MACHINE_STEPS_PER_S} steps/s.")  # fmt: skip
+    lines.append("")
+    lines.append("Intermediate points (slow-machine minutes: MNIST-M / SVHN):")
+    lines.append("")
+    for _, name, r, _ in sorted(rows, key=lambda row: -row[0]):
+        pts = ", ".join(
+            f"{minutes_slow(p['step'], r):.1f}: {p['mnistm']:.2f}/{p['svhn']:.2f}" for p in r["points"]
+        )
+        lines.append(f"- {name}: {pts}")
+    (out / "study.md").write_text("\n".join(lines) + "\n")
+    best = [name for _, name, _, _ in sorted(rows, key=lambda row: -row[0])[:3]]
+    curves = {
+        name: [(minutes_slow(p["step"], results[name]), p["mnistm"], p["svhn"])
+               for p in results[name]["points"]]
+        for name in best
+    }  # fmt: skip
+    plot_curves(curves, out / "study.png", "PB1 recipe study on digits_mini: the best three")
+    print("\n".join(lines))
+    print(f"\nwrote {out / 'study.md'} and {out / 'study.png'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        return grade_worker(args)
+    out = Path(args.out)
+    if args.table_only:
+        return write_table(out)
+    if not Path(args.data, "mnistm", "train.csv").is_file():
+        sys.exit(f"error: no digits in the course layout at {args.data} (expected mnistm/train.csv)")
+    graders = Path(args.graders) if args.graders else ensure_graders(Path(args.data), out / "graders")
+    specs = [option_overrides(spec) for spec in args.options]
+
+    # 1. speed, alone, 2 threads: the work each option may do
+    from dlcv.digit_model import load_config
+
+    reference_speed()  # a first, untimed warm-up of the process
+    ref = reference_speed()
+    print(f"reference network: {ref:.2f} steps/s here (2 threads)", flush=True)
+    jobs, speeds = [], {}
+    for name, overrides in specs:
+        cfg = load_config(args.base, overrides)
+        batch = int(cfg.train.batch_size)
+        # the cost of a step is the network's and the batch's: options that change only the
+        # loss or the optimiser share one measurement (short timings vary by about 10%)
+        key = json.dumps([str(cfg.model), batch])
+        if key not in speeds:
+            speeds[key] = train_steps_per_second(args.base, overrides)
+        speed = speeds[key]
+        steps = int(args.budget_minutes * 60 * SLOW_MACHINE_STEPS_PER_S * speed / ref)
+        print(f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps",
+              flush=True)
+        write_json(out / "results" / f"{name}.json", {
+            "name": name, "overrides": overrides, "base": args.base, "steps_per_s": speed,
+            "reference_steps_per_s": ref, "batch_size": batch, "steps": steps,
+            "budget_minutes": args.budget_minutes,
+        })  # fmt: skip
+        jobs.append((name, overrides, steps))
+
+    # 2. train and grade, side by side
+    with ThreadPoolExecutor(args.parallel) as pool:
+        futures = [pool.submit(run_option, args, name, overrides, steps, graders)
+                   for name, overrides, steps in jobs]  # fmt: skip
+        for future in futures:
+            future.result()
+    write_table(out, [name for name, _, _ in jobs])
+
+
+if __name__ == "__main__":
+    main()
