@@ -270,6 +270,7 @@ def train(
                     "loss": running.item() / count,
                     "lr": scheduler.get_last_lr()[0],
                     "images_per_s": images_since / max(elapsed, 1e-9),
+                    "elapsed_s": round(pace.elapsed, 3),  # seconds since this process began training
                 }
                 bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
                 if metrics is not None:

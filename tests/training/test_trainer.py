@@ -66,6 +66,8 @@ def test_loss_falls_and_files_are_written(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
     assert records[-1]["loss"] < records[0]["loss"] and records[0]["images_per_s"] > 0
+    elapsed = [r["elapsed_s"] for r in records]  # the report plots loss against training time
+    assert elapsed[0] > 0 and elapsed == sorted(elapsed)
     assert len(exported) == 3 and samples == [30]
 
 
