@@ -157,6 +157,14 @@ def grade_digit_folder(folder: str | Path, mnistm_model: nn.Module, svhn_model: 
     return result
 
 
+def grades_record(result: dict, folder: str | Path, mnistm_checkpoint: str | Path,
+                  svhn_checkpoint: str | Path) -> dict:
+    """What ``evaluation/digit_classifier.py --json`` writes (and ``python -m dlcv.report`` reads):
+    :func:`grade_digit_folder`'s result with the folder, the two checkpoints and the baselines."""
+    paths = {"folder": folder, "mnistm_checkpoint": mnistm_checkpoint, "svhn_checkpoint": svhn_checkpoint}
+    return {**{k: str(Path(v).resolve()) for k, v in paths.items()}, "baselines": dict(BASELINES), **result}
+
+
 def format_report(result: dict) -> list[str]:
     """The course grader's three lines: per-dataset accuracy with counts, then their mean."""
     lines = [f"{DISPLAY_NAMES[name]} acc = {result[name]['acc']:.4f} "

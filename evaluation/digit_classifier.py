@@ -11,6 +11,8 @@ the label of each image is the first character of its name. Prints the course's 
     acc = 0.9700
 
 (``acc`` is the mean of the two accuracies; the pass lines are 0.90 and 0.95 per dataset).
+``--json PATH`` also writes the same numbers, the per-digit counts and the checkpoints used
+(what ``python -m dlcv.report`` reads).
 
 Checkpoints (all read with ``torch.load(weights_only=True)`` or as safetensors; nothing is
 downloaded): the course's MNIST-M LeNet ``Classifier.pth`` unchanged, the course's SVHN
@@ -23,8 +25,10 @@ next to ``--checkpoint`` (``svhn_classifier.safetensors``, then ``resnet34_svhn.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dlcv.cli import UserError, existing_file, run
 from dlcv.digit_grading import (
@@ -34,6 +38,7 @@ from dlcv.digit_grading import (
     format_details,
     format_report,
     grade_digit_folder,
+    grades_record,
 )
 from dlcv.models.digit_classifiers import ARCHITECTURES, load_digit_classifier
 from dlcv.runtime import configure_backends, pick_device
@@ -56,6 +61,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="architecture of --svhn-checkpoint (default: recognised from the file)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write the accuracies, per-digit counts and checkpoints to this JSON file "
+                   "(e.g. OUT/grades.json, where python -m dlcv.report looks)")
     p.add_argument("--details", action="store_true",
                    help="also print per-digit counts and the baseline verdicts (to stderr, after the "
                    "course's lines)")
@@ -81,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(format_report(result)), flush=True)
     if args.details:
         print("\n".join(format_details(result)), file=sys.stderr)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = grades_record(result, args.folder, mnistm_path, svhn_path)
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

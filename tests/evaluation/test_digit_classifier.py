@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -111,6 +112,21 @@ def test_svhn_classifier_found_next_to_checkpoint(setup, capsys):
     assert len(lines) == 3 and lines[1].endswith(f"(correct/total = {s_correct}/20)")
     assert "resnet34_svhn.pth (found next to --checkpoint)" in captured.err
     assert "MNIST-M per digit" in captured.err
+
+
+def test_json_holds_the_printed_numbers_and_the_checkpoints(setup, tmp_path, capsys):
+    root, (m_correct, s_correct) = setup
+    path = tmp_path / "sub" / "grades.json"
+    entry_point().main(["--folder", str(root / "out"), "--checkpoint", str(root / "ckpt" / "Classifier.pth"),
+                        "--device", "cpu", "--json", str(path)])  # fmt: skip
+    record = json.loads(path.read_text())
+    assert (record["mnistm"]["correct"], record["svhn"]["correct"]) == (m_correct, s_correct)
+    assert record["svhn"]["total"] == 20
+    assert sum(c for c, _ in record["svhn"]["per_digit"].values()) == s_correct
+    assert record["acc"] == pytest.approx((m_correct + s_correct) / 40)
+    assert record["svhn_checkpoint"] == str((root / "ckpt" / "resnet34_svhn.pth").resolve())
+    assert record["folder"] == str((root / "out").resolve()) and record["baselines"]["strong"] == 0.95
+    assert capsys.readouterr().out.splitlines()[2] == f"acc = {record['acc']:.4f}"
 
 
 def test_bad_input_exits_2_with_one_line(setup, tmp_path, monkeypatch, capsys):
