@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
+REPORT_OUT ?= report
+REPORT_FLAGS ?=
 
 # Nothing reaches the network at run time: weights and data come from local paths.
 export HF_HUB_OFFLINE := 1
@@ -11,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv test lint demo bench
+.PHONY: venv test lint demo bench report report-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +35,21 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/run_all.py
+
+# The homework report from what the commands wrote (the checkout's output folders, then demo_out/).
+report: $(STAMP)
+	$(BIN)/python -m dlcv.report --out $(REPORT_OUT) $(REPORT_FLAGS)
+
+# The report opened in headless Chromium: every image loads, no console error, a screenshot.
+report-check: report
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	    [ -n "$$CHROMIUM" ] || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "installing Debian's chromium package (apt-get install -y chromium)"; \
+	        apt-get install -y --no-install-recommends chromium; \
+	    else \
+	        echo "report-check needs Chromium: sudo apt-get install -y chromium (Debian's package)," \
+	             "or set CHROMIUM=/path/to/chrome"; exit 2; \
+	    fi; }
+	$(BIN)/python -m pip install --quiet 'websocket-client>=1.6'
+	$(BIN)/python bench/check_report_browser.py $(REPORT_OUT)/index.html
