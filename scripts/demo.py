@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
             svhn_ckpt,
             "--device",
             args.device,
+            "--json",
+            images / "grades.json",
         ],
     )
     step(
@@ -166,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"   {line.strip()}")
     if not args.quick and accuracies and min(float(a) for a in accuracies.values()) < 0.90:
         print("   (below the 0.90 target: more --pb1-steps help)")
+    step("7. the report: every figure and number on one page", [py, "-m", "dlcv.report", "--run", out,
+                                                                "--out", out / "report"])  # fmt: skip
+    print(f"\n   report              {out / 'report' / 'index.html'}  (and report.md next to it)")
 
 
 if __name__ == "__main__":

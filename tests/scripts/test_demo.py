@@ -13,6 +13,13 @@ def test_quick_demo_runs_every_step_and_reuses_its_results(tmp_path):
                  "pb2/interpolation_slerp.png", "pb2/interpolation_lerp.png"):  # fmt: skip
         assert (out / "figures" / name).is_file(), name
     assert len(list((out / "pb1_outputs" / "svhn").glob("*.png"))) == 500
+    # the demo ends with the report: its path printed, the grader's numbers on it, PB3 marked missing
+    page = out / "report" / "index.html"
+    assert first.stdout.rstrip().endswith(f"{page}  (and report.md next to it)") and page.is_file()
+    report = (out / "report" / "report.md").read_text()
+    mnistm_acc = re.search(r"MNIST-M acc = ([01]\.\d{4})", first.stdout).group(1)
+    assert f"| MNIST-M | {mnistm_acc} |" in report and "![MNIST-M: rows: digits 0-9" in report
+    assert "### CLIP zero-shot accuracy, five right and five wrong cases *(missing)*" in report
 
     model = out / "pb1" / "model.safetensors"
     before = model.read_bytes()
