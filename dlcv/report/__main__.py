@@ -2,9 +2,9 @@
 
 Reads what the project's commands wrote and writes OUT/index.html and OUT/report.md (the same
 content, images in OUT/img/), viewable offline. Without --run it reads the checkout's default
-output folders (checkpoints/pb1, figures/pb1, figures/pb2, outputs/hw2_1, outputs/hw2_2,
-outputs/hw2_3, checkpoints/pb3, outputs/clip_zeroshot) and then demo_out/ (what `make demo`
-writes). With --run it reads only the folders given, each a run folder laid out like demo_out/
+output folders (checkpoints/pb1, figures/pb1, figures/pb2 [face UNet], figures/pb2_digits,
+outputs/hw2_1, outputs/hw2_2, outputs/hw2_3, checkpoints/pb3, outputs/clip_zeroshot) and then
+demo_out/ (what `make demo` writes). With --run it reads only the folders given, each a run folder laid out like demo_out/
 (pb1/, pb1_outputs/, figures/pb1, figures/pb2 [on the digit model], figures/pb2_face,
 pb2_outputs/, pb3/, pb3_outputs/, clip_zeroshot/) or like the checkout. The accuracies and CLIP
 scores are read from the graders' JSON files in the output folders (grades.json, written by
@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 
 from dlcv.cli import run
-from dlcv.report.build import TITLE, build_report
+from dlcv.report.document import TITLE
 from dlcv.report.sources import DEFAULT_FACE_GT, DEFAULT_TI_INPUT, SLOTS, resolve_inputs, show
+
+# torch and matplotlib are imported (by dlcv.report.build) only in main(), so --help answers at once.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     overrides = {slot: getattr(args, slot) for slot in SLOTS}
     inputs = resolve_inputs(args.run, overrides, args.face_gt, args.ti_input)
+    from dlcv.report.build import build_report
+
     report, html_path, _ = build_report(inputs, args.out, args.title)
     print(f"report: {show(html_path)} (and report.md): {report.summary()}", flush=True)
 

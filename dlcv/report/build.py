@@ -8,14 +8,13 @@ from pathlib import Path
 
 from dlcv.cli import UserError
 from dlcv.report.collect import collect
-from dlcv.report.document import Report
+from dlcv.report.document import TITLE, Report
 from dlcv.report.render import render_html, render_markdown
 from dlcv.report.sources import SLOTS, Inputs, show
 
 HTML_NAME = "index.html"
 MARKDOWN_NAME = "report.md"
 IMG_DIR = "img"
-TITLE = "DLCV homework 2: report"
 
 
 def describe_inputs(inputs: Inputs) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+TITLE = "DLCV homework 2: report"
+
 
 @dataclass
 class Figure:
