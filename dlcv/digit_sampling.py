@@ -160,6 +160,7 @@ def prepare_course_folders(out_dir: str | Path, n_per_digit: int) -> list[Path]:
     warning: the course's grader scores every image in the folder, so they would count.
     """
     folders, ours = [], course_file_names(n_per_digit)
+    prepare_out_dir(out_dir)
     for name in DATASETS:
         folder = prepare_out_dir(Path(out_dir) / name, "output folder")
         others = sorted(p.name for p in folder.glob("*.png") if p.name not in ours)
