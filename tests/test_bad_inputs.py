@@ -395,7 +395,8 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch):
     before, world_before = _tree(tmp_path), _tree(world["root"])
     capsys.readouterr()
 
-    with read_only(ro, monkeypatch), warnings.catch_warnings(record=True) as caught:
+    guard = read_only(ro, monkeypatch) if "{ro}" in case.args else contextlib.nullcontext()
+    with guard, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(SystemExit) as exit_info:
             run(lambda: _main(case.script)(argv))
