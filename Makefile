@@ -13,7 +13,9 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv test lint demo bench report report-check
+MIN_VENV ?= .venv-min
+
+.PHONY: venv test test-min lint demo bench report report-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,16 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q
+
+# The suite on the oldest versions pyproject.toml allows (every "name>=X" pinned to X), in a
+# second environment. Not part of CI; it needs the package index to hold those versions.
+test-min:
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	sed -n 's/^ *"\([A-Za-z0-9_.-]*\)>=\([0-9][0-9.]*\)".*/\1==\2/p' pyproject.toml > $(MIN_VENV)/floors.txt
+	$(MIN_VENV)/bin/python -m pip install --quiet -c $(MIN_VENV)/floors.txt -e '.[test]'
+	$(MIN_VENV)/bin/python -m pip freeze | grep -iE '^(torch|torchvision|transformers|diffusers)=='
+	OMP_NUM_THREADS=1 $(MIN_VENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/demo.py --out $(DEMO_OUT)

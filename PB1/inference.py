@@ -11,13 +11,18 @@ with the model (its config's `sample` section).
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 from dlcv.cli import UserError, run
 from dlcv.digit_model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
-from dlcv.digit_sampling import SAMPLERS, sample_course_set, write_course_outputs
+from dlcv.digit_sampling import (
+    SAMPLERS,
+    check_sampling_options,
+    prepare_course_folders,
+    sample_course_set,
+    write_course_outputs,
+)
 from dlcv.runtime import configure_backends, pick_device
 
 
@@ -42,14 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.n_per_digit < 1 or args.n_per_digit > 999 or args.batch_size < 1:
         raise UserError("--n-per-digit must be 1-999 and --batch-size positive")
-    if args.steps is not None and not 1 <= args.steps <= 1000:
-        raise UserError(f"--steps must be 1-1000, got {args.steps}")
-    if args.guidance is not None and not math.isfinite(args.guidance):
-        raise UserError(f"--guidance must be a finite number, got {args.guidance}")
-    if args.eta is not None and not (math.isfinite(args.eta) and args.eta >= 0):
-        raise UserError(f"--eta must be 0 or more, got {args.eta}")
+    check_sampling_options(args.steps, args.guidance, args.eta)
     if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
-        raise UserError(f"--out-dir {args.out_dir} is a file, not a folder")
+        raise UserError(f"--out-dir {args.out_dir} exists and is not a folder")
     device = pick_device(args.device)
     configure_backends(device)
     path = resolve_checkpoint(args.ckpt)
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = args.steps or int(s.get("steps", 50))
     guidance = args.guidance if args.guidance is not None else float(s.get("guidance", 2.0))
     eta = args.eta if args.eta is not None else float(s.get("eta", 0.0))
+    prepare_course_folders(args.out_dir, args.n_per_digit)  # before the sampling: fail or warn now
     print(f"{path}: {sampler} {steps if sampler != 'ddpm' else 1000} steps, guidance {guidance}, on {device}")
     start = time.perf_counter()
     images = sample_course_set(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from dlcv.cli import run
+from dlcv.cli import UserError, prepare_out_dir, run
 from dlcv.digit_model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
-from dlcv.digit_sampling import SAMPLERS, write_report_figures
+from dlcv.digit_sampling import SAMPLERS, check_sampling_options, write_report_figures
 from dlcv.runtime import configure_backends, pick_device
 
 
@@ -32,10 +32,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    check_sampling_options(args.steps, args.guidance)
+    if args.scale < 1:
+        raise UserError(f"--scale must be at least 1, got {args.scale}")
     device = pick_device(args.device)
     configure_backends(device)
     model, cfg = load_model(resolve_checkpoint(args.ckpt), device)
     s = cfg.get("sample", {})
+    prepare_out_dir(args.out_dir, "--out-dir")
     paths = write_report_figures(
         model,
         build_schedule(cfg),

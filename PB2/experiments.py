@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 from pathlib import Path
 
 import torch
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("--batch-size must be 0 (all) or positive")
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise UserError("--steps must be in 1..1000")
+    if args.guidance is not None and not math.isfinite(args.guidance):
+        raise UserError(f"--guidance must be a finite number, got {args.guidance}")
     if args.unet and not args.noise_dir:
         raise UserError("--unet needs --noise-dir (the folder of face noises)")
     if args.digit_ckpt and args.noise_dir:

@@ -17,6 +17,7 @@ unet.safetensors (the same weights), metrics.jsonl and samples/step_*.png
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -103,8 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("--sample-steps must be in 1..1000")
     if args.log_every < 1 or args.ckpt_every < 0 or args.sample_every < 0 or args.warmup < 0:
         raise UserError("--log-every must be positive; --ckpt-every, --sample-every, --warmup not negative")
-    if args.lr <= 0 or not 0 <= args.dropout < 1:
-        raise UserError("--lr must be positive and --dropout in [0, 1)")
+    if not (math.isfinite(args.lr) and args.lr > 0) or not 0 <= args.dropout < 1:
+        raise UserError("--lr must be a positive number and --dropout in [0, 1)")
+    if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
+        raise UserError(f"--time-budget must be a positive number of seconds, got {args.time_budget}")
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be positive")
     images = load_image_folder(args.data, args.image_size, args.limit)

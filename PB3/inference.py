@@ -24,12 +24,13 @@ from pathlib import Path
 
 import torch
 
-from dlcv.cli import UserError, existing_file, run
+from dlcv.cli import UserError, child_path, existing_file, prepare_out_dir, run, warn
 from dlcv.runtime import configure_backends, pick_device
 from dlcv.stable_diffusion.embeddings import (
     LOOKUP_HELP,
     add_embeddings,
     check_entries,
+    default_embedding_dirs,
     embedding_entries,
     expand_placeholders,
     find_embedding,
@@ -38,6 +39,7 @@ from dlcv.stable_diffusion.embeddings import (
 from dlcv.stable_diffusion.generation import (
     SOLVERS,
     SamplingOptions,
+    check_output_folder,
     inference_dtype,
     placeholders_in,
     prepare_for_inference,
@@ -97,8 +99,11 @@ def _needed_tokens(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], di
         jobs = []
         for concept in read_input_json(args.json):
             tokens.setdefault(concept.token, concept.key)
+            if not any(concept.token in prompt for prompt in concept.prompts):
+                warn(f"{args.json}: concept {concept.key!r}: its token {concept.token} appears in none of "
+                     f"its {len(concept.prompts)} prompt(s), so its learned embedding changes nothing")
             for index, prompt in enumerate(concept.prompts):
-                jobs.append((prompt, out / concept.key / str(index)))
+                jobs.append((prompt, child_path(out, concept.key, "concept key") / str(index)))
     else:
         jobs = [(args.prompt, out)]
         for entry in args.embeddings:  # explicit TOKEN=FILE entries are always loaded
@@ -114,8 +119,10 @@ def _needed_tokens(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], di
 def _find_all(
     args: argparse.Namespace, tokens: dict[str, str | None]
 ) -> dict[str, tuple[torch.Tensor, Path]]:
-    entries = embedding_entries(args.embeddings)
-    check_entries(entries)
+    defaults = default_embedding_dirs(__file__)  # this checkout's checkpoints/pb3, then the working dir's
+    entries = embedding_entries(args.embeddings, defaults=defaults)
+    check_entries(entries, defaults)
+    print(f"looking for embeddings in: {', '.join(entries)}")
     found = {}
     for token, key in tokens.items():
         hit = find_embedding(token, entries, key)
@@ -137,8 +144,14 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--ckpt is required (the SD v1.4 checkpoint, e.g. sd-v1-4.ckpt) or set ${CKPT_ENV}")
     if not Path(args.ckpt).exists():
         raise UserError(f"Stable Diffusion checkpoint not found: {args.ckpt}")
+    options = SamplingOptions(steps=args.steps, guidance=args.guidance, eta=args.eta,
+                              resolution=args.resolution, solver=args.solver)  # fmt: skip
+    options.check_numbers()
     jobs, tokens = _needed_tokens(args)
     found = _find_all(args, tokens)  # before the (slow) model load
+    prepare_out_dir(args.out_dir, "--out-dir", create=False)
+    for _, folder in jobs:
+        check_output_folder(folder, args.n_images)
     from dlcv.stable_diffusion.config import load_config
     from dlcv.stable_diffusion.loading import load_stable_diffusion
 
@@ -148,8 +161,6 @@ def main(argv: list[str] | None = None) -> None:
     dtype = inference_dtype(device, args.precision)
     start = time.perf_counter()
     sd = load_stable_diffusion(args.ckpt, config=config, device=device, dtype=dtype)
-    options = SamplingOptions(steps=args.steps, guidance=args.guidance, eta=args.eta,
-                              resolution=args.resolution, solver=args.solver)  # fmt: skip
     options.check(sd)
     vectors = {}
     for token, (value, path) in found.items():

@@ -28,13 +28,15 @@ gives 0.02 for a batch of 4).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcv.cli import UserError, existing_file, run
-from dlcv.stable_diffusion.embeddings import DEFAULT_EMBEDDINGS_DIR, token_stem
+from dlcv.cli import UserError, child_path, existing_file, prepare_out_dir, run
+from dlcv.stable_diffusion.embeddings import default_embedding_dirs, token_stem
 from dlcv.stable_diffusion.ti_data import KINDS, Augmentation, concept_images, guess_kind
 from dlcv.training.checkpoint import load_checkpoint
 from dlcv.training.trainer import CHECKPOINT_NAME
@@ -43,6 +45,8 @@ from dlcv.training.trainer import CHECKPOINT_NAME
 
 CKPT_ENV = "SD_CKPT"
 DEFAULT_INIT = {"object": "object", "style": "painting"}
+#: checkpoints/pb3 of this checkout: where PB3/inference.py (and hw2_3.sh) look first.
+DEFAULT_EMBEDDINGS_DIR = default_embedding_dirs(__file__)[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,14 +171,17 @@ def _json_jobs(args: argparse.Namespace) -> list[Job]:
         kind = kind or guess_kind(concept.prompts, concept.token)
         if kind not in KINDS:
             raise UserError(f"{path}: concept {concept.key!r} has kind {kind!r}; expected object or style")
-        folder = data / concept.key
-        if not folder.is_dir() and src and (data / src).is_dir():
-            folder = data / src
+        folder = child_path(data, concept.key, "concept key")
+        if not folder.is_dir() and src:
+            with contextlib.suppress(UserError):  # else src_image ("dog") may name the image folder
+                alt = child_path(data, src, "src_image")
+                folder = alt if alt.is_dir() else folder
         if not folder.is_dir():
             raise UserError(f"images of concept {concept.key!r} ({concept.token}) not found: "
                             f"{data / concept.key}")
         init = args.init_word or src or DEFAULT_INIT[kind]
-        jobs.append(Job(concept.key, folder, concept.token, init, kind, out / concept.key))
+        target = child_path(out, concept.key, "concept key")
+        jobs.append(Job(concept.key, folder, concept.token, init, kind, target))
     return jobs
 
 
@@ -202,14 +209,19 @@ def _check_args(args: argparse.Namespace) -> None:
     for flag, value in positive.items():
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"--lr must be a positive number, got {args.lr}")
+    if not math.isfinite(args.guidance):
+        raise UserError(f"--guidance must be a finite number, got {args.guidance}")
+    if args.init_word is not None and not args.init_word.strip():
+        raise UserError("--init-word must be a word or words (e.g. dog), got an empty string")
+    Augmentation(args.resolution, args.views, args.crop_min, not args.no_flip)  # checks them
     for flag, value in (("--ckpt-every", args.ckpt_every), ("--validate-every", args.validate_every),
                         ("--validate-images", args.validate_images), ("--warmup", args.warmup or 0)):
         if value < 0:
             raise UserError(f"{flag} must be >= 0, got {value}")
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise UserError(f"--time-budget must be positive, got {args.time_budget}")
+    if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
+        raise UserError(f"--time-budget must be a positive number of seconds, got {args.time_budget}")
     if not args.sd_ckpt:
         raise UserError(f"--sd-ckpt is required (sd-v1-4.ckpt or a diffusers folder), or set ${CKPT_ENV}")
     if not Path(args.sd_ckpt).exists():
@@ -227,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     jobs = _jobs(args)
     for job in jobs:  # every refusal before the (slow) model load
         concept_images(job.images)
+        prepare_out_dir(job.out, "output folder", create=False)
         if (job.out / CHECKPOINT_NAME).exists() and not args.resume:
             raise UserError(f"{job.out / CHECKPOINT_NAME} already exists: pass --resume to continue it, "
                             "or choose another --out")  # fmt: skip

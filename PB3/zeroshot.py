@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from dlcv.cli import run
+from dlcv.cli import prepare_out_dir, run
 from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, DEFAULT_TEMPLATE, choose_templates
 from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
 
@@ -65,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     from dlcv.runtime import configure_backends, pick_device
 
     data = read_zeroshot_folder(args.data)
+    prepare_out_dir(args.output_dir, "--output_dir", create=False)  # fail before the long run
     device = pick_device(args.device)
     configure_backends(device)
     from dlcv.clip_eval.loading import load_clip
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"  {result.files[i].name}  true: {labels[result.targets[i]]}  "
                   f"predicted: {labels[result.predicted[i]]}")
 
-    csv_path = write_predictions_csv(result, labels, Path(args.output_dir) / "predictions.csv")
+    csv_path = write_predictions_csv(result, labels, prepare_out_dir(args.output_dir) / "predictions.csv")
     cases = right + wrong
     figure = captioned_grid(
         [result.files[i] for i in cases],

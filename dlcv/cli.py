@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,3 +44,53 @@ def existing_dir(path: str | Path, what: str = "folder") -> Path:
     if not p.is_dir():
         raise UserError(f"{what} not found: {p}")
     return p
+
+
+def warn(message: str) -> None:
+    """Print a one-line ``warning: ...`` to stderr: the input is legal but probably a mistake."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def prepare_out_dir(path: str | Path, what: str = "output folder", create: bool = True) -> Path:
+    """Create the output folder (and its parents) and check that files can be written in it.
+
+    Called before any slow work, so a bad path fails at once with one :class:`UserError`
+    line: a file in the way, a parent that cannot be created, or an existing folder that is
+    read-only (a read-only mount, no write permission). With ``create=False`` nothing is
+    created: only whether it could be (the nearest existing parent is checked instead).
+    Nothing already in the folder is touched.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{what} {out} exists and is not a folder")
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create {what} {out}: {err.strerror or err}") from None
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot create {what} {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out.absolute() else f" (its parent {existing} is not writable)"
+        raise UserError(f"cannot write in {what} {out}{where}: read-only folder or file system; "
+                        "choose a writable folder")  # fmt: skip
+    return out
+
+
+def plain_name(name: str, what: str) -> str:
+    """``name`` (read from an input file) if it is one plain file or folder name, else a
+    :class:`UserError`: no ``/`` or ``\\``, not ``.`` or ``..``, not empty. Such a name joined
+    to a folder can never lead outside it."""
+    text = str(name)
+    if not text.strip() or text in (".", "..") or any(c in text for c in "/\\\0"):
+        raise UserError(f"{what} {text!r} cannot be used as a folder name: expected a plain name "
+                        "without '/', '\\' or '..' (outputs must stay inside the output folder)")  # fmt: skip
+    return text
+
+
+def child_path(base: str | Path, name: str, what: str) -> Path:
+    """``base / name`` for a ``name`` read from an input file, checked by :func:`plain_name`."""
+    return Path(base) / plain_name(name, what)

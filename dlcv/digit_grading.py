@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dlcv.cli import UserError
+from dlcv.cli import UserError, warn
 
 DATASETS = ("mnistm", "svhn")
 DISPLAY_NAMES = {"mnistm": "MNIST-M", "svhn": "SVHN"}
@@ -45,15 +45,21 @@ def label_from_name(path: str | Path) -> int:
 
 def load_digit_image(path: str | Path, size: int = IMAGE_SIZE) -> torch.Tensor:
     """One image as uint8 ``(3, size, size)``: RGB-converted, resized with PIL bilinear if needed."""
+    return _load_sized(path, size)[0]
+
+
+def _load_sized(path: str | Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """:func:`load_digit_image` and the image's own ``(width, height)``."""
     try:
         with Image.open(path) as im:
+            original = im.size
             im = im.convert("RGB")
             if im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             array = np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise UserError(f"cannot read image {path}: {err}") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1), original
 
 
 def digit_files(folder: str | Path) -> list[Path]:
@@ -71,14 +77,22 @@ def read_digit_folder(folder: str | Path, size: int = IMAGE_SIZE
     """Every image of ``folder`` as uint8 ``(N, 3, size, size)``, its labels and file names.
 
     A file whose name does not start with a digit, an unreadable image or an empty folder
-    raises :class:`UserError` naming it.
+    raises :class:`UserError` naming it. Images of another size are resized, as the course's
+    grader does, with a one-line warning: Problem 1's outputs must be 28x28.
     """
     files = digit_files(folder)
     if not files:
         raise UserError(f"no images in {folder} (expected files named {{digit}}_{{idx:03d}}.png, "
                         f"e.g. 0_001.png)")
     labels = [label_from_name(p) for p in files]
-    images = torch.stack([load_digit_image(p, size) for p in files])
+    loaded = [_load_sized(p, size) for p in files]
+    odd = [(p, wh) for p, (_, wh) in zip(files, loaded, strict=True) if wh != (size, size)]
+    if odd:
+        path, (w, h) = odd[0]
+        warn(f"{len(odd)} of {len(files)} images in {folder} are not {size}x{size} (e.g. {path.name} is "
+             f"{w}x{h}); they are resized to {size}x{size} as the course's grader does, but Problem 1's "
+             f"outputs must be {size}x{size}")
+    images = torch.stack([image for image, _ in loaded])
     return images, torch.tensor(labels, dtype=torch.long), [p.name for p in files]
 
 

@@ -169,7 +169,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[No
     """Load a model written by :func:`export_model`; returns ``(noise predictor in eval mode,
     config)``. On any device the weights are kept channels_last (faster convolutions: about
     2-3x for sampling on a CPU)."""
-    tensors, cfg = load_weights(path)
+    tensors, cfg = load_weights(path, expected="a .safetensors model written by PB1/train.py")
     if not cfg or "model" not in cfg:
         raise UserError(f"{path} holds no PB1 model config: was it written by PB1/train.py?")
     model = build_model(cfg)

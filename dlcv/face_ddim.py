@@ -10,20 +10,19 @@ written as ``<noise stem>.png``. The sampling itself is the core's
 from __future__ import annotations
 
 import contextlib
-import pickle
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
 
-from dlcv.cli import UserError, existing_dir, existing_file
+from dlcv.cli import UserError, existing_dir, existing_file, prepare_out_dir
 from dlcv.diffusion import NoiseSchedule
 from dlcv.diffusion.samplers import EpsFn
 from dlcv.experiments import FigureJob, constant_eps, run_ddim
 from dlcv.imageio import minmax_to_uint8, save_png
 from dlcv.models.face_unet import DOWN_FACTOR, FaceUNet, infer_base_channels, state_dict_mismatch
 from dlcv.runtime import autocast, pick_device
-from dlcv.training.checkpoint import load_weights
+from dlcv.training.checkpoint import load_weights, torch_load
 
 NUM_STEPS = 50
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
@@ -32,30 +31,13 @@ PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # ---- inputs ---------------------------------------------------------------------------
 
 
-def _torch_load(path: Path, what: str) -> object:
-    """``torch.load(weights_only=True)`` with every failure turned into one UserError line."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "global" in str(err).lower():  # a pickled class or function, refused by weights_only
-            raise UserError(
-                f"{what} {path} holds Python objects other than tensors; refusing to unpickle them "
-                "(torch.load weights_only=True)"
-            ) from None
-        raise UserError(f"{what} {path} is not a readable torch file (not a pickle of tensors)") from None
-    except Exception as err:  # not a torch file: truncated, empty, another format
-        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
-        reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
-        raise UserError(f"{what} {path} is not a readable torch file ({reason})") from None
-
-
 def load_noise(path: str | Path) -> torch.Tensor:
     """One noise file: a float tensor ``(1, 3, H, W)`` or ``(3, H, W)``, H and W multiples of 32.
 
     Returns it as float32 ``(3, H, W)``.
     """
     path = existing_file(path, "noise file")
-    noise = _torch_load(path, "noise file")
+    noise = torch_load(path, "noise file", expected="a noise tensor saved with torch.save")
     if not isinstance(noise, torch.Tensor):
         kind = type(noise).__name__
         raise UserError(f"noise file {path} holds a {kind}, expected a tensor (1, 3, H, W)")
@@ -91,8 +73,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state dict from ``.pt`` (``weights_only``) or ``.safetensors``."""
     path = existing_file(path, "UNet state dict")
     if path.suffix == ".safetensors":
-        return load_weights(path)[0]
-    state = _torch_load(path, "UNet state dict")
+        return load_weights(path, expected="a face UNet state dict in safetensors format")[0]
+    state = torch_load(path, "UNet state dict", expected="a face UNet state dict (UNet.pt)")
     if isinstance(state, Mapping) and ("model" in state or "ema" in state) and "step" in state:
         raise UserError(
             f"{path} is a training checkpoint, not a UNet state dict: pass the exported unet.pt "
@@ -245,18 +227,6 @@ def generate(
                 size = max(1, size // 2)
                 torch.cuda.empty_cache()
                 print(f"out of memory: retrying with batch size {size}")
-
-
-def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create the output folder (and parents) up front, so a bad path fails before sampling."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"output folder {out_dir} exists and is not a folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder {out_dir}: {err.strerror or err}") from None
-    return out_dir
 
 
 def write_images(images: torch.Tensor, stems: list[str], out_dir: str | Path) -> list[Path]:

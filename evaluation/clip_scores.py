@@ -19,6 +19,7 @@ grader it accepts any number of images (at least the number kept).
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> FolderScores:
     args = parse_args(argv)
+    if args.baseline is not None and not all(math.isfinite(v) for v in args.baseline):
+        raise UserError(f"--baseline must be two finite numbers, got {args.baseline}")
     files, refs = folder_files(args.images, args.references, args.top_k)  # checked before loading
     device = pick_device(args.device)
     configure_backends(device)

@@ -12,9 +12,10 @@ are named on stderr and ignored.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
-from dlcv.cli import run
+from dlcv.cli import UserError, run
 from dlcv.face_mse import PASS_LINE, compare_folders
 
 
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if not (math.isfinite(args.pass_line) and args.pass_line > 0):
+        raise UserError(f"--pass-line must be a positive number, got {args.pass_line}")
     report = compare_folders(args.out_dir, args.gt_dir, args.pass_line)
     if report.ignored:
         print(f"note: no ground truth for {', '.join(report.ignored)} (ignored)", file=sys.stderr)

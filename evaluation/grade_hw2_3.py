@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dlcv.cli import run
+from dlcv.cli import UserError, prepare_out_dir, run
 from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
 
 
@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from dlcv.runtime import configure_backends, pick_device
 
     plan = plan_grading(read_input_json(args.json_path), args.input_dir, args.output_dir)
+    save_json = Path(args.save_json) if args.save_json else None
+    if save_json is not None:  # a bad path fails now, not after the grading
+        if save_json.is_dir():
+            raise UserError(f"--save_json {save_json} is a folder; give a file name such as scores.json")
+        prepare_out_dir(save_json.parent, "folder of --save_json", create=False)
     device = pick_device(args.device)
     configure_backends(device)
     from dlcv.clip_eval.loading import load_clip
@@ -69,11 +74,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = grade_textual_inversion(clip, plan, args.batch_size, args.workers)
     print(format_report(results))
     summary = results_to_json(results)
-    if args.save_json:
-        path = Path(args.save_json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
+    if save_json is not None:
+        prepare_out_dir(save_json.parent, "folder of --save_json")
+        save_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {save_json}")
     return summary
 
 

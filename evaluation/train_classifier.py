@@ -23,13 +23,13 @@ Then grade generated digits with::
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
 from dlcv.classifier_training import DEFAULT_ARCH, DEFAULTS, train_grader
-from dlcv.cli import UserError, existing_dir, run
+from dlcv.cli import UserError, existing_dir, prepare_out_dir, run
 from dlcv.data.digits import DATASETS
 from dlcv.models.digit_classifiers import ARCHITECTURES
 
@@ -76,12 +76,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     for flag in ("time_budget", "lr"):
         value = getattr(args, flag)
-        if value is not None and value <= 0:
+        if value is not None and not (math.isfinite(value) and value > 0):
             raise UserError(f"--{flag.replace('_', '-')} must be positive, got {value}")
     data = existing_dir(args.data, "--data")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    out = prepare_out_dir(args.out, "--out", create=False)  # created by the training
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     datasets = list(DATASETS) if args.dataset == "both" else [args.dataset]

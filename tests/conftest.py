@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,78 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 
 torch.set_num_threads(1)
+
+
+def is_local_address(address: object) -> bool:
+    """True for a unix socket path and a loopback host (127.0.0.0/8, ::1, localhost)."""
+    if isinstance(address, str | bytes):  # AF_UNIX: a path
+        return True
+    host = address[0] if isinstance(address, tuple) and address else address
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    if not isinstance(host, str):
+        return False
+    if host in ("localhost", "", "0.0.0.0", "::"):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost
+
+
+class NetworkGuard:
+    """Replaces ``socket.socket.connect`` / ``connect_ex`` / ``sendto`` and ``socket.getaddrinfo``
+    for one test: anything aimed at a non-local address is recorded and refused before it
+    reaches the network, and the test fails."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+        self.original = {"connect": socket.socket.connect, "connect_ex": socket.socket.connect_ex,
+                         "sendto": socket.socket.sendto, "getaddrinfo": socket.getaddrinfo}  # fmt: skip
+
+    def _refuse(self, what: str, address: object) -> None:
+        self.attempts.append(f"{what} {address!r}")
+        raise OSError(f"network access in a test: {what} {address!r} (the project must run offline)")
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        guard = self
+
+        def connect(sock, address, *rest):
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_local_address(address):
+                guard._refuse("connect", address)
+            return guard.original["connect"](sock, address, *rest)
+
+        def connect_ex(sock, address, *rest):
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_local_address(address):
+                guard._refuse("connect_ex", address)
+            return guard.original["connect_ex"](sock, address, *rest)
+
+        def sendto(sock, data, *rest):
+            address = rest[-1] if rest else None
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_local_address(address):
+                guard._refuse("sendto", address)
+            return guard.original["sendto"](sock, data, *rest)
+
+        def getaddrinfo(host, *args, **kwargs):
+            if host is not None and not is_local_address((host,)):
+                guard._refuse("getaddrinfo", host)  # a DNS lookup already leaves the machine
+            return guard.original["getaddrinfo"](host, *args, **kwargs)
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+        monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+        monkeypatch.setattr(socket.socket, "sendto", sendto)
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch) -> NetworkGuard:
+    """Every test runs offline: a connection to a non-local address fails the test, even
+    when the code under test catches the error. Loopback and unix sockets (pytest-xdist)
+    still work. Subprocesses started by a test are not covered."""
+    guard = NetworkGuard()
+    guard.install(monkeypatch)
+    yield guard
+    assert not guard.attempts, f"the test tried to reach the network: {guard.attempts}"
 
 
 def run_script(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

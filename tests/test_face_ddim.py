@@ -130,9 +130,9 @@ BAD_NOISES = [
     (torch.zeros(1, 3, 32, 32, dtype=torch.long), "expected floating point"),
     (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
     ({"noise": torch.zeros(1, 3, 32, 32)}, "holds a dict, expected a tensor"),
-    ({"x": Foo()}, "refusing to unpickle"),
-    (b"not a torch file", "is not a readable torch file"),
-    (b"", "is not a readable torch file"),
+    ({"x": Foo()}, "Foo to load, which is refused"),
+    (b"not a torch file", "it is a text file, not a noise tensor"),
+    (b"", "it is an empty file, not a noise tensor"),
 ]
 
 
@@ -181,7 +181,8 @@ def test_state_dicts_that_do_not_fit(case, tmp_path):
     check({"down1.weight": torch.zeros(3)}, "no usable 4-D down1.weight")
     check({"down1.weight": torch.zeros(7, 3, 3, 3)}, "no usable 4-D down1.weight")  # odd width
     check([1, 2], "is not a state dict")
-    check({"a": Foo()}, "refusing to unpickle")
+    check({"a": Foo()}, "Foo to load, which is refused")
+    check(b"<html>", "it is a text file, not a face UNet state dict")
     check(b"junk", "cannot read weights", suffix=".safetensors")
     with pytest.raises(UserError, match="UNet state dict not found"):
         load_face_unet(tmp_path / "nowhere.pt")

@@ -9,24 +9,23 @@ are read from the tensor shapes as ``clip.model.build_model`` reads them (heads 
 width / 64, MLP width = 4 x width, QuickGELU, LayerNorm eps 1e-5).
 
 Reading a file never unpickles Python objects: a plain state dict goes through
-``torch.load(weights_only=True)`` (or safetensors); OpenAI's released files are
-TorchScript archives, read with ``torch.jit.load`` and used only for their
-``state_dict()`` - their TorchScript methods are compiled by torch but never called.
+``torch.load(weights_only=True)`` (:func:`dlcv.training.checkpoint.torch_load`) or
+safetensors; OpenAI's released files are TorchScript archives, read with ``torch.jit.load``
+and used only for their ``state_dict()`` - their TorchScript methods are compiled by torch
+but never called.
 """
 
 from __future__ import annotations
 
-import pickle
 import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from transformers import CLIPConfig
 
 from dlcv.cli import UserError
+from dlcv.training.checkpoint import is_torchscript_archive, read_safetensors, torch_load
 
 # Entries of OpenAI's TorchScript state dict that are not weights.
 _NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
@@ -44,35 +43,22 @@ _BLOCK_RENAMES = {
 }
 
 
-def is_torchscript_archive(path: Path) -> bool:
-    """True for a TorchScript zip (it holds ``code/`` and ``constants.pkl``), not a torch.save file."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
-
-
 def read_openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of an OpenAI CLIP checkpoint: TorchScript archive, torch.save state dict or safetensors."""
     path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            state = load_file(str(path))
-        elif is_torchscript_archive(path):
+    what, expected = "CLIP checkpoint", "a CLIP checkpoint (ViT-B-32.pt or a state dict)"
+    if path.suffix == ".safetensors":
+        state = read_safetensors(path, what, "a CLIP state dict in safetensors format")[0]
+    elif is_torchscript_archive(path):
+        try:
             with warnings.catch_warnings():  # torch 2.x marks torch.jit.load as deprecated
-                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore")
                 state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(
-            f"cannot read CLIP checkpoint {path}: it holds Python objects besides tensors, "
-            "which are not unpickled (expected a state dict or OpenAI's TorchScript archive)"
-        ) from None
-    except (RuntimeError, OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read CLIP checkpoint {path}: {first}") from None
+        except Exception as err:
+            first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+            raise UserError(f"cannot read {what} {path}: a damaged TorchScript archive ({first})") from None
+    else:
+        state = torch_load(path, what, expected=expected)
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(
@@ -89,9 +75,15 @@ def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
 def openai_config(state: Mapping[str, torch.Tensor]) -> CLIPConfig:
     """The transformers config of an OpenAI ViT CLIP state dict, read from its shapes."""
     if "visual.proj" not in state:
+        if any(k.startswith(("visual.attnpool.", "visual.layer1.")) for k in state):
+            raise UserError(
+                "only the ViT variants of OpenAI CLIP are supported (this checkpoint has a ResNet "
+                "image encoder); use ViT-B-32.pt"
+            )
+        example = next(iter(state), "nothing")
         raise UserError(
-            "only the ViT variants of OpenAI CLIP are supported (this checkpoint has a ResNet "
-            "image encoder); use ViT-B-32.pt"
+            f"not an OpenAI CLIP checkpoint: it has no 'visual.proj' weight (its first entry is "
+            f"{example!r}); expected ViT-B-32.pt or a Hugging Face CLIP folder"
         )
     v_width, _, patch, _ = state["visual.conv1.weight"].shape
     grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlcv.cli import UserError, existing_dir, existing_file
+from dlcv.cli import UserError, existing_dir, existing_file, plain_name
 from dlcv.clip_eval.preprocess import encode_image_files
 from dlcv.clip_eval.scores import (
     IMAGES_PER_PROMPT,
@@ -79,6 +79,7 @@ def read_input_json(path: str | Path) -> list[ConceptPrompts]:
     concepts = []
     for key, entry in raw.items():
         where = f"{path}: concept {key!r}"
+        plain_name(str(key), f"{path}: concept key")  # keys name folders of --input_dir and --output_dir
         if not isinstance(entry, dict):
             raise UserError(f"{where}: expected an object")
         prompts = entry.get("prompt_4_clip_eval")

@@ -89,7 +89,10 @@ def _load_hf_folder(folder: Path) -> CLIPModel:
 
 def _load_openai_file(path: Path) -> CLIPModel:
     state = read_openai_state_dict(path)
-    config = openai_config(state)
+    try:
+        config = openai_config(state)
+    except UserError as err:
+        raise UserError(f"--clip {path}: {err}") from None
     config._attn_implementation = "sdpa"
     model = CLIPModel(config)
     missing, unexpected = model.load_state_dict(openai_to_hf_state_dict(state), strict=False)

@@ -26,11 +26,21 @@ StepCallback = Callable[[int, torch.Tensor], None]
 after the last step it is called once more with ``t = -1`` and the final sample."""
 
 
-def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+#: Where a sampler's fresh noise comes from: one generator for the batch, or one per image
+#: (image ``i`` then gets the same noise whatever batch it is sampled in).
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _randn_like(x: torch.Tensor, generator: Generators) -> torch.Tensor:
     """Standard normal noise shaped like ``x``, drawn on the generator's device."""
     if generator is None:
         return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
+    if len(generator) != x.shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {x.shape[0]}")
+    noise = [torch.randn(x.shape[1:], generator=g, device=g.device) for g in generator]
+    return torch.stack(noise).to(x.device, x.dtype)
 
 
 def _predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, clip_x0: bool) -> torch.Tensor:
@@ -77,7 +87,7 @@ def ddpm_sample(
     eps_fn: EpsFn,
     x: torch.Tensor,
     schedule: NoiseSchedule,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     clip_x0: bool = True,
     callback: StepCallback | None = None,
     progress: bool = False,
@@ -150,7 +160,7 @@ def ddim_sample(
     eta: float = 0.0,
     clip_x0: bool = False,
     final_alpha_cumprod: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: StepCallback | None = None,
     progress: bool = False,
 ) -> torch.Tensor:

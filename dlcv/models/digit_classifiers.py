@@ -16,7 +16,6 @@ architecture from the keys and shapes when asked for ``"auto"``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from torch import nn
 from torchvision.models import resnet34
 
 from dlcv.cli import UserError
-from dlcv.training.checkpoint import load_weights, save_checkpoint, save_weights
+from dlcv.training.checkpoint import load_weights, save_checkpoint, save_weights, torch_load
 
 NUM_DIGITS = 10
 IGNORED_BUFFERS = ("num_batches_tracked",)
@@ -158,28 +157,13 @@ def _describe(arch: str, missing: list, unexpected: list, shapes: list, n: int =
     return f"{arch}: " + "; ".join(parts)
 
 
-def _load_failure(err: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` failed, in a few words."""
-    text = str(err)
-    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if match:
-        return (f"it holds a pickled {match.group(1)}, which is refused: checkpoints are read with "
-                f"weights_only=True (tensors and plain containers only; no code from files is run)")
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    detail = lines[-2] if "WeightsUnpickler error" in text and len(lines) > 1 else (lines[0] if lines else "")
-    return f"not a PyTorch checkpoint ({type(err).__name__}: {detail.strip()[:120]})"
-
-
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """The tensors stored in ``path`` and the architecture it names, if any."""
     if path.suffix == ".safetensors":
-        state, config = load_weights(path)
+        state, config = load_weights(path, expected="a classifier written by evaluation/train_classifier.py")
         arch = config.get("arch") if isinstance(config, dict) else None
         return state, arch if isinstance(arch, str) else None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise UserError(f"cannot read checkpoint {path}: {_load_failure(err)}") from None
+    obj = torch_load(path, "checkpoint", expected="a classifier checkpoint (a state dict)")
     arch = None
     if isinstance(obj, Mapping):
         if isinstance(obj.get("arch"), str):

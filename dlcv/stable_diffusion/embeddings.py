@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dlcv.cli import UserError
+from dlcv.cli import UserError, warn
 from dlcv.stable_diffusion.safe_load import Stub, load_tensors
 
 if TYPE_CHECKING:  # transformers is imported by whoever builds the model
@@ -198,13 +198,14 @@ def add_embeddings(
 
 # --- finding learned embeddings on disk -------------------------------------------------------
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_EMBEDDINGS_DIR = REPO_ROOT / "checkpoints" / "pb3"
+#: Where PB3/train.py writes and PB3/inference.py looks by default, inside a checkout.
+EMBEDDINGS_SUBDIR = Path("checkpoints") / "pb3"
 EMBEDDINGS_ENV = "PB3_EMBEDDINGS"
 LEARNED_EMBEDS = ("learned_embeds.safetensors", "learned_embeds.bin")
 LOOKUP_HELP = """\
 Where a placeholder's embedding is looked up, first match wins: each --embeddings entry in
-order, then each entry of $PB3_EMBEDDINGS (separated by ':'), then checkpoints/pb3/. An entry is
+order, then each entry of $PB3_EMBEDDINGS (separated by ':'), then checkpoints/pb3/ of the
+checkout this script is in, then checkpoints/pb3/ of the working directory. An entry is
   TOKEN=FILE  that file, for that token (any format; e.g. a bare tensor: "<new1>=dog.pt");
   FILE        a file holding the token by name (diffusers learned_embeds.safetensors / .bin,
               EmbeddingManager .pt, ...);
@@ -222,14 +223,24 @@ def token_stem(token: str) -> str:
     return re.sub(r"[^\w.-]+", "_", stem) or "token"
 
 
+def default_embedding_dirs(script: str | Path | None = None) -> list[Path]:
+    """The default lookup folders: ``checkpoints/pb3`` of the checkout holding ``script`` (a
+    ``PB3/*.py`` file, so the script's own clone is used whichever clone ``dlcv`` is installed
+    from), then ``checkpoints/pb3`` of the working directory (when different)."""
+    dirs = [Path(script).resolve().parents[1] / EMBEDDINGS_SUBDIR] if script is not None else []
+    dirs.append(Path.cwd() / EMBEDDINGS_SUBDIR)
+    return list(dict.fromkeys(dirs))
 
 
-def embedding_entries(cli: list[str] | None = None, env: str | None = None) -> list[str]:
-    """The lookup entries: ``--embeddings`` values, then ``$PB3_EMBEDDINGS``, then the default folder."""
+def embedding_entries(
+    cli: list[str] | None = None, env: str | None = None, defaults: list[Path] | None = None
+) -> list[str]:
+    """The lookup entries: ``--embeddings`` values, then ``$PB3_EMBEDDINGS``, then ``defaults``
+    (:func:`default_embedding_dirs` of the working directory when not given)."""
     entries = list(cli or [])
     env_value = os.environ.get(EMBEDDINGS_ENV, "") if env is None else env
     entries += [e for e in env_value.split(os.pathsep) if e.strip()]
-    entries.append(str(DEFAULT_EMBEDDINGS_DIR))
+    entries += [str(d) for d in (default_embedding_dirs() if defaults is None else defaults)]
     return entries
 
 
@@ -274,14 +285,20 @@ def find_embedding(
                 if token in found:
                     return found[token], candidate
                 if may_rename and len(found) == 1:
-                    return next(iter(found.values())), candidate
+                    name, value = next(iter(found.items()))
+                    if name != candidate.stem:  # the file names its token, and not this one
+                        warn(f"{candidate} holds the embedding of {name}, used here for {token}; if that "
+                             f"is not intended, pass the right file with --embeddings {token}=FILE")
+                    return value, candidate
     return None
 
 
-def check_entries(entries: list[str]) -> None:
-    """Refuse ``--embeddings`` / ``$PB3_EMBEDDINGS`` entries that name nothing on disk."""
+def check_entries(entries: list[str], defaults: list[Path] | None = None) -> None:
+    """Refuse ``--embeddings`` / ``$PB3_EMBEDDINGS`` entries that name nothing on disk (the
+    ``defaults`` folders may be absent)."""
+    optional = {str(d) for d in (default_embedding_dirs() if defaults is None else defaults)}
     for entry in entries:
         name, sep, file = entry.partition("=")
         path = Path(file if sep and name.strip() and not Path(entry).exists() else entry)
-        if not path.exists() and path != DEFAULT_EMBEDDINGS_DIR:
+        if not path.exists() and str(path) not in optional:
             raise UserError(f"--embeddings / ${EMBEDDINGS_ENV}: {path} does not exist")

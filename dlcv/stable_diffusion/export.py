@@ -152,9 +152,9 @@ def save_ldm_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     state = to_ldm_state_dict(unet, vae, text_encoder)
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from dlcv.training.checkpoint import save_weights
 
-        save_file(state, str(path))
+        save_weights(state, path)  # atomic, and the file follows the umask
     else:
         torch.save({"state_dict": state, **(extra or {})}, path)
     return path

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError
+from dlcv.cli import UserError, plain_name, prepare_out_dir
 from dlcv.diffusion import classifier_free_guidance, ddim_sample, ddim_timesteps
 from dlcv.imageio import save_png, to_uint8
 
@@ -54,14 +55,22 @@ class SamplingOptions:
     solver: str = "ddim"
     decode_batch: int = 4
 
-    def check(self, sd: StableDiffusion) -> int:
-        """Validate against ``sd``; return the resolution to use."""
+    def check_numbers(self) -> None:
+        """What can be checked without the model: the solver, a finite guidance, eta >= 0."""
         if self.solver not in SOLVERS:
             raise UserError(f"--solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if not math.isfinite(self.guidance):
+            raise UserError(f"--guidance must be a finite number, got {self.guidance}")
+        if not (math.isfinite(self.eta) and self.eta >= 0):
+            raise UserError(f"--eta must be a number >= 0, got {self.eta}")
+        if self.steps < 1:
+            raise UserError(f"--steps must be at least 1, got {self.steps}")
+
+    def check(self, sd: StableDiffusion) -> int:
+        """Validate against ``sd``; return the resolution to use."""
+        self.check_numbers()
         if not 1 <= self.steps <= sd.config.num_train_timesteps:
             raise UserError(f"--steps must be in 1..{sd.config.num_train_timesteps}, got {self.steps}")
-        if self.eta < 0:
-            raise UserError(f"--eta must be >= 0, got {self.eta}")
         res = self.resolution or sd.config.resolution
         if res <= 0 or res % sd.config.vae_scale:
             raise UserError(f"--resolution must be a positive multiple of {sd.config.vae_scale}, got {res}")
@@ -280,6 +289,7 @@ def read_input_json(path: str | Path) -> list[Concept]:
             raise UserError(f"{path}: concept {key!r} has no 'token_name' string")
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise UserError(f"{path}: concept {key!r} needs a non-empty 'prompt' list of strings")
+        plain_name(str(key), f"{path}: concept key")  # keys become output folders
         concepts.append(Concept(str(key), token.strip(), list(prompts)))
     return concepts
 
@@ -296,7 +306,9 @@ def image_names(n_images: int) -> list[str]:
 
 
 def check_output_folder(folder: Path, n_images: int) -> None:
-    """Refuse a folder holding other PNGs than the ones we would write (the grader counts them all)."""
+    """Refuse a folder holding other PNGs than the ones we would write (the grader counts them all),
+    and one that cannot be created or written."""
+    prepare_out_dir(folder, create=False)
     if not folder.is_dir():
         return
     ours = set(image_names(n_images))
@@ -329,6 +341,7 @@ def write_prompt_images(
     with tqdm(total=len(jobs) * n_images, desc="images", unit="img", disable=not progress) as bar:
         for prompt, folder in jobs:
             bar.set_postfix_str(prompt[:40])
+            prepare_out_dir(folder)
             batches = generate_batches(sd, prompt, n_images, options, seed, batch_size,
                                        negative_prompt, progress=bar.update)  # fmt: skip
             for start, images in batches:

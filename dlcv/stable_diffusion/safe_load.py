@@ -13,14 +13,12 @@ is ever imported or called.
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dlcv.cli import UserError
+from dlcv.training.checkpoint import read_safetensors, torch_load, unsafe_globals
 
 
 class Stub:
@@ -65,35 +63,22 @@ def _stub_for(name: str) -> type:
 
 def unknown_globals(path: str | Path) -> list[str]:
     """The globals a zip-format torch file names beyond what ``weights_only`` allows."""
-    try:
-        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except (ValueError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError):
+    if not zipfile.is_zipfile(path):
         return []  # legacy (non-zip) format: only weights_only=True is tried
+    return unsafe_globals(path)
 
 
-def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with every unknown global replaced by a stub.
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU with every unknown global replaced by a stub.
 
     Zip-format files are memory-mapped, so a 4 GB checkpoint is not read twice.
-    Raises :class:`UserError` naming the file when it is not a torch file.
+    Raises :class:`UserError` naming the file and what it holds when it is not a torch file.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"file not found: {path}")
     stubs = [(_stub_for(name), name) for name in unknown_globals(path)]
-    mmap = zipfile.is_zipfile(path)
-    try:
-        with torch.serialization.safe_globals(stubs):
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except MemoryError:
-        raise UserError(f"not enough memory to read {path}") from None
-    except Exception as err:  # not a torch file, truncated, or an unsupported pickle
-        text = str(err).strip()
-        first = text.splitlines()[0] if text and not isinstance(err, KeyError) else ""
-        why = f" ({first[:200]})" if first else ""
-        raise UserError(
-            f"cannot read {path}: not a PyTorch checkpoint, or a truncated or unsupported one{why}"
-        ) from None
+    return torch_load(path, "file", mmap=zipfile.is_zipfile(path), allow=stubs)
 
 
 def load_tensors(path: str | Path) -> Any:
@@ -101,15 +86,5 @@ def load_tensors(path: str | Path) -> Any:
     :func:`safe_torch_load`."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise UserError(f"file not found: {path}")
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise UserError(f"cannot read {path} as safetensors: {err}") from None
-        except MemoryError:
-            raise UserError(f"not enough memory to read {path}") from None
+        return read_safetensors(path, "file")[0]
     return safe_torch_load(path)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError
+from dlcv.cli import UserError, prepare_out_dir
 from dlcv.runtime import autocast, configure_backends
 from dlcv.training import distributed
 from dlcv.training.checkpoint import load_checkpoint, save_checkpoint
@@ -218,7 +218,7 @@ def train(
         target.train(was_training)
 
     # ---- loop -------------------------------------------------------------------
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)
     metrics = open(out_dir / METRICS_NAME, "a") if info.is_main else None  # noqa: SIM115
     model.train()
     running, count = torch.zeros((), device=device), 0

@@ -39,8 +39,7 @@ def test_seed_sampler_and_flags(tmp_path, tiny_pb1_model):
     b = generate("b", "--seed", "1", "--batch-size", "40")
     c = generate("c", "--seed", "2")
     assert a.shape == (40, 28, 28, 3)
-    diff = np.abs(a.astype(int) - b.astype(int))  # batching changes only float rounding
-    assert diff.max() <= 2 and (diff == 0).mean() > 0.99
+    assert np.array_equal(a, b)  # a seed and an image index give the same image in any batch
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 10
     d = generate("d", "--sampler", "ddpm", "--n-per-digit", "1", "--guidance", "1")
     assert d.shape == (20, 28, 28, 3)

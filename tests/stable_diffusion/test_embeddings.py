@@ -12,10 +12,10 @@ from safetensors.torch import save_file
 
 from dlcv.cli import UserError
 from dlcv.stable_diffusion.embeddings import (
-    DEFAULT_EMBEDDINGS_DIR,
     EMBEDDINGS_ENV,
     add_embeddings,
     check_entries,
+    default_embedding_dirs,
     embedding_entries,
     expand_placeholders,
     find_embedding,
@@ -211,12 +211,18 @@ def test_lookup_layouts(tmp_path):
 
 def test_lookup_entries_and_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(EMBEDDINGS_ENV, f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / "checkpoints" / "pb3"  # of the working directory
     entries = embedding_entries(["cli_dir"])
-    assert entries == ["cli_dir", str(tmp_path / "a"), str(tmp_path / "b"), str(DEFAULT_EMBEDDINGS_DIR)]
-    assert DEFAULT_EMBEDDINGS_DIR.parts[-2:] == ("checkpoints", "pb3")
+    assert entries == ["cli_dir", str(tmp_path / "a"), str(tmp_path / "b"), str(default)]
+    script = tmp_path / "clone" / "PB3" / "inference.py"  # the checkout of the script comes first
+    assert default_embedding_dirs(script) == [tmp_path / "clone" / "checkpoints" / "pb3", default]
+    assert embedding_entries([], env="", defaults=default_embedding_dirs(script))[0].startswith(
+        str(tmp_path / "clone")
+    )
     (tmp_path / "a").mkdir()
     with pytest.raises(UserError, match=f"{tmp_path / 'b'} does not exist"):
         check_entries(entries[1:])
     with pytest.raises(UserError, match="nope.pt does not exist"):
         check_entries([f"<new1>={tmp_path / 'nope.pt'}"])
-    check_entries([str(tmp_path / "a"), str(DEFAULT_EMBEDDINGS_DIR)])  # the default may be absent
+    check_entries([str(tmp_path / "a"), str(default)])  # the default may be absent

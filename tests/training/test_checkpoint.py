@@ -1,3 +1,8 @@
+import builtins
+import os
+import pickle
+import stat
+
 import pytest
 import torch
 
@@ -29,3 +34,41 @@ def test_weights_carry_their_config(tmp_path):
     save_weights({"a": torch.arange(3.0)}, tmp_path / "m.safetensors", {"model": {"width": 4}})
     tensors, cfg = load_weights(tmp_path / "m.safetensors")
     assert torch.equal(tensors["a"], torch.arange(3.0)) and cfg == {"model": {"width": 4}}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        weights = save_weights({"a": torch.zeros(2)}, tmp_path / "m.safetensors")
+        checkpoint = save_checkpoint({"step": 1}, tmp_path / "c.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(weights.stat().st_mode) == mode
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == mode
+
+
+class _Trap:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (builtins.open, (self.marker, "w"))
+
+
+def test_messages_say_what_the_file_is_and_never_suggest_turning_the_safety_off(tmp_path):
+    marker = tmp_path / "code_ran"
+    torch.save({"w": torch.zeros(1), "x": _Trap(marker)}, tmp_path / "zip.pt")
+    (tmp_path / "legacy.pt").write_bytes(pickle.dumps({"x": _Trap(marker)}, protocol=4))
+    (tmp_path / "text.pt").write_text("hello\n")
+    messages = {}
+    for name in ("zip.pt", "legacy.pt", "text.pt"):
+        with pytest.raises(UserError) as err:
+            load_checkpoint(tmp_path / name)
+        messages[name] = str(err.value)
+    assert not marker.exists()
+    assert "needs io.open to load" in messages["zip.pt"] and "needs io.open" in messages["legacy.pt"]
+    assert "it is a text file, not a training checkpoint" in messages["text.pt"]
+    assert all("weights_only" not in m and "\n" not in m for m in messages.values())
+    with pytest.raises(UserError, match="expected a .safetensors model, but it is a zip archive"):
+        load_weights(tmp_path / "zip.pt", expected="a .safetensors model")
