@@ -61,7 +61,11 @@ OPTIONS: dict[str, list[str]] = {
     "noattn": ["model.attention_levels=[]"],
     "deep3": ["model.num_res_blocks=3"],
     "fullres": ["model.patch_size=1", "model.channel_mults=[1,2,2]", "model.base_channels=32"],
-    "mults122": ["model.channel_mults=[1,2,2]"],
+    "p4flat96": ["model.patch_size=4", "model.channel_mults=[1]", "model.attention_levels=[0]",
+                 "model.base_channels=96"],
+    "p4flat64": ["model.patch_size=4", "model.channel_mults=[1]", "model.attention_levels=[0]",
+                 "model.base_channels=64"],
+    "nrb1": ["model.num_res_blocks=1"],
     # optimisation
     "lr4e-3": ["train.lr=4e-3"],
     "lr1e-3": ["train.lr=1e-3"],
@@ -218,18 +222,24 @@ def main(argv: list[str] | None = None) -> None:
     from dlcv.digit_model import load_config
 
     reference_speed()  # a first, untimed warm-up of the process
-    ref = reference_speed()
+    speeds: dict[str, float] = {}
+    for _, overrides in specs:
+        cfg = load_config(args.base, overrides)
+        # the cost of a step is the network's and the batch's: options that change only the
+        # loss or the optimiser share one measurement (short timings vary by about 10%)
+        key = json.dumps([str(cfg.model), int(cfg.train.batch_size)])
+        if key not in speeds:
+            speeds[key] = train_steps_per_second(args.base, overrides)
+    # the reference before and after the options: the faster of the two (a busy moment
+    # during one of them would otherwise scale every option's length)
+    ref = max(reference_speed(), speeds.get("ref", 0.0))
+    ref = max(ref, reference_speed())
     print(f"reference network: {ref:.2f} steps/s here (2 threads)", flush=True)
-    jobs, speeds = [], {}
+    jobs = []
     for name, overrides in specs:
         cfg = load_config(args.base, overrides)
         batch = int(cfg.train.batch_size)
-        # the cost of a step is the network's and the batch's: options that change only the
-        # loss or the optimiser share one measurement (short timings vary by about 10%)
-        key = json.dumps([str(cfg.model), batch])
-        if key not in speeds:
-            speeds[key] = train_steps_per_second(args.base, overrides)
-        speed = speeds[key]
+        speed = speeds[json.dumps([str(cfg.model), batch])]
         steps = int(args.budget_minutes * 60 * SLOW_MACHINE_STEPS_PER_S * speed / ref)
         print(f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps",
               flush=True)

@@ -4,12 +4,13 @@ Reads what the project's commands wrote and writes OUT/index.html and OUT/report
 content, images in OUT/img/), viewable offline. Without --run it reads the checkout's default
 output folders (checkpoints/pb1, figures/pb1, figures/pb2 [face UNet], figures/pb2_digits,
 outputs/hw2_1, outputs/hw2_2, outputs/hw2_3, checkpoints/pb3, outputs/clip_zeroshot) and then
-demo_out/ (what `make demo` writes). With --run it reads only the folders given, each a run folder laid out like demo_out/
-(pb1/, pb1_outputs/, figures/pb1, figures/pb2 [on the digit model], figures/pb2_face,
-pb2_outputs/, pb3/, pb3_outputs/, clip_zeroshot/) or like the checkout. The accuracies and CLIP
-scores are read from the graders' JSON files in the output folders (grades.json, written by
-`evaluation/digit_classifier.py --json` and `evaluation/grade_hw2_3.py --save_json`); the PB2
-MSE is computed from the outputs and the ground truth.
+demo_out/ (what `make demo` writes). With --run it reads only the folders given, each a run
+folder laid out like demo_out/ (pb1/, pb1_outputs/, figures/pb1, figures/pb2 [on the digit
+model], figures/pb2_face, pb2_outputs/, pb3/, pb3_outputs/, clip_zeroshot/) or like the
+checkout. The accuracies and CLIP scores are read from the graders' JSON files in the output
+folders (grades.json, written by `evaluation/digit_classifier.py --json` and
+`evaluation/grade_hw2_3.py --save_json`); the PB2 MSE is computed from the outputs and the
+ground truth.
 
 Anything missing is marked on the page with the command that produces it, and the one line
 printed at the end says what is missing; the exit status is still 0. A --run folder that is

@@ -106,6 +106,7 @@ def test_ddpm_sample_is_seeded_and_captures_states():
     assert torch.equal(cap.states[19], x[[0]]) and torch.equal(cap.states[-1], a[[0]])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 copy keyword, inside diffusers
 @pytest.mark.parametrize("steps", [8, 20])
 def test_dpmpp_2m_equals_diffusers_dpm_solver_multistep(steps):
     """Our DPM-Solver++(2M) against diffusers' DPMSolverMultistepScheduler on the same
