@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"data: {len(images)} images from {args.data}")
 
     model = build_model(cfg)
+    if hasattr(model, "fit_basis"):  # a latent model: its (linear) encoder comes from the data
+        kept = model.fit_basis(images, seed=args.seed)
+        print(f"PCA: {model.config.components} components keep {kept:.1%} of the pixel variance")
     schedule = build_schedule(cfg)
     objective = build_objective(cfg)
     null_class = model.null_class
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def loss_fn(net: torch.nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
         x_u8, y = batch
-        x0 = (x_u8.float() / 127.5 - 1.0).contiguous(memory_format=torch.channels_last)
+        # the diffusion's space: the images themselves, or their latents (model.encode)
+        x0 = model.encode((x_u8.float() / 127.5 - 1.0).contiguous(memory_format=torch.channels_last))
         # Label dropout teaches the same network the unconditional model (null class).
         drop = (torch.rand(y.shape, generator=generator) < tc.p_uncond).to(y.device)
         y = torch.where(drop, torch.full_like(y, null_class), y)

@@ -22,13 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "digits_mini"
 SLOW_MACHINE_STEPS_PER_S = 3.1  # the reference network on the slower 2-core machines seen
 
-#: The first demo recipe's network and batch: the fixed speed reference of every PB1 bench.
-REFERENCE = [
-    "model.base_channels=32", "model.channel_mults=[1,2]", "model.num_res_blocks=2",
-    "model.attention_levels=[1]", "model.patch_size=2", "model.norm_groups=8",
-    "model.scale_shift_norm=false", "model.dropout=0.0", "train.batch_size=32",
-    "diffusion.prediction=epsilon",
-]  # fmt: skip
+#: The first demo recipe (a pixel-space UNet, batch 32): the fixed speed reference of every PB1 bench.
+REFERENCE_CONFIG = str(Path(__file__).resolve().parent / "configs" / "pb1_unet_cpu.yaml")
 
 
 def train_steps_per_second(config: str, overrides: list[str], threads: int = 2, steps: int = 30,
@@ -41,7 +36,7 @@ def train_steps_per_second(config: str, overrides: list[str], threads: int = 2, 
 
     torch.set_num_threads(threads)
     cfg = load_config(config, overrides)
-    model = build_model(cfg).to(memory_format=torch.channels_last)
+    model = build_model(cfg).to(memory_format=torch.channels_last)  # as PB1/train.py does
     schedule, objective = build_schedule(cfg), build_objective(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -50,7 +45,7 @@ def train_steps_per_second(config: str, overrides: list[str], threads: int = 2, 
     y = torch.randint(0, 20, (batch,), generator=g)
 
     def step() -> None:
-        loss = diffusion_loss(lambda x, t: model(x, t, y), x0, schedule, g, objective)
+        loss = diffusion_loss(lambda x, t: model(x, t, y), model.encode(x0), schedule, g, objective)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -68,7 +63,7 @@ def train_steps_per_second(config: str, overrides: list[str], threads: int = 2, 
 
 def reference_speed(threads: int = 2) -> float:
     """Steps/s of the fixed reference network here (see the module docstring)."""
-    return train_steps_per_second("demo", REFERENCE, threads)
+    return train_steps_per_second(REFERENCE_CONFIG, [], threads)
 
 
 def ensure_graders(data: Path, out: Path, epochs: int = 30) -> Path:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pb1_common import (  # noqa: E402
     DEFAULT_DATA,
+    REFERENCE_CONFIG,
     REPO,
     SLOW_MACHINE_STEPS_PER_S,
     ensure_graders,
@@ -44,41 +45,56 @@ from pb1_common import (  # noqa: E402
     write_json,
 )
 
-#: The options studied: overrides of the base config (the current recipe is "base").
+UNET = "config=" + REFERENCE_CONFIG  # the first CPU recipe: a pixel-space UNet
+
+#: The options studied: a base config ("config=..." first, else --base) and overrides of it.
 OPTIONS: dict[str, list[str]] = {
-    "base": [],
-    # parameterisation, loss weighting, noise levels
-    "v": ["diffusion.prediction=v"],
-    "edm": ["diffusion.prediction=edm", "train.min_snr_gamma=null", "train.timestep_sampling=lognormal"],
-    "edm-minsnr": ["diffusion.prediction=edm", "train.timestep_sampling=lognormal"],
-    "eps-lognormal": ["train.timestep_sampling=lognormal"],
-    "eps-plain": ["train.min_snr_gamma=null"],
-    "v-lognormal-high": ["diffusion.prediction=v", "train.timestep_sampling=lognormal",
-                         "train.lognormal_mean=0.0", "train.lognormal_std=1.4"],
-    # conditioning and network
-    "adagn": ["model.scale_shift_norm=true"],
-    "wide48": ["model.base_channels=48"],
-    "noattn": ["model.attention_levels=[]"],
-    "deep3": ["model.num_res_blocks=3"],
-    "fullres": ["model.patch_size=1", "model.channel_mults=[1,2,2]", "model.base_channels=32"],
-    "p4flat96": ["model.patch_size=4", "model.channel_mults=[1]", "model.attention_levels=[0]",
-                 "model.base_channels=96"],
-    "p4flat64": ["model.patch_size=4", "model.channel_mults=[1]", "model.attention_levels=[0]",
-                 "model.base_channels=64"],
-    "nrb1": ["model.num_res_blocks=1"],
-    # optimisation
-    "lr4e-3": ["train.lr=4e-3"],
-    "lr1e-3": ["train.lr=1e-3"],
-    "batch64": ["train.batch_size=64"],
-    "batch16": ["train.batch_size=16"],
-    "ema999": ["train.ema_decay=0.999"],
-    "puncond02": ["train.p_uncond=0.2"],
+    # ---- the first recipe, a pixel-space UNet, and its variations
+    "unet": [UNET],
+    "unet-v": [UNET, "diffusion.prediction=v"],
+    "unet-edm": [UNET, "diffusion.prediction=edm", "train.min_snr_gamma=null",
+                 "train.timestep_sampling=lognormal"],
+    "unet-eps-lognormal": [UNET, "train.timestep_sampling=lognormal"],
+    "unet-adagn": [UNET, "model.scale_shift_norm=true"],
+    "unet-wide48": [UNET, "model.base_channels=48"],
+    "unet-noattn": [UNET, "model.attention_levels=[]"],
+    "unet-nrb1": [UNET, "model.num_res_blocks=1"],
+    "unet-patch4": [UNET, "model.patch_size=4", "model.channel_mults=[1]", "model.attention_levels=[0]",
+                    "model.base_channels=96"],
+    "unet-fullres": [UNET, "model.patch_size=1", "model.channel_mults=[1,2,2]"],
+    "unet-lr4e-3": [UNET, "train.lr=4e-3"],
+    "unet-batch16": [UNET, "train.batch_size=16"],
+    "unet-batch64": [UNET, "train.batch_size=64"],
+    # ---- the latent model on principal components (the demo preset) and its variations
+    "pca": [],
+    "pca-eps": ["diffusion.prediction=epsilon"],
+    "pca-edm": ["diffusion.prediction=edm", "train.min_snr_gamma=null", "train.timestep_sampling=lognormal"],
+    "pca-plain": ["train.min_snr_gamma=null"],
+    "pca-k128": ["model.components=128"],
+    "pca-k512": ["model.components=512"],
+    "pca-w1024": ["model.width=1024"],
+    "pca-w256": ["model.width=256"],
+    "pca-d8": ["model.depth=8"],
+    "pca-lr2e-3": ["train.lr=2e-3"],
+    "pca-lr5e-4": ["train.lr=5e-4"],
+    "pca-batch128": ["train.batch_size=128"],
+    "pca-batch512": ["train.batch_size=512"],
+    "pca-ema9995": ["train.ema_decay=0.9995"],
+    "pca-ema995": ["train.ema_decay=0.995"],
+    "pca-puncond02": ["train.p_uncond=0.2"],
 }
+
+
+def split_base(overrides: list[str], default: str) -> tuple[str, list[str]]:
+    """``(config, overrides)`` of an option: its ``config=...`` entry, else ``default``."""
+    if overrides and overrides[0].startswith("config="):
+        return overrides[0].split("=", 1)[1], overrides[1:]
+    return default, overrides
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--options", nargs="*", default=["base", "v", "edm", "adagn"],
+    p.add_argument("--options", nargs="*", default=["unet", "pca"],
                    help=f"names (of: {', '.join(OPTIONS)}) or NAME=key=value,key=value")  # fmt: skip
     p.add_argument("--base", default="demo", help="the config every option modifies (%(default)s)")
     p.add_argument("--data", default=str(DEFAULT_DATA))
@@ -108,6 +124,7 @@ def run_option(args: argparse.Namespace, name: str, overrides: list[str], steps:
     """Train one option for ``steps`` steps (one thread) and grade its kept models."""
     out = Path(args.out) / "runs" / name
     every = max(1, steps // args.evals)
+    config, overrides = split_base(overrides, args.base)
     sets = [*overrides, f"train.ckpt_every={every}", "train.sample_every=0", "train.log_every=50"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     log = Path(args.out) / "logs" / f"{name}.log"
@@ -115,7 +132,7 @@ def run_option(args: argparse.Namespace, name: str, overrides: list[str], steps:
     began = time.perf_counter()
     if not (out / "model.safetensors").is_file() or not (out / "models").is_dir():
         cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", args.data, "--out", str(out),
-               "--config", args.base, "--steps", str(steps), "--keep-models", "--device", "cpu",
+               "--config", config, "--steps", str(steps), "--keep-models", "--device", "cpu",
                "--seed", str(args.seed), "--set", *sets]  # fmt: skip
         with open(log, "w") as fh:
             subprocess.run(cmd, check=True, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -150,6 +167,12 @@ def grade_worker(args: argparse.Namespace) -> None:
     write_json(path, result)
 
 
+def describe(overrides: list[str]) -> str:
+    config, rest = split_base(overrides, "demo")
+    base = "the first recipe (UNet)" if config == REFERENCE_CONFIG else f"`{config}`"
+    return f"{base} {' '.join(rest)}".strip() if rest else base
+
+
 def minutes_slow(step: int, result: dict) -> float:
     """Slow-machine minutes of ``step`` steps of this option (work, not this machine's time)."""
     ratio = result["reference_steps_per_s"] / result["steps_per_s"]
@@ -176,7 +199,7 @@ def write_table(out: Path, names: list[str] | None = None) -> None:
         rows.append((mean, name, r, last))
     for mean, name, r, last in sorted(rows, key=lambda row: -row[0]):
         lines.append(
-            f"| {name} | {' '.join(r['overrides']) or '(current recipe)'} | {r['steps_per_s']:.2f} "
+            f"| {name} | {describe(r['overrides'])} | {r['steps_per_s']:.2f} "
             f"| {r['reference_steps_per_s'] / r['steps_per_s']:.2f} | {last['step']} "
             f"| {last['step'] * r['batch_size']:,} | {minutes_slow(last['step'], r):.1f} "
             f"| {last['step'] / r['steps_per_s'] / 60:.1f} | {last['mnistm']:.3f} | {last['svhn']:.3f} "
@@ -223,13 +246,14 @@ def main(argv: list[str] | None = None) -> None:
 
     reference_speed()  # a first, untimed warm-up of the process
     speeds: dict[str, float] = {}
-    for _, overrides in specs:
-        cfg = load_config(args.base, overrides)
+    for _, option in specs:
+        config, overrides = split_base(option, args.base)
+        cfg = load_config(config, overrides)
         # the cost of a step is the network's and the batch's: options that change only the
         # loss or the optimiser share one measurement (short timings vary by about 10%)
         key = json.dumps([str(cfg.model), int(cfg.train.batch_size)])
         if key not in speeds:
-            speeds[key] = train_steps_per_second(args.base, overrides)
+            speeds[key] = train_steps_per_second(config, overrides)
     # the reference before and after the options: the faster of the two (a busy moment
     # during one of them would otherwise scale every option's length)
     ref = max(reference_speed(), speeds.get("ref", 0.0))
@@ -237,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"reference network: {ref:.2f} steps/s here (2 threads)", flush=True)
     jobs = []
     for name, overrides in specs:
-        cfg = load_config(args.base, overrides)
+        cfg = load_config(*split_base(overrides, args.base))
         batch = int(cfg.train.batch_size)
         speed = speeds[json.dumps([str(cfg.model), batch])]
         steps = int(args.budget_minutes * 60 * SLOW_MACHINE_STEPS_PER_S * speed / ref)

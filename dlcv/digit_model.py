@@ -22,6 +22,7 @@ from torch import nn
 from dlcv.cli import UserError
 from dlcv.diffusion import NoiseSchedule, Objective, eps_model
 from dlcv.digit_sampling import SAMPLERS
+from dlcv.models.digit_latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
 from dlcv.models.digit_unet import DigitUNet, DigitUNetConfig
 from dlcv.training import TrainConfig
 from dlcv.training.checkpoint import load_weights, save_weights
@@ -57,7 +58,7 @@ def load_config(name_or_path: str = "default", overrides: list[str] | None = Non
         cfg = OmegaConf.load(path)
         if overrides:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-        DigitUNetConfig(**OmegaConf.to_container(cfg.model))  # unknown model keys fail here
+        model_config(cfg)  # unknown model keys fail here
     except (OmegaConfBaseException, TypeError, ValueError) as err:
         raise UserError(f"config {path}: {str(err).splitlines()[0]}") from None
     _check_config(cfg, path)
@@ -97,11 +98,26 @@ def _check_config(cfg: DictConfig, path: Path) -> None:
     build_objective(cfg)
 
 
-def build_model(cfg: DictConfig | dict[str, Any]) -> DigitUNet:
-    model_cfg = cfg["model"]
-    if isinstance(model_cfg, DictConfig):
-        model_cfg = OmegaConf.to_container(model_cfg)
-    return DigitUNet(DigitUNetConfig(**model_cfg))
+MODEL_TYPES = {"unet": DigitUNetConfig, "pca_mlp": DigitLatentMLPConfig}
+DigitNet = DigitUNet | DigitLatentMLP
+
+
+def model_config(cfg: DictConfig | dict[str, Any]) -> DigitUNetConfig | DigitLatentMLPConfig:
+    """The ``model`` section as its dataclass: ``type: unet`` (default) or ``type: pca_mlp``."""
+    section = cfg["model"]
+    if isinstance(section, DictConfig):
+        section = OmegaConf.to_container(section)
+    kind = section.get("type", "unet")
+    if kind not in MODEL_TYPES:
+        raise ValueError(f"model.type must be one of {', '.join(MODEL_TYPES)}, got {kind!r}")
+    return MODEL_TYPES[kind](**section)
+
+
+def build_model(cfg: DictConfig | dict[str, Any]) -> DigitNet:
+    """A new network from the config's ``model`` section (random weights; an empty PCA basis
+    for ``pca_mlp``, which :meth:`DigitLatentMLP.fit_basis` fills from the training images)."""
+    config = model_config(cfg)
+    return DigitUNet(config) if isinstance(config, DigitUNetConfig) else DigitLatentMLP(config)
 
 
 def build_schedule(cfg: DictConfig | dict[str, Any]) -> NoiseSchedule:
@@ -122,29 +138,40 @@ class NoisePredictor(nn.Module):
     and guidance expect, whatever the network was trained to predict (``epsilon``, ``v`` or
     ``edm``, see :mod:`dlcv.diffusion.objective`). Parameters are the network's."""
 
-    def __init__(self, net: DigitUNet, schedule: NoiseSchedule, objective: Objective) -> None:
+    def __init__(self, net: DigitNet, schedule: NoiseSchedule, objective: Objective) -> None:
         super().__init__()
         self.net = net
         self._eps = eps_model(net, schedule, objective)
 
     @property
-    def config(self) -> DigitUNetConfig:
+    def config(self) -> DigitUNetConfig | DigitLatentMLPConfig:
         return self.net.config
 
     @property
     def null_class(self) -> int:
         return self.net.null_class
 
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.net.latent_shape
+
+    @property
+    def pixel_space(self) -> bool:
+        return self.net.pixel_space
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.net.decode(latents)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._eps(x, t, y)
 
 
-def noise_predictor(net: DigitUNet, cfg: DictConfig | dict[str, Any]) -> NoisePredictor:
+def noise_predictor(net: DigitNet, cfg: DictConfig | dict[str, Any]) -> NoisePredictor:
     """Wrap a network built from ``cfg`` for sampling."""
     return NoisePredictor(net, build_schedule(cfg), build_objective(cfg))
 
 
-def export_model(model: DigitUNet, out_dir: Path, cfg: DictConfig | dict[str, Any]) -> Path:
+def export_model(model: DigitNet, out_dir: Path, cfg: DictConfig | dict[str, Any]) -> Path:
     """Write ``out_dir/model.safetensors``: the weights plus the config needed to use them."""
     plain = OmegaConf.to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     keep = {k: plain[k] for k in ("model", "diffusion", "sample")}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -22,13 +23,28 @@ from dlcv.diffusion import (
 )
 from dlcv.diffusion.samplers import EpsFn, StepCallback
 from dlcv.imageio import save_grid, save_png, to_uint8
-from dlcv.models.digit_unet import DigitUNet
 from dlcv.runtime import autocast
 
 SAMPLERS = ("ddim", "dpm++", "ddpm")
 
 
-def guided_eps_fn(model: DigitUNet, labels: torch.Tensor, guidance: float, amp: bool = True) -> EpsFn:
+class DigitModel(Protocol):
+    """What sampling needs of a Problem 1 model: :class:`~dlcv.models.digit_unet.DigitUNet`,
+    :class:`~dlcv.models.digit_latent_mlp.DigitLatentMLP` or their
+    :class:`~dlcv.digit_model.NoisePredictor` (which predicts the noise)."""
+
+    null_class: int
+    latent_shape: tuple[int, ...]  # one sample of the diffusion: an image, or a latent vector
+    pixel_space: bool  # whether samples are images in [-1, 1] (then x0 is clamped to that range)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+def guided_eps_fn(model: DigitModel, labels: torch.Tensor, guidance: float, amp: bool = True) -> EpsFn:
     """The model conditioned on ``labels`` with classifier-free guidance (one doubled batch)."""
     null = torch.full_like(labels, model.null_class)
     eps_fn = classifier_free_guidance(model, labels, null, guidance)
@@ -76,7 +92,7 @@ def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_labels(
-    model: DigitUNet,
+    model: DigitModel,
     schedule: NoiseSchedule,
     labels: torch.Tensor,
     *,
@@ -92,6 +108,9 @@ def sample_labels(
 ) -> torch.Tensor:
     """Generate one image per label; returns uint8 ``(N, 3, H, W)`` on the CPU.
 
+    The diffusion runs in the model's space (``model.latent_shape``: the image for the UNet,
+    PCA coefficients for the latent MLP) and ``model.decode`` gives the images.
+
     A seed and an image index give the same image whatever ``batch_size`` (on the CPU,
     bit for bit): the initial noise is drawn at once on the CPU from ``seed`` (or given),
     the fresh noise of DDPM and DDIM with ``eta > 0`` comes from one generator per image
@@ -101,10 +120,9 @@ def sample_labels(
     """
     timesteps = sampler_steps(sampler, steps, schedule)
     device = next(model.parameters()).device
-    size, channels = model.config.image_size, model.config.in_channels
     generator = torch.Generator().manual_seed(seed)
     if noise is None:
-        noise = torch.randn(len(labels), channels, size, size, generator=generator)
+        noise = torch.randn(len(labels), *model.latent_shape, generator=generator)
     stochastic = sampler == "ddpm" or (sampler == "ddim" and eta > 0)
     image_seeds = torch.randint(2**62, (len(labels),), generator=generator).tolist() if stochastic else []
     batch_size = -(-max(1, batch_size) // BATCH_MULTIPLE) * BATCH_MULTIPLE
@@ -115,9 +133,9 @@ def sample_labels(
     for start in starts:
         n = len(labels[start : start + batch_size])
         y = _pad(labels[start : start + batch_size], BATCH_MULTIPLE).to(device)
-        # channels_last: 2-3x faster convolutions on CPUs, tensor cores on GPUs
-        x = _pad(noise[start : start + batch_size], BATCH_MULTIPLE)
-        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        x = _pad(noise[start : start + batch_size], BATCH_MULTIPLE).to(device)
+        if x.ndim == 4:  # channels_last: 2-3x faster convolutions on CPUs, tensor cores on GPUs
+            x = x.contiguous(memory_format=torch.channels_last)
         seeds = image_seeds[start : start + n]
         generators = [torch.Generator().manual_seed(s) for s in seeds + seeds[-1:] * (len(y) - n)] or None
         eps_fn = guided_eps_fn(model, y, guidance)
@@ -129,14 +147,15 @@ def sample_labels(
             if t >= 0:
                 bar.update(1)
 
+        clip = model.pixel_space  # x0 is clamped to the images' range [-1, 1] in pixel space only
         if sampler == "ddim":
-            x = ddim_sample(eps_fn, x, schedule, timesteps, eta=eta, clip_x0=True,
+            x = ddim_sample(eps_fn, x, schedule, timesteps, eta=eta, clip_x0=clip,
                             generator=generators, callback=step_callback)  # fmt: skip
         elif sampler == "dpm++":
-            x = dpmpp_2m_sample(eps_fn, x, schedule, timesteps, clip_x0=True, callback=step_callback)
+            x = dpmpp_2m_sample(eps_fn, x, schedule, timesteps, clip_x0=clip, callback=step_callback)
         else:
-            x = ddpm_sample(eps_fn, x, schedule, generator=generators, clip_x0=True, callback=step_callback)
-        out.append(to_uint8(x[:n]).cpu())
+            x = ddpm_sample(eps_fn, x, schedule, generator=generators, clip_x0=clip, callback=step_callback)
+        out.append(to_uint8(model.decode(x[:n])).cpu())
     bar.close()
     return torch.cat(out)
 
@@ -189,7 +208,7 @@ def reverse_timesteps(sampler: str, steps: int, schedule: NoiseSchedule, frames:
 
 
 def write_report_figures(
-    model: DigitUNet,
+    model: DigitModel,
     schedule: NoiseSchedule,
     out_dir: str | Path,
     *,
@@ -212,7 +231,8 @@ def write_report_figures(
             seed=seed + domain, batch_size=len(labels), callback=capture, progress=progress,
         )  # fmt: skip
         written.append(save_grid(_upscale(images, scale), out_dir / f"{name}_grid.png", nrow=10))
-        strip = torch.cat([to_uint8(x) for _, x in capture.ordered()])
+        with torch.no_grad():
+            strip = torch.cat([to_uint8(model.decode(x)).cpu() for _, x in capture.ordered()])
         written.append(
             save_grid(_upscale(strip, scale), out_dir / f"{name}_reverse_process.png", nrow=len(strip))
         )
@@ -224,14 +244,15 @@ def _upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def sample_course_set(
-    model: DigitUNet, schedule: NoiseSchedule, n_per_digit: int = 50, **kwargs
+    model: DigitModel, schedule: NoiseSchedule, n_per_digit: int = 50, **kwargs
 ) -> torch.Tensor:
     """All 20 classes x ``n_per_digit`` images in :func:`course_labels` order."""
     return sample_labels(model, schedule, course_labels(n_per_digit), **kwargs)
 
 
 __all__: Sequence[str] = [
-    "BATCH_MULTIPLE",    "check_sampling_options",
+    "BATCH_MULTIPLE",
+    "check_sampling_options",
     "course_labels",
     "guided_eps_fn",
     "prepare_course_folders",

@@ -236,7 +236,8 @@ class FigureJob:
     endpoints: tuple[torch.Tensor, torch.Tensor]  # the noises interpolated between, (C, H, W)
     names: list[str]  # column labels of the eta grid
     schedule: NoiseSchedule | None = None  # None: the course's linear schedule
-    to_image: ToImage = minmax_to_uint8
+    to_image: ToImage = minmax_to_uint8  # a batch of denoised samples to uint8 images
+    clip_x0: bool = True  # clamp the predicted x0 to [-1, 1] (pixel-space models only)
 
 
 def render_figures(
@@ -250,6 +251,7 @@ def render_figures(
 ) -> list[Path]:
     """Write ``eta_grid.png``, ``interpolation_slerp.png`` and ``interpolation_lerp.png``."""
     out_dir = Path(out_dir)
+    ddim = {"clip_x0": job.clip_x0, **ddim}
     grid = eta_grid(
         job.grid_eps, job.grid_noises, job.schedule, etas, seed=seed, to_image=job.to_image, **ddim
     )
@@ -284,8 +286,7 @@ def digit_figure_job(
 
     device = next(model.parameters()).device
     labels_t = torch.as_tensor(list(labels), dtype=torch.long)
-    size, channels = model.config.image_size, model.config.in_channels
-    noises = torch.randn(len(labels_t), channels, size, size, generator=torch.Generator().manual_seed(seed))
+    noises = torch.randn(len(labels_t), *model.latent_shape, generator=torch.Generator().manual_seed(seed))
 
     def grid_eps(index: torch.Tensor) -> EpsFn:
         return guided_eps_fn(model, labels_t[index].to(device), guidance)
@@ -300,7 +301,8 @@ def digit_figure_job(
         (noises[0], noises[1]),
         [digit_class_name(v, model.null_class) for v in labels_t.tolist()],
         schedule,
-        to_uint8,
+        lambda latents: to_uint8(model.decode(latents)).cpu(),
+        clip_x0=model.pixel_space,
     )
 
 

@@ -15,6 +15,7 @@ from dlcv.models.blocks import ResBlockWithAttention, downsample, time_mlp, upsa
 class DigitUNetConfig:
     """Size of the network; resolutions halve at each level after the first (28 -> 14 -> 7)."""
 
+    type: str = "unet"
     image_size: int = 28
     in_channels: int = 3
     base_channels: int = 64
@@ -26,6 +27,10 @@ class DigitUNetConfig:
     norm_groups: int = 32
     patch_size: int = 1  # 2: work on 2x2 pixel patches (14x14 for 28x28), ~4x cheaper
     scale_shift_norm: bool = False  # condition by scaling/shifting normalised features (AdaGN)
+
+    def __post_init__(self) -> None:
+        if self.type != "unet":
+            raise ValueError(f"model.type must be unet for this model, got {self.type!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +96,21 @@ class DigitUNet(nn.Module):
     @property
     def null_class(self) -> int:
         return self.config.num_classes
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one sample the diffusion runs on: the image itself."""
+        return (self.config.in_channels, self.config.image_size, self.config.image_size)
+
+    pixel_space = True  # the diffusion's samples are images in [-1, 1]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in ``[-1, 1]`` to the diffusion's space: the identity (pixel-space model)."""
+        return images
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """The identity (see :meth:`encode`)."""
+        return latents
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         emb = self.time(t) + self.class_embedding(y)

@@ -44,3 +44,32 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path, digits_root):
         assert result.returncode == 2, (args, result.stderr)
         assert needle in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_latent_pca_model_trains_generates_and_keeps_its_basis(tmp_path, digits_root):
+    """The pca_mlp family end to end through PB1/train.py and PB1/inference.py: the PCA
+    basis is fitted on the training images, saved with the weights, and images come out
+    as 28x28 PNGs."""
+    from PIL import Image
+
+    from ..models.test_digit_latent_mlp import LATENT_YAML
+
+    config = tmp_path / "latent.yaml"
+    config.write_text(LATENT_YAML)
+    out = tmp_path / "run"
+    result = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(out),
+                        "--config", str(config), "--device", "cpu", "--keep-models")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "PCA: 16 components keep" in result.stdout
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["step_0000003.safetensors",
+                                                                  "step_0000006.safetensors"]  # fmt: skip
+    model, cfg = load_model(out / "model.safetensors")
+    assert cfg["model"]["type"] == "pca_mlp" and model.latent_shape == (16,)
+    assert float(model.net.pca_basis.abs().sum()) > 0 and not torch.equal(
+        model.net.pca_basis, torch.eye(3 * 28 * 28, 16)
+    )
+    images = run_script("PB1/inference.py", "--out-dir", str(tmp_path / "gen"), "--ckpt", str(out),
+                        "--n-per-digit", "2", "--device", "cpu", "--sampler", "dpm++")  # fmt: skip
+    assert images.returncode == 0, images.stderr
+    pngs = sorted((tmp_path / "gen" / "svhn").glob("*.png"))
+    assert len(pngs) == 20 and Image.open(pngs[0]).size == (28, 28)
