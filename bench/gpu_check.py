@@ -112,14 +112,14 @@ class Recorder:
         self.began = time.perf_counter()
         self._write()
 
-    def add(self, figure: str, value: float | str, unit: str = "", *, reference: float | None = None,
+    def add(self, figure: str, value: float | str | None, unit: str = "", *, reference: float | None = None,
             note: str = "") -> None:
         """One figure; ``reference`` is the same measurement of the reference (ratio = value / it)."""
         ratio = value / reference if reference and isinstance(value, int | float) else None
         row = {"figure": figure, "value": value, "unit": unit, "reference": reference, "ratio": ratio,
                "note": note}  # fmt: skip
         self.data["figures"].append(row)
-        shown = f"{value:.4g}" if isinstance(value, float) else value
+        shown = f"{value:.4g}" if isinstance(value, float) else "n/a" if value is None else value
         extra = f" (reference {reference:.4g}, ratio {ratio:.3f})" if ratio is not None else ""
         print(f"[{self.data['part']}] {figure}: {shown} {unit}{extra}", flush=True)
         self._write()
@@ -156,8 +156,8 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
 
 @contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
-    """``{"gb": peak allocated GB}`` of the block on CUDA (``nan`` elsewhere)."""
-    out = {"gb": float("nan")}
+    """``{"gb": peak allocated GB}`` of the block on CUDA (``None`` elsewhere)."""
+    out: dict[str, float | None] = {"gb": None}
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -501,16 +501,15 @@ def markdown(report: dict[str, Any]) -> str:
 
     def fmt(v: Any) -> str:
         if v is None:
-            return ""
-        if isinstance(v, float):
-            return "n/a" if v != v else f"{v:.3g}"
-        return str(v)
+            return "n/a"
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
 
     for name, part in report["parts"].items():
         for row in part.get("figures", []):
             value = f"{fmt(row['value'])} {row['unit']}".strip()
             reference = "" if row["reference"] is None else f"{fmt(row['reference'])} {row['unit']}".strip()
-            lines.append(f"| {name} | {row['figure']} | {value} | {reference} | {fmt(row['ratio'])} | "
+            ratio = "" if row["ratio"] is None else fmt(row["ratio"])
+            lines.append(f"| {name} | {row['figure']} | {value} | {reference} | {ratio} | "
                          f"{row['note']} |")  # fmt: skip
         status = part.get("status")
         if status != "ok":

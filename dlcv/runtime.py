@@ -115,9 +115,10 @@ def autocast(
 ) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` (default: ``auto``'s choice for ``device``) when it is a half type.
 
-    A no-op context for fp32 (so on the CPU by default) and when ``enabled`` is false.
-    Autocast keeps norms, softmax and losses in fp32 while matmuls and convolutions run
-    in the half type.
+    Autocast keeps norms, softmax and losses in fp32 while matmuls and convolutions run in
+    the half type. fp32 (so the CPU by default) turns autocast off for the block, also
+    inside an outer autocast (an fp32 network called from a half-precision region computes
+    in fp32); ``enabled=False`` leaves things as they are.
     """
     if isinstance(dtype, bool):
         raise TypeError("autocast(device, dtype, enabled): pass enabled= by name")
@@ -125,7 +126,7 @@ def autocast(
         return contextlib.nullcontext()
     dtype = dtype or resolve_dtype("auto", device)
     if dtype not in (torch.float16, torch.bfloat16):
-        return contextlib.nullcontext()
+        return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)
 
 

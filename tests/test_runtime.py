@@ -73,6 +73,11 @@ def test_autocast_follows_the_rule(card):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     with autocast(CPU, torch.bfloat16, enabled=False):
         assert not torch.is_autocast_enabled("cpu")
+    with autocast(CPU, torch.bfloat16):
+        with autocast(CPU, torch.float32):  # an fp32 network inside a half-precision region
+            assert not torch.is_autocast_enabled("cpu")
+        with autocast(CPU, enabled=False):
+            assert torch.is_autocast_enabled("cpu")
     with pytest.raises(TypeError, match="enabled="):
         autocast(CPU, True)  # the old autocast(device, enabled) call
 

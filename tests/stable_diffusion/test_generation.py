@@ -126,6 +126,16 @@ def test_eta_is_ddim_only():
         SamplingOptions(eta=0.5).check_numbers()
 
 
+def test_an_fp32_vae_decodes_in_fp32_inside_an_outer_autocast(sd):
+    """Textual Inversion's validation images are made inside the trainer's autocast; its VAE is
+    fp32 and must decode in fp32 there (fp16 autocast could overflow)."""
+    z = initial_latents(sd, 2, 32, seed=4)
+    plain = decode_latents(sd, z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = decode_latents(sd, z)
+    assert torch.equal(inside, plain)
+
+
 def test_half_precision_decode_that_overflows_is_redone_in_fp32(monkeypatch, capsys):
     """A VAE decode whose half-precision output holds NaN/inf is decoded again in fp32; the
     images equal an fp32 decode and the VAE goes back to its dtype."""
