@@ -513,8 +513,8 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{row['note']} |")  # fmt: skip
         status = part.get("status")
         if status != "ok":
-            error = part.get("error", "")
-            lines.append(f"| {name} | **{status}** after {part.get('seconds')} s | | | | {error} |")
+            after = f" after {part['seconds']} s" if part.get("seconds") is not None else ""
+            lines.append(f"| {name} | **{status}**{after} | | | | {part.get('error', '')} |")
     return "\n".join(lines) + "\n"
 
 

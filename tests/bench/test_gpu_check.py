@@ -38,6 +38,18 @@ def test_dry_run_runs_every_part_and_writes_the_table(tmp_path, digits_root):
     assert (out / "logs" / "pb1.log").is_file()
 
 
+def test_a_part_over_its_limit_is_killed_and_the_rest_reported(tmp_path, digits_root):
+    out = tmp_path / "gc"
+    result = run_script("bench/gpu_check.py", "--dry-run", "--out", str(out), "--digits", str(digits_root),
+                        "--parts", "pb1", "clip", "--max-seconds", "6")  # fmt: skip
+    assert result.returncode == 1 and "not ok: pb1, clip" in result.stdout
+    parts = json.loads((out / "gpu_check.json").read_text())["parts"]
+    assert parts["pb1"]["status"] == "timed out" and parts["pb1"]["seconds"] < 20
+    assert parts["clip"]["status"] == "skipped"
+    table = (out / "gpu_check.md").read_text()
+    assert "| pb1 | **timed out** after" in table and "| clip | **skipped** |" in table
+
+
 def test_refuses_to_run_without_cuda(tmp_path):
     result = run_script("bench/gpu_check.py", "--out", str(tmp_path / "gc"), env={"CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 2
