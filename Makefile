@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 
 MIN_VENV ?= .venv-min
 
-.PHONY: venv test test-min lint demo bench report report-check
+.PHONY: venv test test-min lint demo bench gpu-check report report-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/run_all.py
+
+# One prepared check of every problem on a CUDA GPU (full-size networks, random weights), at most
+# 8 minutes: figures in $(GPU_CHECK_OUT)/gpu_check.json and gpu_check.md (see the README's "GPU check").
+GPU_CHECK_OUT ?= gpu_check_out
+gpu-check: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/gpu_check.py --out $(GPU_CHECK_OUT)
 
 # The homework report from what the commands wrote (the checkout's output folders, then demo_out/).
 report: $(STAMP)

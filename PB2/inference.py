@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRECISIONS,
         default="auto",
         help="auto (default): fp32 on CPU, TF32 on CUDA (PyTorch's own default for cuDNN "
-        "convolutions); fp32: TF32 off, exact fp32; bf16: bf16 autocast (faster, less exact)",
+        "convolutions); fp32: TF32 off, exact fp32; fp16 / bf16: half-precision autocast "
+        "(faster, less exact)",
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:1, ...")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,11 +7,13 @@ With --json: for every concept key and prompt index p of input.json, writes exac
 --n-images (25) images OUT/{key}/{p}/00.png .. 24.png at --resolution (512). With --prompt:
 OUT/00.png .. for that text. Placeholder tokens (the json's token_name values and any
 <...> written in a prompt; several per prompt are fine, multi-vector tokens too) get
-their learned embeddings as described below. Sampling: DDIM, 50 steps, SD's convention
-(981..1, eta 0), classifier-free guidance 7.5, both halves in one UNet forward; seeded
-(every prompt starts from the same --seed); bf16 (fp16 before Ampere) on CUDA, fp32 on CPU.
-Runs fully offline: the SD v1 architecture ships with the code, the tokenizer comes from
-the installed clip package.
+their learned embeddings as described below. Sampling: DPM-Solver++(2M), 20 steps
+(--solver ddim --steps 50 for SD's DDIM), classifier-free guidance 7.5, both halves in one
+UNet forward; seeded (every prompt starts from the same --seed). Precision (--precision
+auto): bf16 on GPUs of compute capability >= 8.0, fp16 below (e.g. the RTX 2080 Ti), fp32 on
+the CPU. When the GPU's free memory is short, sliced VAE decoding and sliced attention are
+switched on by themselves (one line says so). Runs fully offline: the SD v1 architecture
+ships with the code, the tokenizer comes from the installed clip package.
 
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 
 from dlcv.cli import UserError, child_path, existing_file, prepare_out_dir, run, warn
-from dlcv.runtime import configure_backends, pick_device
+from dlcv.runtime import PRECISIONS, configure_backends, pick_device, resolve_dtype
 from dlcv.stable_diffusion.embeddings import (
     LOOKUP_HELP,
     add_embeddings,
@@ -37,10 +39,11 @@ from dlcv.stable_diffusion.embeddings import (
     token_stem,
 )
 from dlcv.stable_diffusion.generation import (
+    DEFAULT_SOLVER,
+    DEFAULT_STEPS,
     SOLVERS,
     SamplingOptions,
     check_output_folder,
-    inference_dtype,
     placeholders_in,
     prepare_for_inference,
     read_input_json,
@@ -75,18 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where learned embeddings are (repeatable; see the lookup below)")  # fmt: skip
     p.add_argument("--n-images", type=int, default=25, help="images per prompt (default: %(default)s)")
     p.add_argument("--resolution", type=int, help="image side in pixels (default: the model's, 512 for v1)")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps (default: %(default)s)")
     p.add_argument("--guidance", type=float, default=7.5,
                    help="classifier-free guidance scale; 1 = no guidance (default: %(default)s)")  # fmt: skip
-    p.add_argument("--solver", choices=SOLVERS, default="ddim",
-                   help="ddim (default, the core sampler) or dpm++ (DPM-Solver++(2M), fine with ~25 steps)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta; 0 = deterministic (default)")
+    p.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER,
+                   help="dpm++ (DPM-Solver++(2M), the default) or ddim (SD's DDIM; use 50 steps)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta, with --solver ddim; 0 = deterministic")
     p.add_argument("--negative-prompt", default="", help="text for the unconditional half (default: empty)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial latents (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=5, help="images per UNet batch (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                   help="weights' dtype: auto = bf16 on CUDA (fp16 if unsupported), fp32 on CPU")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="weights' dtype: auto = bf16 on GPUs of compute capability >= 8.0, fp16 below, "
+                        "fp32 on the CPU")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -154,20 +158,22 @@ def main(argv: list[str] | None = None) -> None:
         check_output_folder(folder, args.n_images)
     from dlcv.stable_diffusion.config import load_config
     from dlcv.stable_diffusion.loading import load_stable_diffusion
+    from dlcv.stable_diffusion.memory import auto_memory_plan
 
     config = load_config(existing_file(args.model_config, "--model-config")) if args.model_config else None
     device = pick_device(args.device)
     configure_backends(device)
-    dtype = inference_dtype(device, args.precision)
+    dtype = resolve_dtype(args.precision, device)
     start = time.perf_counter()
     sd = load_stable_diffusion(args.ckpt, config=config, device=device, dtype=dtype)
-    options.check(sd)
+    resolution = options.check(sd)
     vectors = {}
     for token, (value, path) in found.items():
         add_embeddings(sd.tokenizer, sd.text_encoder, {token: value}, source=str(path))
         vectors[token] = value.shape[0]
         print(f"{token}: {value.shape[0]} vector(s) from {path}")
     prepare_for_inference(sd, device)
+    auto_memory_plan(sd, min(args.batch_size, args.n_images), resolution, options)
     jobs = [(expand_placeholders(prompt, vectors), folder) for prompt, folder in jobs]
     print(f"{args.ckpt}: loaded in {time.perf_counter() - start:.1f}s on {device} ({str(dtype)[6:]}); "
           f"{options.solver} {options.steps} steps, guidance {options.guidance}")  # fmt: skip

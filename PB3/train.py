@@ -19,6 +19,12 @@ overrides both. Its init word is --init-word when given, else the entry's "src_i
 ("dog", "David Revoy"); a several-token init word starts from the rescaled mean of its
 token embeddings. Images come from DATA/{key}/ (else DATA/{src_image}/).
 
+Precision (--precision auto): the frozen UNet in bf16 on GPUs of compute capability >= 8.0 and
+in fp16 below (e.g. the RTX 2080 Ti, with a GradScaler), fp32 on the CPU; the embedding is
+always fp32. When the GPU's free memory is short, gradient checkpointing (then sliced
+attention) is switched on by itself, and one line says so. Validation images use hw2_3.sh's
+sampler (DPM-Solver++, 20 steps), so what you watch is what is graded.
+
 Learning rate: --lr is the AdamW rate of the embedding itself (default 5e-3 for the default
 batch of 4), with a short linear warm-up and a cosine decay; --scale-lr multiplies it by
 batch x grad-accum x processes, the original paper's convention (its 5e-3 base then
@@ -36,7 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlcv.cli import UserError, child_path, existing_file, prepare_out_dir, run
+from dlcv.runtime import PRECISIONS
 from dlcv.stable_diffusion.embeddings import default_embedding_dirs, token_stem
+from dlcv.stable_diffusion.generation import DEFAULT_SOLVER, DEFAULT_STEPS, SOLVERS
 from dlcv.stable_diffusion.ti_data import KINDS, Augmentation, concept_images, guess_kind
 from dlcv.training.checkpoint import load_checkpoint
 from dlcv.training.trainer import CHECKPOINT_NAME
@@ -91,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips (text, asymmetric concepts)")
     p.add_argument("--seed", type=int, default=0, help="seed of views, batches and noise (default: 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too (default: bf16 autocast)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="the UNet's dtype and autocast: auto = bf16 on GPUs of compute capability >= 8.0, "
+                        "fp16 below, fp32 on the CPU")  # fmt: skip
+    p.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too (same as --precision fp32)")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute UNet activations in the backward pass (less memory, slower)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
@@ -102,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps between validation images; 0 = only at the end (default: %(default)s)")
     p.add_argument("--validate-images", type=int, default=4,
                    help="validation images per prompt; 0 = none (default: %(default)s)")  # fmt: skip
-    p.add_argument("--validate-steps", type=int, default=25, help="DDIM steps of validation images (25)")
+    p.add_argument("--validate-steps", type=int, default=DEFAULT_STEPS,
+                   help="sampler steps of validation images (default: %(default)s, as hw2_3.sh)")
+    p.add_argument("--validate-solver", choices=SOLVERS, default=DEFAULT_SOLVER,
+                   help="sampler of validation images (default: %(default)s, as hw2_3.sh)")
     p.add_argument("--validate-prompt", action="append", metavar="TEXT",
                    help="validation prompt with {} for the token (repeatable; default: two per kind)")
     p.add_argument("--guidance", type=float, default=7.5, help="guidance scale of validation images (7.5)")
@@ -270,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
             augmentation=Augmentation(args.resolution, args.views, args.crop_min, not args.no_flip),
             validate_images=args.validate_images,
             validate_steps=args.validate_steps,
+            validate_solver=args.validate_solver,
             guidance=args.guidance,
             validate_prompts=args.validate_prompt,
             gradient_checkpointing=args.gradient_checkpointing,
@@ -288,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
             ckpt_every=args.ckpt_every,
             seed=args.seed,
             mixed_precision=not args.no_amp,
+            precision=args.precision,
             resume=args.resume and (job.out / CHECKPOINT_NAME).is_file(),
             device=args.device,
             time_budget=args.time_budget,

@@ -43,9 +43,9 @@ from dlcv.face_ddim import (
     NUM_STEPS,
     PRECISIONS,
     face_eps_fn,
+    face_precision,
     load_face_unet,
     precision_context,
-    resolve_precision,
 )
 from dlcv.models.face_unet import DOWN_FACTOR, FaceUNet
 from dlcv.runtime import pick_device
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--size must be a positive multiple of {DOWN_FACTOR}")
     if width < 2 or width % 2 or num < 1 or repeat < 1:
         raise UserError("--width must be even and positive; --num and --repeat positive")
-    precision = resolve_precision(args.precision, device)
+    precision = face_precision(args.precision, device)
     results: dict[str, object] = {}
 
     with tempfile.TemporaryDirectory(prefix="bench_face_ddim_") as tmp_name:

@@ -22,14 +22,13 @@ import time
 import torch
 
 from dlcv.cli import UserError, run
-from dlcv.runtime import configure_backends, pick_device
+from dlcv.runtime import PRECISIONS, configure_backends, pick_device, resolve_dtype
 from dlcv.stable_diffusion.config import load_config, sd_v1_config, tiny_config
 from dlcv.stable_diffusion.generation import (
     SamplingOptions,
     decode_latents,
     denoise,
     encode_text,
-    inference_dtype,
     initial_latents,
     prepare_for_inference,
 )
@@ -63,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch (default 1, steady on a shared machine; 0 = torch's choice)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                   help="weights' dtype, as PB3/inference.py (auto: bf16 on CUDA, fp32 on CPU)")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="weights' dtype, as PB3/inference.py (auto: bf16 from compute capability 8.0, "
+                        "fp16 below, fp32 on CPU)")  # fmt: skip
     args = p.parse_args(argv)
     if args.batch < 1 or args.steps < 1 or args.repeat < 1:
         raise UserError("--batch, --steps and --repeat must be positive")
@@ -78,12 +78,12 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     configure_backends(device)
-    dtype = inference_dtype(device, args.precision)
+    dtype = resolve_dtype(args.precision, device)
     torch.set_grad_enabled(False)
 
     sd = prepare_for_inference(build_tiny_sd(seed=0, config=config).to(device, dtype), device)
     options = SamplingOptions(steps=args.steps, guidance=args.guidance, resolution=args.resolution,
-                              decode_batch=args.batch)  # fmt: skip
+                              solver="ddim", decode_batch=args.batch)  # fmt: skip
     res = options.check(sd)
     z = initial_latents(sd, args.batch, res, seed=0)
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device: {name} ({device}, {torch.get_num_threads()} CPU threads), {str(dtype)[6:]}")
     print(f"model: {args.config}, UNet {params:.1f}M parameters; {args.batch} images of {res}x{res}, "
           f"DDIM {args.steps} steps, guidance {args.guidance}")  # fmt: skip
-    warm = SamplingOptions(steps=1, guidance=args.guidance, resolution=res)
+    warm = SamplingOptions(steps=1, guidance=args.guidance, resolution=res, solver="ddim")
     cond, uncond = encode_text(sd, [PROMPT, ""]).chunk(2)
     decode_latents(sd, denoise(sd, z, cond, uncond, warm))  # warm-up (cuDNN autotuning, allocator)
     pipe([PROMPT] * args.batch, height=res, width=res, num_inference_steps=1, guidance_scale=args.guidance,

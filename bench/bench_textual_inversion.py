@@ -5,11 +5,12 @@
     python bench/bench_textual_inversion.py --sd-ckpt sd-v1-4.ckpt --resolution 512
 
 Runs the pieces of dlcv.stable_diffusion.textual_inversion the way PB3/train.py does
-(frozen networks prepared for training, bf16 autocast and a bf16 UNet on CUDA, fp32
-embeddings) on random images: the one-off VAE encoding of the augmented views, then
-per step the text encoder forward, the UNet forward + backward (down to the text
-features), the text encoder backward (down to the placeholder vectors) and the whole
-optimiser step as PB3/train.py runs it. --full builds SD v1's real architecture with
+(frozen networks prepared for training, autocast and a UNet in the half type of the
+precision rule on CUDA (bf16 from compute capability 8.0, fp16 below), fp32 embeddings)
+on random images: the one-off VAE encoding of the augmented views, then per step the
+text encoder forward, the UNet forward + backward (down to the text features), the text
+encoder backward (down to the placeholder vectors) and the whole optimiser step as
+PB3/train.py runs it. --full builds SD v1's real architecture with
 random weights (no download); the timings do not depend on the weights.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from dlcv.diffusion import diffusion_loss
-from dlcv.runtime import autocast, configure_backends, pick_device
+from dlcv.runtime import autocast, configure_backends, pick_device, resolve_dtype
 from dlcv.stable_diffusion.config import sd_v1_config, tiny_config
 from dlcv.stable_diffusion.textual_inversion import (
     TextualInversion,
@@ -74,6 +75,7 @@ def main() -> None:
     device = pick_device(args.device)
     configure_backends(device)
     amp = not args.no_amp
+    dtype = resolve_dtype("auto" if amp else "fp32", device)
     if args.sd_ckpt:
         from dlcv.stable_diffusion.loading import load_stable_diffusion
 
@@ -84,7 +86,7 @@ def main() -> None:
         config = sd_v1_config() if args.full else tiny_config()
         sd, name = build_tiny_sd(0, config), "SD v1 architecture, random" if args.full else "tiny SD"
     resolution = args.resolution or sd.config.resolution
-    prepare_for_training(sd, device, amp)
+    prepare_for_training(sd, device, dtype)
     if args.gradient_checkpointing:
         sd.unet.enable_gradient_checkpointing()
     params = sum(p.numel() for net in (sd.unet, sd.vae, sd.text_encoder) for p in net.parameters())
@@ -92,7 +94,7 @@ def main() -> None:
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
     print(f"device: {device} ({gpu}{threads}), torch {torch.__version__}; model: {name} ({params / 1e6:.1f}M "
           f"parameters), {resolution}px, batch {args.batch_size}, "
-          f"{'bf16 autocast' if amp and device.type == 'cuda' else 'fp32'}")  # fmt: skip
+          f"{str(dtype)[6:]}{' autocast' if dtype != torch.float32 else ''}")  # fmt: skip
 
     # ---- one-off: the VAE encodes every augmented view --------------------------------------------
     g = torch.Generator().manual_seed(0)
@@ -127,12 +129,12 @@ def main() -> None:
     optimizer = torch.optim.AdamW([model.vectors], lr=5e-3, fused=device.type == "cuda")
 
     def text_forward() -> torch.Tensor:
-        with autocast(device, amp):
+        with autocast(device, dtype):
             return model.encode(caption_ids)
 
     def unet_forward_backward() -> None:
         cond = text_forward().detach().requires_grad_(True)
-        with autocast(device, amp):  # the UNet part of TextualInversion.forward
+        with autocast(device, dtype):  # the UNet part of TextualInversion.forward
             eps = sd.unet(z_t.to(sd.unet.dtype), t, encoder_hidden_states=cond.to(sd.unet.dtype),
                           return_dict=False)[0]  # fmt: skip
         eps.float().square().mean().backward()
@@ -145,7 +147,7 @@ def main() -> None:
 
     def full_step() -> None:
         batch_gen = torch.Generator().manual_seed(1)
-        with autocast(device, amp):
+        with autocast(device, dtype):
             loss = diffusion_loss(lambda z, tt: model(z, tt, caption_ids), z0, sd.schedule, batch_gen)
         loss.backward()
         optimizer.step()

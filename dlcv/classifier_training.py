@@ -1,7 +1,7 @@
 """Training the grader's digit classifiers (MNIST-M LeNet, SVHN small CNN or ResNet-34).
 
 The optimisation itself is the project's one training loop (:func:`dlcv.training.train`:
-AdamW, linear warm-up + cosine decay, gradient clipping, EMA weights, bf16 autocast and
+AdamW, linear warm-up + cosine decay, gradient clipping, EMA weights, mixed precision and
 channels_last on CUDA, atomic resumable checkpoints, a time budget). What is specific to the
 classifiers lives here: reading a training and a held-out split, an epoch-wise shuffled batch
 sampler over uint8 images kept in memory, light augmentation, the label-smoothed

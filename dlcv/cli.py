@@ -8,6 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+#: ``--precision`` choices of every entry point (Problem 2 adds ``tf32``); what they mean is
+#: :func:`dlcv.runtime.resolve_precision`'s rule. Here, so that command lines need no torch.
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
 
 class UserError(Exception):
     """A problem with what the user passed (a path, an argument, a file's content).

@@ -51,7 +51,7 @@ def guided_eps_fn(model: DigitModel, labels: torch.Tensor, guidance: float, amp:
     device = labels.device
 
     def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with autocast(device, amp):
+        with autocast(device, enabled=amp):
             return eps_fn(x, t).float()
 
     return run

@@ -14,12 +14,12 @@ from dlcv.diffusion import ddim_timesteps
 from dlcv.diffusion.reference import course_ddim_scheduler
 from dlcv.experiments import constant_eps, run_ddim
 from dlcv.face_ddim import (
+    face_precision,
     generate,
     hw2_2,
     load_face_unet,
     load_noise,
     load_noises,
-    resolve_precision,
 )
 from dlcv.imageio import minmax_to_uint8
 from dlcv.models.face_unet import FaceUNet
@@ -101,12 +101,16 @@ def test_noise_shapes_and_order(case):
     assert load_noise(case["noise_dir"] / "01.pt").shape == (3, SIZE, SIZE)
 
 
-def test_auto_precision_is_fp32_on_cpu_and_tf32_on_cuda():
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("cuda")) == "tf32"
-    assert resolve_precision("bf16", torch.device("cuda")) == "bf16"
+@pytest.mark.parametrize("capability", [(7, 5), (9, 0)])
+def test_auto_precision_is_fp32_on_cpu_and_tf32_on_every_cuda_card(monkeypatch, capability):
+    """Problem 2's documented exception to the precision rule: TF32, whatever the card."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert face_precision("auto", torch.device("cpu")) == "fp32"
+    assert face_precision("auto", torch.device("cuda")) == "tf32"
+    assert face_precision("bf16", torch.device("cuda")) == "bf16"
+    assert face_precision("fp16", torch.device("cuda")) == "fp16"
     with pytest.raises(UserError, match="--precision"):
-        resolve_precision("fp8", torch.device("cpu"))
+        face_precision("fp8", torch.device("cpu"))
 
 
 class Foo:

@@ -20,6 +20,7 @@ from dlcv.cli import UserError
 from dlcv.clip_eval.convert import openai_config, openai_to_hf_state_dict, read_openai_state_dict
 from dlcv.clip_eval.sources import PRECISIONS, resolve_clip_source
 from dlcv.clip_tokenizer import load_clip_tokenizer
+from dlcv.runtime import resolve_dtype
 
 
 @dataclass
@@ -67,14 +68,15 @@ class ClipModel:
         return torch.cat(out)
 
 
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``auto``: fp16 on CUDA (CLIP's released weights are fp16), fp32 on the CPU."""
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if precision not in table:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return table[precision]
+#: ``auto`` for CLIP on CUDA: fp16 on every card, CLIP's documented exception to the project's
+#: precision rule (:func:`dlcv.runtime.resolve_precision`): OpenAI released its weights in
+#: fp16, so the Problem 3 scores do not depend on the card. fp32 on the CPU.
+AUTO_PRECISION = "fp16"
+
+
+def clip_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """:func:`dlcv.runtime.resolve_dtype` with CLIP's ``auto`` (fp16 on CUDA)."""
+    return resolve_dtype(precision, device, auto=AUTO_PRECISION, choices=PRECISIONS)
 
 
 def _load_hf_folder(folder: Path) -> CLIPModel:
@@ -113,7 +115,7 @@ def wrap_clip_model(
 ) -> ClipModel:
     """Move ``model`` to ``device`` in the dtype ``precision`` asks for, frozen, in eval mode."""
     device = torch.device(device)
-    dtype = resolve_dtype(precision, device)
+    dtype = clip_dtype(precision, device)
     scale = float(model.logit_scale.detach().float().exp())
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     return ClipModel(model, tokenizer, device, dtype, source, scale)
@@ -123,7 +125,7 @@ def load_clip(
     spec: str | Path | None = None, device: torch.device | str = "cpu", precision: str = "auto"
 ) -> ClipModel:
     """Load CLIP from ``spec`` (or the default lookup) onto ``device`` in eval mode."""
-    resolve_dtype(precision, torch.device(device))  # reject a bad --precision before loading
+    clip_dtype(precision, torch.device(device))  # reject a bad --precision before loading
     source = resolve_clip_source(spec)
     if source.is_dir():
         model = _load_hf_folder(source)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dlcv.cli import PRECISIONS as PRECISIONS  # the --precision choices (auto: fp16 on CUDA for CLIP)
 from dlcv.cli import UserError
 
 HF_ID = "openai/clip-vit-base-patch32"
@@ -40,8 +41,6 @@ CLIP_HELP = (
     + ", ".join(DEFAULT_LOOKUP)
     + ". Never downloads."
 )
-#: Choices of ``--precision``: auto is fp16 on CUDA (CLIP's released weights are fp16), fp32 on CPU.
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def _hub_cache_folder(repo_id: str) -> Path | None:

@@ -16,6 +16,7 @@ from dlcv.diffusion.samplers import (
     ddim_timesteps,
     ddpm_sample,
     ddpm_step,
+    dpm_solver_timesteps,
     dpmpp_2m_sample,
 )
 from dlcv.diffusion.schedule import NoiseSchedule
@@ -31,6 +32,7 @@ __all__ = [
     "ddpm_sample",
     "ddpm_step",
     "diffusion_loss",
+    "dpm_solver_timesteps",
     "dpmpp_2m_sample",
     "eps_model",
     "lerp",

@@ -121,6 +121,25 @@ def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000, offset: int 
     return steps
 
 
+def dpm_solver_timesteps(num_steps: int, num_train_timesteps: int = 1000, offset: int = 1) -> list[int]:
+    """DPM-Solver's timesteps in Stable Diffusion's "leading" convention, descending:
+    ``k * (T // (num_steps + 1)) + offset`` for ``k = num_steps .. 1``.
+
+    The stride divides by ``num_steps + 1``, not ``num_steps`` as in
+    :func:`ddim_timesteps`: the solver's last step goes on to ``x_0`` itself, one stride
+    below the last timestep. With 20 of 1000 steps and ``offset=1`` this is ``941, 894,
+    ..., 48``: diffusers' ``DPMSolverMultistepScheduler`` with ``timestep_spacing="leading"``
+    and ``steps_offset=1`` (SD v1's scheduler settings).
+    """
+    if not 0 < num_steps < num_train_timesteps:
+        raise ValueError(f"num_steps must be in 1..{num_train_timesteps - 1}, got {num_steps}")
+    stride = num_train_timesteps // (num_steps + 1)
+    steps = [k * stride + offset for k in range(num_steps, 0, -1)]
+    if steps[0] >= num_train_timesteps:
+        raise ValueError(f"offset {offset} pushes timestep {steps[0]} past {num_train_timesteps - 1}")
+    return steps
+
+
 def ddim_step(
     x_t: torch.Tensor,
     eps: torch.Tensor,

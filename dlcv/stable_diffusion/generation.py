@@ -1,18 +1,29 @@
-"""Text-to-image sampling with Stable Diffusion v1: text encoding, guided DDIM in latent space, decoding.
+"""Text-to-image sampling with Stable Diffusion v1: text encoding, guided sampling in latent space, decoding.
 
 Stable Diffusion (Rombach et al., CVPR 2022) runs the diffusion in the latent space of
 its autoencoder: initial latents ``z_T ~ N(0, I)`` of shape ``(4, H/8, W/8)`` are
 denoised by the text-conditioned UNet with classifier-free guidance (Ho & Salimans,
-2021) and the core's DDIM sampler (Song et al., 2021) in SD's convention (timesteps
-``981, 961, ..., 1``, last ``alpha_bar_prev = alpha_bar[0]``, no clamping of ``x0``,
-``eta = 0``), then decoded as ``x = D(z_0 / 0.18215)``.
+2021), then decoded as ``x = D(z_0 / 0.18215)``. Two of the core's samplers:
+
+* ``dpm++`` (the default, :data:`DEFAULT_SOLVER` with :data:`DEFAULT_STEPS` = 20 steps):
+  DPM-Solver++(2M) (Lu et al., 2022), :func:`~dlcv.diffusion.dpmpp_2m_sample`, on
+  diffusers' "leading" timesteps for it (:func:`~dlcv.diffusion.dpm_solver_timesteps`,
+  ``941, 894, ..., 48`` for 20 steps), the last step first order and straight to ``x_0``
+  (``final_alpha_cumprod=1``, diffusers' ``final_sigmas_type="zero"``): the same images
+  as diffusers' ``DPMSolverMultistepScheduler`` in SD's configuration;
+* ``ddim``: DDIM (Song et al., 2021), :func:`~dlcv.diffusion.ddim_sample`, in SD's
+  convention (timesteps ``981, 961, ..., 1`` for 50 steps, last ``alpha_bar_prev =
+  alpha_bar[0]``, no clamping of ``x0``, ``eta = 0`` by default).
 
 The prompt's and the empty prompt's CLIP embeddings are computed once per prompt and
 broadcast over the batch; both guidance halves go through the UNet in one forward.
 Initial latents come from a CPU generator, so a seed gives the same images on the CPU
-and on a GPU, and image ``i`` of a prompt does not depend on the batch size. On CUDA the
-networks run in bf16 (fp16 where bf16 is not supported) with channels-last memory and
-PyTorch's SDPA attention (diffusers' ``AttnProcessor2_0``); the CPU path is fp32.
+and on a GPU, and image ``i`` of a prompt does not depend on the batch size. The
+networks' dtype follows the project's precision rule (:mod:`dlcv.runtime`: bf16 from
+compute capability 8.0, fp16 below, fp32 on the CPU); on CUDA they run with channels-last
+memory and PyTorch's SDPA attention (diffusers' ``AttnProcessor2_0``). Latents, guidance
+and the sampler's updates stay fp32; a half-precision VAE decode that overflows (NaN or
+inf) is redone in fp32.
 """
 
 from __future__ import annotations
@@ -29,30 +40,52 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError, plain_name, prepare_out_dir
-from dlcv.diffusion import classifier_free_guidance, ddim_sample, ddim_timesteps
+from dlcv.cli import UserError, plain_name, prepare_out_dir, warn
+from dlcv.diffusion import (
+    classifier_free_guidance,
+    ddim_sample,
+    ddim_timesteps,
+    dpm_solver_timesteps,
+    dpmpp_2m_sample,
+)
 from dlcv.imageio import save_png, to_uint8
+from dlcv.runtime import autocast
 
 if TYPE_CHECKING:  # diffusers and transformers load with the model, not with this module
     from dlcv.stable_diffusion.loading import StableDiffusion
 
 SOLVERS = ("ddim", "dpm++")
+#: The sampler of hw2_3.sh / PB3/inference.py and of Textual Inversion's validation images:
+#: DPM-Solver++(2M) with 20 steps, 40 UNet evaluations per image with guidance (the README's
+#: time arithmetic for the course's 10 minutes). DDIM 50 is ``--solver ddim --steps 50``.
+DEFAULT_SOLVER = "dpm++"
+DEFAULT_STEPS = 20
+#: The published speed of SD v1 on the course's card (RTX 2080 Ti, fp16, 512x512, batch 1):
+#: 7-8 guided steps per second. The slower end, 7 guided steps = 14 UNet evaluations per
+#: second, is what the defaults are sized with.
+RTX_2080_TI_UNET_EVALS_PER_S = 14.0
+
+
+def unet_evaluations(n_images: int, steps: int, guidance: float) -> int:
+    """How many latents go through the UNet to sample ``n_images``: ``steps`` per image, twice
+    with classifier-free guidance (both halves; guidance 0 or 1 needs one)."""
+    return n_images * steps * (1 if guidance in (0.0, 1.0) else 2)
 
 
 @dataclass
 class SamplingOptions:
-    """How to sample: ``steps`` DDIM (or DPM-Solver++) steps at guidance ``guidance``.
+    """How to sample: ``steps`` steps of ``solver`` (DPM-Solver++ or DDIM) at guidance ``guidance``.
 
     ``resolution`` (pixels, a multiple of the VAE's 8) defaults to the model's
     ``config.resolution`` (512 for SD v1). ``decode_batch`` bounds how many images the
     VAE decodes at once (its 512x512 activations are the largest in the model).
     """
 
-    steps: int = 50
+    steps: int = DEFAULT_STEPS
     guidance: float = 7.5
     eta: float = 0.0
     resolution: int | None = None
-    solver: str = "ddim"
+    solver: str = DEFAULT_SOLVER
     decode_batch: int = 4
 
     def check_numbers(self) -> None:
@@ -63,32 +96,28 @@ class SamplingOptions:
             raise UserError(f"--guidance must be a finite number, got {self.guidance}")
         if not (math.isfinite(self.eta) and self.eta >= 0):
             raise UserError(f"--eta must be a number >= 0, got {self.eta}")
+        if self.eta > 0 and self.solver != "ddim":
+            raise UserError(f"--eta is DDIM's: add --solver ddim (the {self.solver} solver is deterministic)")
         if self.steps < 1:
             raise UserError(f"--steps must be at least 1, got {self.steps}")
 
     def check(self, sd: StableDiffusion) -> int:
         """Validate against ``sd``; return the resolution to use."""
         self.check_numbers()
-        if not 1 <= self.steps <= sd.config.num_train_timesteps:
-            raise UserError(f"--steps must be in 1..{sd.config.num_train_timesteps}, got {self.steps}")
+        try:
+            self.timesteps(sd.config.num_train_timesteps)
+        except ValueError as err:
+            raise UserError(f"--steps {self.steps} with --solver {self.solver}: {err}") from None
         res = self.resolution or sd.config.resolution
         if res <= 0 or res % sd.config.vae_scale:
             raise UserError(f"--resolution must be a positive multiple of {sd.config.vae_scale}, got {res}")
         return res
 
-
-def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """The weights' dtype for sampling: ``auto`` is bf16 on CUDA (fp16 before Ampere), fp32 elsewhere."""
-    choices = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if precision == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision not in choices:
-        raise UserError(f"--precision must be auto, fp32, fp16 or bf16, got {precision!r}")
-    if device.type == "cpu" and precision == "fp16":
-        raise UserError("--precision fp16 is for GPUs; use fp32 or bf16 on the CPU")
-    return choices[precision]
+    def timesteps(self, num_train_timesteps: int) -> list[int]:
+        """The timesteps the solver visits (SD's conventions, see the module docstring)."""
+        if self.solver == "ddim":
+            return ddim_timesteps(self.steps, num_train_timesteps, offset=1)
+        return dpm_solver_timesteps(self.steps, num_train_timesteps, offset=1)
 
 
 def prepare_for_inference(sd: StableDiffusion, device: torch.device) -> StableDiffusion:
@@ -106,10 +135,8 @@ def prepare_for_inference(sd: StableDiffusion, device: torch.device) -> StableDi
 
 
 def _autocast(sd: StableDiffusion) -> contextlib.AbstractContextManager:
-    """Autocast to the weights' half dtype on CUDA (norms and softmax stay fp32); else nothing."""
-    if sd.device.type == "cuda" and sd.dtype in (torch.float16, torch.bfloat16):
-        return torch.autocast("cuda", dtype=sd.dtype)
-    return contextlib.nullcontext()
+    """Autocast to the UNet weights' dtype when it is a half type (norms and softmax stay fp32)."""
+    return autocast(sd.device, sd.dtype)
 
 
 @torch.no_grad()
@@ -163,8 +190,9 @@ def denoise(
     """Run the guided reverse process from ``latents`` (``z_T``, fp32) to ``z_0``.
 
     ``cond`` / ``uncond`` are text embeddings of batch 1 or ``len(latents)``.
-    ``solver="ddim"`` is the core's :func:`~dlcv.diffusion.ddim_sample`; ``"dpm++"`` is
-    diffusers' DPM-Solver++(2M) (Lu et al., 2022), good with about 20-25 steps.
+    ``solver="dpm++"`` is the core's :func:`~dlcv.diffusion.dpmpp_2m_sample` (DPM-Solver++(2M),
+    good with about 20 steps), ``"ddim"`` the core's :func:`~dlcv.diffusion.ddim_sample`
+    (see the module docstring for their timesteps).
     """
     x = latents.to(sd.device, torch.float32)
     if x.device.type == "cuda":  # the UNet's convolutions run channels-last (prepare_for_inference)
@@ -172,47 +200,60 @@ def denoise(
     b = x.shape[0]
     cond = cond.expand(b, *cond.shape[1:]) if cond.shape[0] == 1 else cond
     eps_fn = classifier_free_guidance(_unet(sd), cond, uncond, options.guidance)
+    timesteps = options.timesteps(sd.config.num_train_timesteps)
     if options.solver == "ddim":
-        timesteps = ddim_timesteps(options.steps, sd.config.num_train_timesteps, offset=1)
         return ddim_sample(eps_fn, x, sd.schedule, timesteps, eta=options.eta, clip_x0=False,
                            progress=progress)  # fmt: skip
-    scheduler = dpm_solver(sd, options.steps)
-    for t in tqdm(scheduler.timesteps, desc="DPM++", disable=not progress, leave=False):
-        eps = eps_fn(x, torch.full((b,), int(t), device=x.device, dtype=torch.long))
-        x = scheduler.step(eps.float(), t, x, return_dict=False)[0]
-    return x
+    return dpmpp_2m_sample(eps_fn, x, sd.schedule, timesteps, final_alpha_cumprod=1.0, progress=progress)
 
 
-def dpm_solver(sd: StableDiffusion, steps: int):
-    """diffusers' DPM-Solver++(2M) multistep scheduler on SD's training schedule, ``steps`` steps."""
-    from diffusers import DPMSolverMultistepScheduler
+def _decode(sd: StableDiffusion, latents: torch.Tensor) -> torch.Tensor:
+    """One VAE decode in the VAE's own dtype, float32 images on the CPU."""
+    dtype = next(sd.vae.parameters()).dtype
+    z = (latents / sd.config.scaling_factor).to(sd.device, dtype)
+    if sd.device.type == "cuda":
+        z = z.contiguous(memory_format=torch.channels_last)
+    with autocast(sd.device, dtype):
+        return sd.vae.decode(z, return_dict=False)[0].float().cpu()
 
-    c = sd.config
-    scheduler = DPMSolverMultistepScheduler(
-        num_train_timesteps=c.num_train_timesteps,
-        beta_start=c.beta_start,
-        beta_end=c.beta_end,
-        beta_schedule="scaled_linear",
-        algorithm_type="dpmsolver++",
-        solver_order=2,
-        timestep_spacing="leading",
-        steps_offset=1,
-    )
-    scheduler.set_timesteps(steps, device=sd.device)
-    return scheduler
+
+@contextlib.contextmanager
+def vae_in_fp32(sd: StableDiffusion) -> Iterator[None]:
+    """The VAE in fp32 for the duration (diffusers' "upcast VAE"), back to its dtype afterwards."""
+    from dlcv.stable_diffusion.loading import quiet_diffusers
+
+    dtype = next(sd.vae.parameters()).dtype
+    with quiet_diffusers():
+        sd.vae.to(torch.float32)
+    try:
+        yield
+    finally:
+        with quiet_diffusers():
+            sd.vae.to(dtype)
 
 
 @torch.no_grad()
 def decode_latents(sd: StableDiffusion, latents: torch.Tensor, batch: int = 4) -> torch.Tensor:
-    """Decode ``z_0`` to float images in ``[-1, 1]`` (not clamped), ``batch`` at a time, on the CPU."""
+    """Decode ``z_0`` to float images in ``[-1, 1]`` (not clamped), ``batch`` at a time, on the CPU.
+
+    A half-precision decode is checked: a batch with NaN or inf in its output (fp16 tops
+    out at 65504, and the decoder's last layers can exceed it) is decoded again with the
+    VAE in fp32, with one warning per run.
+    """
     out = []
     for chunk in latents.split(max(1, batch)):
-        z = (chunk / sd.config.scaling_factor).to(sd.device, sd.dtype)
-        if sd.device.type == "cuda":
-            z = z.contiguous(memory_format=torch.channels_last)
-        with _autocast(sd):
-            out.append(sd.vae.decode(z, return_dict=False)[0].float().cpu())
+        images = _decode(sd, chunk)
+        if next(sd.vae.parameters()).dtype != torch.float32 and not bool(torch.isfinite(images).all()):
+            if not _WARNED["vae"]:
+                warn("the half-precision VAE decode overflowed (NaN/inf): decoding again in fp32")
+                _WARNED["vae"] = True
+            with vae_in_fp32(sd):
+                images = _decode(sd, chunk)
+        out.append(images)
     return torch.cat(out)
+
+
+_WARNED = {"vae": False}
 
 
 def generate_batches(

@@ -20,9 +20,15 @@ How it is done here:
 * the training images' latents are encoded once (:mod:`dlcv.stable_diffusion.ti_data`);
   each step draws latents from the stored posteriors, a timestep and noise, and applies
   the core's :func:`~dlcv.diffusion.diffusion_loss` on SD's scaled-linear schedule;
-* on CUDA with mixed precision the frozen UNet holds bf16 weights and the step runs under
-  bf16 autocast (the trainer's), attention through PyTorch's SDPA; the embeddings stay
-  fp32. The CPU path is fp32.
+* on CUDA with mixed precision the frozen UNet holds half-precision weights and the step
+  runs under the trainer's autocast, in the format of the project's precision rule
+  (:mod:`dlcv.runtime`: bf16 from compute capability 8.0, fp16 below, where the trainer
+  scales the loss with a GradScaler), attention through PyTorch's SDPA; the embeddings,
+  the text encoder's weights and the loss stay fp32. The CPU path is fp32. When the GPU's
+  free memory is short, gradient checkpointing (then sliced attention) is switched on by
+  itself (:mod:`dlcv.stable_diffusion.memory`);
+* validation images use the sampler hw2_3.sh uses (DPM-Solver++ 20 steps by default), so
+  what is watched during training is what is graded.
 
 The result is saved as diffusers' ``learned_embeds.safetensors``: ``{token: (vectors, D)}``.
 """
@@ -42,8 +48,15 @@ from dlcv.diffusion import diffusion_loss
 from dlcv.imageio import save_grid
 from dlcv.runtime import configure_backends
 from dlcv.stable_diffusion.embeddings import add_embeddings, expand_placeholders, placeholder_names
-from dlcv.stable_diffusion.generation import SamplingOptions, generate, prepare_for_inference
+from dlcv.stable_diffusion.generation import (
+    DEFAULT_SOLVER,
+    DEFAULT_STEPS,
+    SamplingOptions,
+    generate,
+    prepare_for_inference,
+)
 from dlcv.stable_diffusion.loading import StableDiffusion
+from dlcv.stable_diffusion.memory import auto_memory_plan
 from dlcv.stable_diffusion.ti_data import (
     VALIDATION_PROMPTS,
     Augmentation,
@@ -63,8 +76,8 @@ LEARNED_EMBEDS = "learned_embeds.safetensors"
 class TIConfig:
     """What to learn and how to check it (optimisation settings live in :class:`TrainConfig`).
 
-    ``validate_images`` images per validation prompt (0: none) with ``validate_steps``
-    DDIM steps at guidance ``guidance``; ``validate_prompts`` default to
+    ``validate_images`` images per validation prompt (0: none) with ``validate_steps`` steps
+    of ``validate_solver`` (hw2_3.sh's defaults) at guidance ``guidance``; ``validate_prompts`` default to
     :data:`~dlcv.stable_diffusion.ti_data.VALIDATION_PROMPTS` of the kind ("{}" is the token).
     """
 
@@ -74,7 +87,8 @@ class TIConfig:
     kind: str = "object"
     augmentation: Augmentation = field(default_factory=Augmentation)
     validate_images: int = 4
-    validate_steps: int = 25
+    validate_steps: int = DEFAULT_STEPS
+    validate_solver: str = DEFAULT_SOLVER
     guidance: float = 7.5
     validate_prompts: Sequence[str] | None = None
     gradient_checkpointing: bool = False
@@ -89,9 +103,15 @@ class TIConfig:
                             f"got {self.augmentation.resolution}")  # fmt: skip
         if self.validate_images < 0 or self.validate_steps < 1:
             raise UserError("--validate-images must be >= 0 and --validate-steps >= 1")
+        self.sampling().check(sd)
         for prompt in self.validate_prompts or ():
             if "{}" not in prompt:
                 raise UserError(f"validation prompt {prompt!r} needs '{{}}' where the token goes")
+
+    def sampling(self) -> SamplingOptions:
+        """How the validation images are sampled."""
+        return SamplingOptions(steps=self.validate_steps, guidance=self.guidance, solver=self.validate_solver,
+                               resolution=self.augmentation.resolution)  # fmt: skip
 
     def record(self) -> dict[str, Any]:
         """Plain data for the checkpoint and the embedding file's metadata."""
@@ -196,15 +216,17 @@ def _check_resume(cfg: TrainConfig, ti: TIConfig) -> None:
                             "use the same settings or another --out")  # fmt: skip
 
 
-def prepare_for_training(sd: StableDiffusion, device: torch.device, mixed_precision: bool = True) -> None:
-    """Frozen networks on ``device`` with SDPA attention; on CUDA with mixed precision a bf16 UNet.
+def prepare_for_training(
+    sd: StableDiffusion, device: torch.device, dtype: torch.dtype = torch.float32
+) -> None:
+    """Frozen networks on ``device`` with SDPA attention, the UNet's weights in ``dtype``
+    (the trainer's autocast dtype: :meth:`~dlcv.training.TrainConfig.autocast_dtype`).
 
     The text encoder stays fp32 so that its placeholder rows are fp32 master weights.
     """
     prepare_for_inference(sd, device)
     sd.text_encoder.to(torch.float32)
-    if device.type == "cuda" and mixed_precision:
-        sd.unet.to(torch.bfloat16)
+    sd.unet.to(dtype)
 
 
 def train_textual_inversion(
@@ -219,7 +241,8 @@ def train_textual_inversion(
     Writes to ``cfg.out_dir``: ``checkpoint.pt`` (resumable), ``learned_embeds.safetensors``
     at each checkpoint, ``metrics.jsonl`` and ``samples/step_*.png`` (validation images,
     one row per prompt). ``sd`` gains the token (its learned vectors merged into the
-    table) and ends on the training device; with mixed precision on CUDA its UNet is bf16.
+    table) and ends on the training device; with mixed precision on CUDA its UNet is in the
+    half type of the precision rule.
     Pass ``cfg.ema_decay=None``: an EMA of the embedding is not part of the method.
     """
     ti.check(sd)
@@ -227,8 +250,11 @@ def train_textual_inversion(
         raise UserError("no training images")
     device = distributed.setup(cfg.device).device  # the trainer picks the same one
     configure_backends(device)
-    prepare_for_training(sd, device, cfg.mixed_precision)
+    prepare_for_training(sd, device, cfg.autocast_dtype(device))
     _check_resume(cfg, ti)
+    options = ti.sampling()
+    plan = auto_memory_plan(sd, cfg.batch_size, ti.augmentation.resolution, options, training=True)
+    checkpointing = ti.gradient_checkpointing or (plan is not None and plan.gradient_checkpointing)
 
     init = init_vectors(sd, ti.init_word, ti.vectors)
     ids = add_placeholder(sd, ti.token, init)
@@ -246,7 +272,7 @@ def train_textual_inversion(
     scale = sd.config.scaling_factor
     schedule = sd.schedule
     model = TextualInversion(sd, ti.token, ids, init)
-    if ti.gradient_checkpointing:
+    if checkpointing:
         sd.unet.enable_gradient_checkpointing()
 
     def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -260,8 +286,6 @@ def train_textual_inversion(
         return diffusion_loss(lambda z, t: net(z, t, batch["ids"]), z0, schedule, generator)
 
     prompts = list(ti.validate_prompts or VALIDATION_PROMPTS[ti.kind])
-    options = SamplingOptions(steps=ti.validate_steps, guidance=ti.guidance,
-                              resolution=ti.augmentation.resolution)  # fmt: skip
 
     def on_sample(_model: nn.Module, step: int) -> None:
         if not ti.validate_images:
@@ -286,6 +310,6 @@ def train_textual_inversion(
         )
     finally:
         model.merge()
-        if ti.gradient_checkpointing:
+        if checkpointing:
             sd.unet.disable_gradient_checkpointing()
     return model.learned()[ti.token]

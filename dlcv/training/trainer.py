@@ -1,9 +1,12 @@
-"""One training loop for every problem: AdamW, warm-up + cosine, clipping, EMA, bf16, DDP.
+"""One training loop for every problem: AdamW, warm-up + cosine, clipping, EMA, mixed precision, DDP.
 
 Read top to bottom, :func:`train` is the whole story: set up (device, DDP,
 optimiser, schedule, EMA), maybe resume, then for each step draw a batch,
 compute the loss under autocast, step, update the EMA, and now and then log,
-checkpoint (atomically) and write sample figures. What is being learnt stays
+checkpoint (atomically) and write sample figures. The autocast format follows the
+project's one precision rule (:func:`dlcv.runtime.resolve_precision`: bf16 on compute
+capability >= 8.0, fp16 below, fp32 on the CPU); with fp16 the loss is scaled by a
+``GradScaler`` (:func:`dlcv.runtime.grad_scaler`), whose state is checkpointed. What is being learnt stays
 with the caller: a ``loss_fn`` and a ``next_batch`` function.
 """
 
@@ -13,6 +16,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from dlcv.cli import UserError, prepare_out_dir
-from dlcv.runtime import autocast, configure_backends
+from dlcv.runtime import autocast, configure_backends, grad_scaler, resolve_dtype
 from dlcv.training import distributed
 from dlcv.training.checkpoint import load_checkpoint, save_checkpoint
 from dlcv.training.ema import EMA
@@ -51,11 +55,16 @@ class TrainConfig:
     sample_every: int = 0  # 0: only at the end
     ckpt_every: int = 1000  # 0: only at the end
     seed: int = 0
-    mixed_precision: bool = True  # bf16 autocast on CUDA; the CPU always runs fp32
+    mixed_precision: bool = True  # False: fp32 everywhere, whatever ``precision`` says
+    precision: str = "auto"  # autocast format (dlcv.runtime.resolve_precision): auto = the card's half type
     resume: bool = False
     device: str = "auto"
     channels_last: bool | None = None  # None: on CUDA only; True: on every device
     time_budget: float | None = None  # seconds: end the run (and its cosine) in time
+
+    def autocast_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype the forward passes autocast to on ``device`` (fp32: no autocast)."""
+        return resolve_dtype(self.precision if self.mixed_precision else "fp32", device)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
@@ -143,6 +152,8 @@ def train(
     info = distributed.setup(cfg.device)
     device = info.device
     configure_backends(device)
+    dtype = cfg.autocast_dtype(device)
+    scaler = grad_scaler(device, dtype)  # on for fp16 only
 
     # ---- set-up -------------------------------------------------------------------
     model.to(device)
@@ -175,6 +186,8 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
+        if scaler.is_enabled() and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         if info.is_main and info.world_size == int(state.get("world_size", 1)):
             generator.set_state(state["generator"])
@@ -195,6 +208,7 @@ def train(
                 "model": model.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "scheduler": scheduler.state_dict(),
                 "step": step,
                 "generator": generator.get_state(),
@@ -213,7 +227,7 @@ def train(
         target = ema.model if ema is not None else model
         was_training = target.training
         target.eval()
-        with torch.no_grad(), autocast(device, cfg.mixed_precision):
+        with torch.no_grad(), autocast(device, dtype):
             on_sample(target, step)
         target.train(was_training)
 
@@ -233,16 +247,20 @@ def train(
                 last = micro == cfg.grad_accum - 1
                 sync = contextlib.nullcontext() if (last or not info.enabled) else net.no_sync()
                 with sync:
-                    with autocast(device, cfg.mixed_precision):
+                    with autocast(device, dtype):
                         loss = loss_fn(net, batch, generator)
-                    (loss / cfg.grad_accum).backward()
+                    scaler.scale(loss / cfg.grad_accum).backward()
                 running += loss.detach().float()
                 count += 1
             if cfg.grad_clip:
+                scaler.unscale_(optimizer)  # clip the true gradients (a no-op without fp16)
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)  # skipped when fp16 gradients overflowed
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            with warnings.catch_warnings():  # a step the scaler skipped still moves the schedule
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)`")
+                scheduler.step()
             if after_step is not None:
                 after_step()
             if ema is not None:
@@ -272,6 +290,8 @@ def train(
                     "images_per_s": images_since / max(elapsed, 1e-9),
                     "elapsed_s": round(pace.elapsed, 3),  # seconds since this process began training
                 }
+                if scaler.is_enabled():
+                    record["loss_scale"] = scaler.get_scale()
                 bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
                 if metrics is not None:
                     metrics.write(json.dumps(record) + "\n")

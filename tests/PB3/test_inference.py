@@ -119,3 +119,19 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, tiny):
     assert result.stderr.startswith("error: no learned embedding for <zz-untrained>")
     usage = run_script("hw2_3.sh", str(INPUT_JSON), str(tmp_path / "o"))
     assert usage.returncode == 2 and "usage: bash hw2_3.sh INPUT_JSON OUT_DIR SD_CKPT" in usage.stderr
+
+
+def test_hw2_3_defaults_meet_the_course_time_by_the_published_speed():
+    """100 images (the public input.json: 2 concepts x 2 prompts x 25) at hw2_3.sh's defaults take
+    at most 6 minutes of UNet time at the published 2080 Ti speed (7 guided steps/s, fp16,
+    512x512): the README's arithmetic. DDIM 50, the old default, would not fit in 10."""
+    from dlcv.stable_diffusion.generation import RTX_2080_TI_UNET_EVALS_PER_S, unet_evaluations
+
+    spec = importlib.util.spec_from_file_location("pb3_inference_defaults", REPO / "PB3" / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = module.build_parser().parse_args(["--json", "x.json", "--out-dir", "out"])
+    assert (args.solver, args.steps, args.guidance) == ("dpm++", 20, 7.5)
+    seconds = unet_evaluations(100, args.steps, args.guidance) / RTX_2080_TI_UNET_EVALS_PER_S
+    assert seconds <= 6 * 60
+    assert unet_evaluations(100, 50, 7.5) / RTX_2080_TI_UNET_EVALS_PER_S > 10 * 60

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from dlcv.cli import UserError
 from dlcv.clip_eval.convert import is_torchscript_archive, read_openai_state_dict
-from dlcv.clip_eval.loading import load_clip, resolve_clip_source, resolve_dtype
+from dlcv.clip_eval.loading import clip_dtype, load_clip, resolve_clip_source
 from dlcv.clip_eval.tiny import random_clip, save_hf_folder
 
 with warnings.catch_warnings():
@@ -202,9 +202,12 @@ def test_unreadable_and_malformed_files(tmp_path):
         load_clip(folder)
 
 
-def test_precision_choice():
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
-    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+@pytest.mark.parametrize("capability", [(7, 5), (8, 0), (9, 0)])
+def test_precision_choice(monkeypatch, capability):
+    """CLIP's documented exception to the precision rule: fp16 (its release format) on every card."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert clip_dtype("auto", torch.device("cpu")) == torch.float32
+    assert clip_dtype("auto", torch.device("cuda")) == torch.float16
+    assert clip_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(UserError, match="--precision"):
-        resolve_dtype("fp8", torch.device("cpu"))
+        clip_dtype("fp8", torch.device("cpu"))

@@ -9,6 +9,7 @@ import torch
 
 from dlcv.cli import UserError
 from dlcv.stable_diffusion.generation import (
+    DEFAULT_STEPS,
     SamplingOptions,
     check_output_folder,
     decode_latents,
@@ -16,7 +17,6 @@ from dlcv.stable_diffusion.generation import (
     encode_text,
     generate,
     image_names,
-    inference_dtype,
     initial_latents,
     placeholders_in,
     prepare_for_inference,
@@ -99,10 +99,65 @@ def test_gpu_path_settings(sd):
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     assert all(isinstance(p, AttnProcessor2_0) for p in sd.unet.attn_processors.values())
-    assert inference_dtype(torch.device("cpu")) == torch.float32
-    assert inference_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
-    with pytest.raises(UserError, match="fp16"):
-        inference_dtype(torch.device("cpu"), "fp16")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' DPM-Solver and NumPy 2
+@pytest.mark.parametrize("steps", [DEFAULT_STEPS, 25, 4])
+def test_dpm_solver_timesteps_are_diffusers_leading_ones(steps):
+    """The default solver visits the timesteps diffusers' DPMSolverMultistepScheduler visits in
+    SD's configuration (leading spacing, offset 1): 941, 894, ..., 48 for 20 steps."""
+    options = SamplingOptions(steps=steps)
+    assert options.solver == "dpm++"
+    ours = options.timesteps(1000)
+    assert ours == _dpm_reference_timesteps(steps)
+    if steps == 20:
+        assert ours[:2] == [941, 894] and ours[-1] == 48
+
+
+def _dpm_reference_timesteps(steps: int) -> list[int]:
+    scheduler = _scheduler("dpm++")
+    scheduler.set_timesteps(steps)
+    return scheduler.timesteps.tolist()
+
+
+def test_eta_is_ddim_only():
+    SamplingOptions(solver="ddim", eta=0.5).check_numbers()
+    with pytest.raises(UserError, match="--eta is DDIM's: add --solver ddim"):
+        SamplingOptions(eta=0.5).check_numbers()
+
+
+def test_an_fp32_vae_decodes_in_fp32_inside_an_outer_autocast(sd):
+    """Textual Inversion's validation images are made inside the trainer's autocast; its VAE is
+    fp32 and must decode in fp32 there (fp16 autocast could overflow)."""
+    z = initial_latents(sd, 2, 32, seed=4)
+    plain = decode_latents(sd, z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = decode_latents(sd, z)
+    assert torch.equal(inside, plain)
+
+
+def test_half_precision_decode_that_overflows_is_redone_in_fp32(monkeypatch, capsys):
+    """A VAE decode whose half-precision output holds NaN/inf is decoded again in fp32; the
+    images equal an fp32 decode and the VAE goes back to its dtype."""
+    sd = prepare_for_inference(build_tiny_sd(seed=3), torch.device("cpu")).to("cpu", torch.bfloat16)
+    rounded = prepare_for_inference(build_tiny_sd(seed=3), torch.device("cpu")).to("cpu", torch.bfloat16)
+    rounded.vae.float()  # the same bf16-rounded weights, computing in fp32
+    z = initial_latents(sd, 3, 32, seed=1)
+    reference = decode_latents(rounded, z)
+    decode = sd.vae.decode
+
+    def overflowing(z, **kwargs):  # what an fp16 overflow in the decoder's last layers looks like
+        out = decode(z, **kwargs)
+        if next(sd.vae.parameters()).dtype != torch.float32:
+            out[0][0, 0, 0, 0] = float("inf")
+        return out
+
+    monkeypatch.setattr(sd.vae, "decode", overflowing)
+    images = decode_latents(sd, z, batch=2)
+    assert torch.isfinite(images).all()
+    torch.testing.assert_close(images, reference, rtol=0, atol=1e-5)
+    assert next(sd.vae.parameters()).dtype == torch.bfloat16
+    assert "decoding again in fp32" in capsys.readouterr().err
 
 
 def test_read_input_json_and_placeholders(tmp_path):

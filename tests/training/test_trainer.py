@@ -193,3 +193,41 @@ def test_data_parallel_with_torchrun_on_two_cpu_processes(tmp_path):
     assert state["step"] == 6 and state["world_size"] == 2
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 6
+
+
+def test_fp16_training_scales_the_loss_and_skips_overflowing_steps(tmp_path):
+    """With precision fp16 (here on the CPU, where autocast supports it) the trainer uses a
+    GradScaler: a step whose gradients overflow is skipped and the scale halves, the others
+    train, and the scaler's state is checkpointed."""
+    model = make_model()
+    before = full_loss(model)
+    first = [p.detach().clone() for p in model.parameters()]
+    seen = []
+
+    def overflow_once(net, batch, g):
+        loss = loss_fn(net, batch, g)
+        return loss * 1e38 if not seen else loss  # inf gradients on the first step only
+
+    def after_step():
+        if not seen:
+            seen.append([p.detach().clone() for p in model.parameters()])
+
+    cfg = config(tmp_path, precision="fp16", device="cpu", steps=60, ema_decay=None, grad_clip=1.0)
+    assert cfg.autocast_dtype(torch.device("cpu")) == torch.float16
+    train(model, overflow_once, next_batch, cfg, after_step=after_step)
+    assert all(torch.equal(a, b) for a, b in zip(first, seen[0], strict=True))  # step 1 skipped
+    assert full_loss(model) < 0.5 * before  # the rest trained
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["loss_scale"] < 65536.0  # halved at the overflow (torch's initial scale is 2**16)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["scaler"]["scale"] == records[-1]["loss_scale"]
+
+
+def test_bf16_and_fp32_training_have_no_scaler(tmp_path):
+    cfg = config(tmp_path, precision="bf16", device="cpu", steps=5)
+    assert cfg.autocast_dtype(torch.device("cpu")) == torch.bfloat16
+    assert config(tmp_path, precision="bf16", mixed_precision=False).autocast_dtype(torch.device("cpu")) \
+        == torch.float32  # fmt: skip
+    train(make_model(), loss_fn, next_batch, cfg)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["scaler"] is None
+    assert "loss_scale" not in (tmp_path / "metrics.jsonl").read_text()
