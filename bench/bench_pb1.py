@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from dlcv.diffusion import ddim_sample, ddim_timesteps, ddpm_step, epsilon_loss
-from dlcv.digit_model import build_model, build_schedule, load_config
+from dlcv.diffusion import ddim_sample, ddim_timesteps, ddpm_step, diffusion_loss
+from dlcv.digit_model import build_model, build_objective, build_schedule, load_config, noise_predictor
 from dlcv.digit_sampling import course_labels, guided_eps_fn
 from dlcv.runtime import autocast, configure_backends, pick_device
 
@@ -45,10 +45,8 @@ def main() -> None:
     device = pick_device(args.device)
     configure_backends(device)
     cfg = load_config(args.config or ("default" if device.type == "cuda" else "demo"))
-    model = build_model(cfg).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    schedule = build_schedule(cfg)
+    model = build_model(cfg).to(device, memory_format=torch.channels_last)  # as PB1/train.py
+    schedule, objective = build_schedule(cfg), build_objective(cfg)
     batch = args.batch_size or int(cfg.train.batch_size)
     name = args.config or ("default" if device.type == "cuda" else "demo")
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -59,12 +57,13 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     g = torch.Generator().manual_seed(0)
     x_u8 = torch.randint(0, 256, (batch, 3, 28, 28), dtype=torch.uint8).to(device)
+    x_u8 = x_u8.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 20, (batch,)).to(device)
 
     def train_step() -> None:
         x0 = x_u8.float() / 127.5 - 1
         with autocast(device):
-            loss = epsilon_loss(lambda x, t: model(x, t, y), x0, schedule, g)
+            loss = diffusion_loss(lambda x, t: model(x, t, y), model.encode(x0), schedule, g, objective)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -84,12 +83,16 @@ def main() -> None:
     model.eval()
     labels = course_labels(50).to(device)
     guidance = float(cfg.sample.guidance)
-    eps_fn = guided_eps_fn(model, labels, guidance)
-    noise = torch.randn(len(labels), 3, 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
+    predictor = noise_predictor(model, cfg)
+    eps_fn = guided_eps_fn(predictor, labels, guidance)
+    noise = torch.randn(len(labels), *model.latent_shape, generator=torch.Generator().manual_seed(0))
+    noise = noise.to(device)
+    if noise.ndim == 4:
+        noise = noise.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         sync(device)
         start = time.perf_counter()
-        ddim_sample(eps_fn, noise, schedule, ddim_timesteps(args.ddim_steps), clip_x0=True)
+        ddim_sample(eps_fn, noise, schedule, ddim_timesteps(args.ddim_steps), clip_x0=model.clamp_x0)
         sync(device)
         ddim_time = time.perf_counter() - start
         steps = 1000 if args.full or device.type == "cuda" else args.ddpm_probe
@@ -97,7 +100,8 @@ def main() -> None:
         start = time.perf_counter()
         for t in range(999, 999 - steps, -1):  # the loop of ddpm_sample, cut short
             eps = eps_fn(x, torch.full((len(x),), t, device=device, dtype=torch.long))
-            x, _ = ddpm_step(x, eps, t, schedule, torch.randn(x.shape, generator=g).to(device), clip_x0=True)
+            noise_t = torch.randn(x.shape, generator=g).to(device)
+            x, _ = ddpm_step(x, eps, t, schedule, noise_t, clip_x0=model.clamp_x0)
         sync(device)
         ddpm_time = (time.perf_counter() - start) * 1000 / steps
     how = "measured" if steps == 1000 else f"extrapolated from {steps} steps"

@@ -188,9 +188,9 @@ def write_table(out: Path, names: list[str] | None = None) -> None:
     if not results:
         return
     lines = [
-        "| option | overrides | steps/s here (2 thr) | cost vs ref | steps | images seen | slow-machine min "
-        "| min here (2 thr) | MNIST-M | SVHN | mean |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| option | config and overrides | steps/s here (2 thr) | cost vs ref | steps | images seen "
+        "| slow-machine min | min here (2 thr) | sampling | MNIST-M | SVHN | mean |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = []
     for name, r in results.items():
@@ -202,7 +202,9 @@ def write_table(out: Path, names: list[str] | None = None) -> None:
             f"| {name} | {describe(r['overrides'])} | {r['steps_per_s']:.2f} "
             f"| {r['reference_steps_per_s'] / r['steps_per_s']:.2f} | {last['step']} "
             f"| {last['step'] * r['batch_size']:,} | {minutes_slow(last['step'], r):.1f} "
-            f"| {last['step'] / r['steps_per_s'] / 60:.1f} | {last['mnistm']:.3f} | {last['svhn']:.3f} "
+            f"| {last['step'] / r['steps_per_s'] / 60:.1f} "
+            f"| {last['sampler']} {last['steps']}, g {last['guidance']:g} "
+            f"| {last['mnistm']:.3f} | {last['svhn']:.3f} "
             f"| {mean:.3f} |"
         )
     ref = next(iter(results.values()))["reference_steps_per_s"]

@@ -155,12 +155,11 @@ class NoisePredictor(nn.Module):
     def latent_shape(self) -> tuple[int, ...]:
         return self.net.latent_shape
 
-    @property
-    def pixel_space(self) -> bool:
-        return self.net.pixel_space
-
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.net.decode(latents)
+
+    def clamp_x0(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.net.clamp_x0(x0)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._eps(x, t, y)

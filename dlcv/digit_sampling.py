@@ -35,9 +35,10 @@ class DigitModel(Protocol):
 
     null_class: int
     latent_shape: tuple[int, ...]  # one sample of the diffusion: an image, or a latent vector
-    pixel_space: bool  # whether samples are images in [-1, 1] (then x0 is clamped to that range)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
+
+    def clamp_x0(self, x0: torch.Tensor) -> torch.Tensor: ...  # keeps x0 in the images' range
 
     def parameters(self) -> Iterator[torch.nn.Parameter]: ...
 
@@ -147,7 +148,7 @@ def sample_labels(
             if t >= 0:
                 bar.update(1)
 
-        clip = model.pixel_space  # x0 is clamped to the images' range [-1, 1] in pixel space only
+        clip = model.clamp_x0  # x0 kept in the images' range [-1, 1]
         if sampler == "ddim":
             x = ddim_sample(eps_fn, x, schedule, timesteps, eta=eta, clip_x0=clip,
                             generator=generators, callback=step_callback)  # fmt: skip

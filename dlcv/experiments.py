@@ -30,7 +30,7 @@ from dlcv.diffusion import (
     lerp,
     slerp,
 )
-from dlcv.diffusion.samplers import EpsFn
+from dlcv.diffusion.samplers import EpsFn, X0Clip
 from dlcv.imageio import make_grid, minmax_to_uint8, to_uint8
 
 EpsFactory = Callable[[torch.Tensor], EpsFn]
@@ -237,7 +237,7 @@ class FigureJob:
     names: list[str]  # column labels of the eta grid
     schedule: NoiseSchedule | None = None  # None: the course's linear schedule
     to_image: ToImage = minmax_to_uint8  # a batch of denoised samples to uint8 images
-    clip_x0: bool = True  # clamp the predicted x0 to [-1, 1] (pixel-space models only)
+    clip_x0: X0Clip = True  # keep the predicted x0 in the data's range (see the samplers)
 
 
 def render_figures(
@@ -302,7 +302,7 @@ def digit_figure_job(
         [digit_class_name(v, model.null_class) for v in labels_t.tolist()],
         schedule,
         lambda latents: to_uint8(model.decode(latents)).cpu(),
-        clip_x0=model.pixel_space,
+        clip_x0=model.clamp_x0,
     )
 
 

@@ -43,10 +43,18 @@ def _randn_like(x: torch.Tensor, generator: Generators) -> torch.Tensor:
     return torch.stack(noise).to(x.device, x.dtype)
 
 
-def _predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, clip_x0: bool) -> torch.Tensor:
+X0Clip = bool | Callable[[torch.Tensor], torch.Tensor]
+"""How a predicted ``x0`` is kept in the data's range: ``True`` clamps it to ``[-1, 1]``
+(images), ``False`` leaves it, a function maps it (e.g. a latent model's "decode, clamp,
+encode")."""
+
+
+def _predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, clip_x0: X0Clip) -> torch.Tensor:
     """``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` (Ho et al. 2020, Eq. 15),
-    optionally clamped to the data range ``[-1, 1]``."""
+    then kept in the data's range as ``clip_x0`` says (:data:`X0Clip`)."""
     x0 = (x_t - (1.0 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
+    if callable(clip_x0):
+        return clip_x0(x0)
     return x0.clamp(-1.0, 1.0) if clip_x0 else x0
 
 
@@ -56,7 +64,7 @@ def ddpm_step(
     t: int,
     schedule: NoiseSchedule,
     noise: torch.Tensor | None = None,
-    clip_x0: bool = False,
+    clip_x0: X0Clip = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ancestral step ``x_t -> x_{t-1}`` of DDPM; returns ``(x_prev, x0_pred)``.
 
@@ -88,7 +96,7 @@ def ddpm_sample(
     x: torch.Tensor,
     schedule: NoiseSchedule,
     generator: Generators = None,
-    clip_x0: bool = True,
+    clip_x0: X0Clip = True,
     callback: StepCallback | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -147,7 +155,7 @@ def ddim_step(
     alpha_bar_prev: float,
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
-    clip_x0: bool = False,
+    clip_x0: X0Clip = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step ``x_t -> x_prev``; returns ``(x_prev, x0_pred)``.
 
@@ -177,7 +185,7 @@ def ddim_sample(
     schedule: NoiseSchedule,
     timesteps: Sequence[int] | Iterable[int],
     eta: float = 0.0,
-    clip_x0: bool = False,
+    clip_x0: X0Clip = False,
     final_alpha_cumprod: float | None = None,
     generator: Generators = None,
     callback: StepCallback | None = None,
@@ -215,7 +223,7 @@ def dpmpp_2m_sample(
     x: torch.Tensor,
     schedule: NoiseSchedule,
     timesteps: Sequence[int] | Iterable[int],
-    clip_x0: bool = False,
+    clip_x0: X0Clip = False,
     final_alpha_cumprod: float | None = None,
     callback: StepCallback | None = None,
     progress: bool = False,

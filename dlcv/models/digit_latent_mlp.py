@@ -94,7 +94,6 @@ class DigitLatentMLP(nn.Module):
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.components,)
 
-    pixel_space = False  # the diffusion's samples are PCA coefficients
 
     @torch.no_grad()
     def fit_basis(self, images: torch.Tensor, max_images: int = 20_000, seed: int = 0) -> float:
@@ -121,6 +120,12 @@ class DigitLatentMLP(nn.Module):
         c, s = self.config.in_channels, self.config.image_size
         z = latents.to(self.pca_basis)
         return (z @ self.pca_basis.T + self.pca_mean).view(len(z), c, s, s)
+
+    def clamp_x0(self, z0: torch.Tensor) -> torch.Tensor:
+        """A predicted clean latent kept in the images' range: decoded, clamped to ``[-1, 1]``
+        and encoded again (the samplers' ``clip_x0``; without it a few trajectories leave the
+        data and decode to coloured noise)."""
+        return self.encode(self.decode(z0).clamp(-1.0, 1.0))
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         emb = F.silu(self.time(t) + self.class_embedding(y))

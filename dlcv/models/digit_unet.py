@@ -102,8 +102,6 @@ class DigitUNet(nn.Module):
         """The shape of one sample the diffusion runs on: the image itself."""
         return (self.config.in_channels, self.config.image_size, self.config.image_size)
 
-    pixel_space = True  # the diffusion's samples are images in [-1, 1]
-
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in ``[-1, 1]`` to the diffusion's space: the identity (pixel-space model)."""
         return images
@@ -111,6 +109,10 @@ class DigitUNet(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """The identity (see :meth:`encode`)."""
         return latents
+
+    def clamp_x0(self, x0: torch.Tensor) -> torch.Tensor:
+        """A predicted clean sample kept in the images' range ``[-1, 1]`` (the samplers' ``clip_x0``)."""
+        return x0.clamp(-1.0, 1.0)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         emb = self.time(t) + self.class_embedding(y)

@@ -20,9 +20,22 @@ def test_the_pca_basis_spans_the_data_and_decode_inverts_encode():
     torch.testing.assert_close(basis.T @ basis, torch.eye(3), atol=1e-4, rtol=0)
     pixels = images.float() / 127.5 - 1
     z = model.encode(pixels)
-    assert z.shape == (200, 3) and model.latent_shape == (3,) and not model.pixel_space
+    assert z.shape == (200, 3) and model.latent_shape == (3,)
     error = (model.decode(z) - pixels).abs()
     assert error.mean() < 0.005 and error.quantile(0.999) < 0.02  # rounding to uint8; a few clipped
+
+
+def test_clamp_x0_projects_the_clamped_image_back():
+    model = DigitLatentMLP(DigitLatentMLPConfig(components=5, width=16, depth=1))
+    g = torch.Generator().manual_seed(2)
+    model.fit_basis(torch.randint(0, 256, (50, 3, 28, 28), dtype=torch.uint8, generator=g))
+    far = torch.randn(4, 5, generator=g) * 500  # decodes far outside [-1, 1]
+    assert model.decode(far).abs().max() > 3
+    clamped = model.clamp_x0(far)
+    assert clamped.norm() < far.norm() / 5
+    assert model.decode(clamped).abs().max() < model.decode(far).abs().max() / 2
+    inside = model.encode(torch.rand(4, 3, 28, 28, generator=g) * 0.2 - 0.1)
+    torch.testing.assert_close(model.clamp_x0(inside), inside, atol=1e-4, rtol=0)  # in range: unchanged
 
 
 def test_fit_basis_is_seeded_and_subsamples():

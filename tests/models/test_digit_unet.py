@@ -21,9 +21,12 @@ def test_output_has_the_input_shape_and_depends_on_the_class(patch_size, scale_s
 @pytest.mark.parametrize("preset", ["default", "demo", "tiny"])
 def test_presets_build(preset):
     model = build_model(load_config(preset))
+    shape = (1, *model.latent_shape)
     with torch.no_grad():
-        out = model(torch.randn(1, 3, 28, 28), torch.tensor([5]), torch.tensor([3]))
-    assert out.shape == (1, 3, 28, 28)
+        out = model(torch.randn(shape), torch.tensor([5]), torch.tensor([3]))
+        image = model.decode(out)
+    assert out.shape == shape
+    assert image.shape == (1, 3, 28, 28)
 
 
 def test_scale_shift_norm_modulates_the_normalised_features():
