@@ -85,10 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     # 3. one training run, keeping models
     run = out / "run"
     began = time.perf_counter()
-    if not (run / "model.safetensors").is_file():
+    if not (run / "models" / f"step_{steps:07d}.safetensors").is_file():  # else finished: reuse
         cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", args.data, "--out", str(run),
                "--config", args.config, "--steps", str(steps), "--keep-models", "--seed", str(args.seed),
                "--device", "cpu", "--set", *args.set, f"train.ckpt_every={every}"]  # fmt: skip
+        if (run / "checkpoint.pt").is_file():
+            cmd.append("--resume")  # an interrupted run continues where it stopped
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         subprocess.run(cmd, check=True, env=env)
     train_wall = time.perf_counter() - began
