@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 
 MIN_VENV ?= .venv-min
 
-.PHONY: venv test test-min lint demo bench gpu-check report report-check
+.PHONY: venv test test-min lint demo demo-ti bench gpu-check report report-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ test-min:
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/demo.py --out $(DEMO_OUT)
+
+# Textual Inversion learning a concept on the CPU (see the README's Problem 3): the world is
+# trained once into $(DEMO_TI_OUT)/world and reused by later runs.
+DEMO_TI_OUT ?= demo_ti_out
+demo-ti: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python bench/bench_ti_learns.py --out $(DEMO_TI_OUT)
 
 bench: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/run_all.py

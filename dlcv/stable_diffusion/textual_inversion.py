@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from dlcv.cli import UserError
-from dlcv.diffusion import diffusion_loss
+from dlcv.diffusion import NoiseSchedule, diffusion_loss
 from dlcv.imageio import save_grid
 from dlcv.runtime import configure_backends
 from dlcv.stable_diffusion.embeddings import add_embeddings, expand_placeholders, placeholder_names
@@ -216,6 +216,26 @@ def _check_resume(cfg: TrainConfig, ti: TIConfig) -> None:
                             "use the same settings or another --out")  # fmt: skip
 
 
+def textual_inversion_loss(
+    net: nn.Module,
+    batch: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    schedule: NoiseSchedule,
+    scale: float,
+) -> torch.Tensor:
+    """The loss of one training step (the paper's Eq. 2): what the trainer minimises.
+
+    ``batch`` holds the views' posterior ``"mean"`` / ``"std"`` and the captions' token
+    ``"ids"``; ``net(z_t, t, ids)`` is :class:`TextualInversion`. From ``generator`` (CPU)
+    are drawn, in this order: the posterior noise (``z0 = (mean + std * e) * scale``), then
+    the timesteps and the diffusion noise (:func:`~dlcv.diffusion.diffusion_loss`: uniform
+    ``t``, ``z_t = add_noise(z0, noise, t)``, MSE between the predicted and the true noise).
+    """
+    eps = torch.randn(batch["mean"].shape, generator=generator).to(batch["mean"].device)
+    z0 = (batch["mean"] + batch["std"] * eps) * scale  # a sample of q(z | x), SD's scaling
+    return diffusion_loss(lambda z, t: net(z, t, batch["ids"]), z0, schedule, generator)
+
+
 def prepare_for_training(
     sd: StableDiffusion, device: torch.device, dtype: torch.dtype = torch.float32
 ) -> None:
@@ -281,9 +301,7 @@ def train_textual_inversion(
         return {"mean": mean[i], "std": std[i], "ids": caption_ids[j]}
 
     def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        eps = torch.randn(batch["mean"].shape, generator=generator).to(batch["mean"].device)
-        z0 = (batch["mean"] + batch["std"] * eps) * scale  # a sample of q(z | x), SD's scaling
-        return diffusion_loss(lambda z, t: net(z, t, batch["ids"]), z0, schedule, generator)
+        return textual_inversion_loss(net, batch, generator, schedule, scale)
 
     prompts = list(ti.validate_prompts or VALIDATION_PROMPTS[ti.kind])
 

@@ -1,0 +1,309 @@
+"""See Textual Inversion learn a concept on a CPU, with the project's own PB3 code.
+
+    python bench/bench_ti_learns.py [--out ti_learns_out]        (make demo-ti)
+
+1. Builds a small text-to-image world (:mod:`dlcv.stable_diffusion.digit_world`: a diffusers
+   ``UNet2DConditionModel`` with cross-attention and a transformers ``CLIPTextModel`` with the
+   project's CLIP tokenizer, on 28x28 pixels through an identity ``AutoencoderKL``) and trains it
+   on the procedural digits in both styles. Captions name the digit ("a photo of a digit three")
+   but never the style, and the held-out digit (seven) only ever gets generic captions ("a photo
+   of a digit"): the model can draw it, and both styles, but has no word for them. The world is
+   saved as a diffusers folder in OUT/world and reused by later runs.
+2. Trains two small classifiers with the digit grader's machinery: digits (both styles) and
+   styles (MNIST-M-like vs SVHN-like).
+3. Runs ``PB3/train.py`` (the real entry point: loss, hook, templates, checkpointing,
+   ``--images`` input, ``learned_embeds.safetensors``) on 5 images of the held-out digit
+   (``<new1>``, an object initialised from "digit") and on 5 SVHN-like images of mixed digits
+   (``<new2>``, a style initialised from "photo").
+4. Generates through ``PB3/inference.py`` (guided DDIM) from "a photo of <new1>" and "the digit
+   five in the style of <new2>", with the token at its initial embedding (before) and learned
+   (after), and grades the images: the held-out digit's rate for the object; the SVHN-like rate
+   (and the rate of fives) for the style.
+
+Ends with ``TI object: before = 0.xx, after = 0.yy`` and ``TI style: before = 0.xx, after = 0.yy``;
+writes OUT/ti_learns.png (rows: object before, after; style before, after) and OUT/results.json.
+Every length is a number of steps and every draw is seeded, so a run repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from dlcv.cli import UserError, run  # noqa: E402
+from dlcv.imageio import list_images, load_rgb, save_grid, save_png  # noqa: E402
+from dlcv.models.digit_classifiers import load_digit_classifier, save_digit_classifier  # noqa: E402
+from dlcv.stable_diffusion import digit_world as world  # noqa: E402
+from dlcv.stable_diffusion.embeddings import token_stem  # noqa: E402
+from dlcv.stable_diffusion.loading import load_stable_diffusion  # noqa: E402
+from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS, init_vectors, save_learned_embeds  # noqa: E402
+
+# The digit grader's machinery (the only imports from the PB1 side of the package).
+from dlcv.classifier_training import train_digit_classifier  # noqa: E402  # isort: skip
+from dlcv.digit_grading import predict  # noqa: E402  # isort: skip
+
+OBJECT_TOKEN, STYLE_TOKEN = "<new1>", "<new2>"
+OBJECT_INIT, STYLE_INIT = world.GENERIC_WORD, "photo"
+OBJECT_PROMPT = f"a photo of {OBJECT_TOKEN}"
+STYLE_DIGIT = 5
+STYLE_PROMPT = f"the digit {world.DIGIT_WORDS[STYLE_DIGIT]} in the style of {STYLE_TOKEN}"
+STYLE_IMAGE_DIGITS = (0, 2, 3, 4, 8)  # the style's 5 training images: mixed digits, SVHN-like
+SVHN = world.STYLES.index("svhn")
+
+
+@dataclass
+class Settings:
+    """Every length of the check (steps, images); the defaults are ``make demo-ti``'s."""
+
+    world_steps: int = 1000
+    world_batch: int = 32
+    world_images: int = 10000
+    world_channels: tuple[int, ...] = (16, 32, 64)
+    world_lr: float = 2e-3
+    grader_steps: int = 600
+    grader_images: int = 4000
+    ti_steps: int = 300
+    ti_batch: int = 8
+    ti_lr: float = 5e-3
+    n_images: int = 40
+    sampler_steps: int = 25
+    guidance: float = 5.0
+    held_out: int = 7
+    seed: int = 0
+
+
+def _load_script(name: str) -> Callable[[list[str]], None]:
+    """``main`` of ``PB3/{name}.py``, the scripts users run."""
+    spec = importlib.util.spec_from_file_location(f"pb3_{name}", REPO / "PB3" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def build_world(out: Path, s: Settings) -> Path:
+    """Train the world (or reuse OUT/world) and return its diffusers folder."""
+    folder = out / "world"
+    if (folder / "unet" / "config.json").is_file() and (folder / "done.json").is_file():
+        _say(f"world: reusing {folder}")
+        return folder
+    began = time.perf_counter()
+    config = world.world_config(s.world_channels)
+    sd = world.build_world(s.seed, config)
+    opts = world.WorldTraining(steps=s.world_steps, batch_size=s.world_batch, lr=s.world_lr,
+                               n_images=s.world_images, held_out=s.held_out, seed=s.seed)  # fmt: skip
+    _say(f"world: training the UNet ({sum(p.numel() for p in sd.unet.parameters()) / 1e6:.2f} M parameters) "
+         f"and the text encoder for {s.world_steps} steps of {s.world_batch} images")
+    world.train_world(sd, out / "world_run", opts)
+    world.save_world(sd, folder)
+    (folder / "done.json").write_text(json.dumps(asdict(opts), indent=2))
+    _say(f"world: {time.perf_counter() - began:.0f} s -> {folder}")
+    return folder
+
+
+def build_graders(out: Path, s: Settings) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The digit classifier (both styles) and the style classifier (0 MNIST-M-like, 1 SVHN-like)."""
+    folder = out / "graders"
+    paths = {name: folder / f"{name}_classifier.safetensors" for name in ("digit", "style")}
+    if not all(p.is_file() for p in paths.values()):
+        began = time.perf_counter()
+        n = s.grader_images
+        g = torch.Generator().manual_seed(s.seed + 1)
+        digits = torch.randint(10, (n + 1000,), generator=g)
+        styles = torch.randint(2, (n + 1000,), generator=g)
+        images = world.render_digits(digits.tolist(), styles.tolist(), seed=s.seed + 1)
+        for name, labels in (("digit", digits), ("style", styles)):
+            model = train_digit_classifier(images[:n], labels[:n], folder / f"train_{name}", "lenet",
+                                           steps=s.grader_steps, batch_size=128, device="cpu",
+                                           seed=s.seed)  # fmt: skip
+            acc = float((predict(model, images[n:]) == labels[n:]).float().mean())
+            save_digit_classifier(model, paths[name], "lenet", {"task": name, "heldout_acc": round(acc, 4)})
+            _say(f"grader {name}: held-out accuracy {acc:.3f} on 1000 fresh images")
+        _say(f"graders: {time.perf_counter() - began:.0f} s")
+    return (load_digit_classifier(paths["digit"], "lenet"), load_digit_classifier(paths["style"], "lenet"))
+
+
+def concept_folders(out: Path, s: Settings) -> dict[str, Path]:
+    """5 images of the held-out digit (both styles) and 5 SVHN-like images of mixed digits."""
+    obj, sty = out / "concepts" / "new1", out / "concepts" / "new2"
+    for folder, digits, styles in ((obj, [s.held_out] * 5, [0, 1, 0, 1, 1]),
+                                   (sty, list(STYLE_IMAGE_DIGITS), [SVHN] * 5)):  # fmt: skip
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        for i, image in enumerate(world.render_digits(digits, styles, seed=s.seed + 2)):
+            save_png(image, folder / f"{i}.png")
+    return {OBJECT_TOKEN: obj, STYLE_TOKEN: sty}
+
+
+def learn(world_dir: Path, images: Path, token: str, init: str, kind: str, out: Path, s: Settings) -> Path:
+    """``PB3/train.py`` on ``images``; returns the folder holding ``learned_embeds.safetensors``."""
+    done = out / "done.json"
+    if done.is_file() and json.loads(done.read_text()).get("steps") == s.ti_steps:
+        _say(f"{token}: reusing {out}")
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    began = time.perf_counter()
+    _load_script("train")([
+        "--sd-ckpt", str(world_dir), "--images", str(images), "--token", token, "--init-word", init,
+        f"--{kind}", "--out", str(out), "--steps", str(s.ti_steps), "--batch-size", str(s.ti_batch),
+        "--lr", str(s.ti_lr), "--resolution", str(world.SIZE), "--crop-min", "1", "--no-flip",
+        "--validate-images", "0", "--ckpt-every", str(s.ti_steps), "--log-every", "25",
+        "--seed", str(s.seed), "--device", "cpu",
+    ])  # fmt: skip
+    done.write_text(json.dumps({"steps": s.ti_steps}))
+    _say(f"{token}: {s.ti_steps} steps in {time.perf_counter() - began:.0f} s")
+    return out
+
+
+def initial_embedding(world_dir: Path, token: str, init: str, out: Path) -> Path:
+    """The token at its initial embedding (the init word's), saved like a learned one."""
+    sd = load_stable_diffusion(world_dir)
+    save_learned_embeds({token: init_vectors(sd, init)}, out, {"note": f"initialised from {init!r}"})
+    return out
+
+
+def generate(world_dir: Path, prompt: str, embeddings: Path, out: Path, s: Settings) -> torch.Tensor:
+    """``s.n_images`` images of ``prompt`` through ``PB3/inference.py`` (guided DDIM), as uint8."""
+    if out.exists():
+        shutil.rmtree(out)
+    _load_script("inference")([
+        "--prompt", prompt, "--out-dir", str(out), "--ckpt", str(world_dir), "--embeddings", str(embeddings),
+        "--n-images", str(s.n_images), "--resolution", str(world.SIZE), "--solver", "ddim",
+        "--steps", str(s.sampler_steps), "--guidance", str(s.guidance), "--seed", str(s.seed),
+        "--batch-size", str(s.n_images), "--device", "cpu", "--quiet",
+    ])  # fmt: skip
+    return torch.stack([load_rgb(p) for p in list_images(out)])
+
+
+@torch.no_grad()
+def denoising_gain(world_dir: Path, token: str, init: str, learned: Path, s: Settings, n: int = 48) -> dict:
+    """How much better the learned token than its initial embedding explains fresh images of the
+    held-out digit (not the 5 training images), against images of the other digits.
+
+    The world's noise-prediction error with the caption "a photo of a TOKEN" at fixed timesteps
+    and noise, with the token at its initial embedding and learned; the gain is the relative drop
+    ``1 - learned / initial``. A token that moved toward the held-out digit gains on its images
+    more than on the others'.
+    """
+    from dlcv.stable_diffusion.embeddings import add_embeddings, load_embedding
+    from dlcv.stable_diffusion.generation import encode_text
+
+    sd = load_stable_diffusion(world_dir)
+    start = init_vectors(sd, init)
+    add_embeddings(sd.tokenizer, sd.text_encoder, {token: start})
+    ids = sd.tokenizer(token, add_special_tokens=False).input_ids
+    table = sd.text_encoder.get_input_embeddings().weight
+    g = torch.Generator().manual_seed(s.seed + 3)
+    others = [d for d in range(10) if d != s.held_out]
+    sets = {"held_out": [s.held_out] * n, "others": [others[i % len(others)] for i in range(n)]}
+    t = torch.randint(100, 900, (n,), generator=g)
+    noise = torch.randn(n, 3, world.SIZE, world.SIZE, generator=g)
+    errors: dict[str, dict[str, float]] = {}
+    for name, digits in sets.items():
+        x0 = world.render_digits(digits, [i % 2 for i in range(n)], seed=s.seed + 4).float() / 127.5 - 1.0
+        x_t = sd.schedule.add_noise(x0 * sd.config.scaling_factor, noise, t)
+        errors[name] = {}
+        for which, vector in (("initial", start), ("learned", load_embedding(learned, token)[1])):
+            table[ids] = vector.to(table.dtype)
+            cond = encode_text(sd, [f"a photo of a {token}"]).expand(n, -1, -1)
+            pred = sd.unet(x_t, t, encoder_hidden_states=cond).sample
+            errors[name][which] = float((pred - noise).pow(2).mean())
+    gains = {name: 1.0 - e["learned"] / e["initial"] for name, e in errors.items()}
+    return {"errors": errors, "gain": gains}
+
+
+def check(out: Path, s: Settings) -> dict:
+    """The whole check; returns the rates (also in OUT/results.json)."""
+    began = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    world_dir = build_world(out, s)
+    digit_clf, style_clf = build_graders(out, s)
+    folders = concept_folders(out, s)
+    runs = {
+        OBJECT_TOKEN: learn(world_dir, folders[OBJECT_TOKEN], OBJECT_TOKEN, OBJECT_INIT, "object",
+                            out / "ti" / token_stem(OBJECT_TOKEN), s),
+        STYLE_TOKEN: learn(world_dir, folders[STYLE_TOKEN], STYLE_TOKEN, STYLE_INIT, "style",
+                           out / "ti" / token_stem(STYLE_TOKEN), s),
+    }  # fmt: skip
+    before = {
+        OBJECT_TOKEN: initial_embedding(world_dir, OBJECT_TOKEN, OBJECT_INIT, out / "before" / "new1"),
+        STYLE_TOKEN: initial_embedding(world_dir, STYLE_TOKEN, STYLE_INIT, out / "before" / "new2"),
+    }
+    gain = denoising_gain(world_dir, OBJECT_TOKEN, OBJECT_INIT, runs[OBJECT_TOKEN] / LEARNED_EMBEDS, s)
+    _say(f"{OBJECT_TOKEN}: noise-prediction error on fresh images, relative drop from the initial to the "
+         f"learned embedding: held-out digit {gain['gain']['held_out']:+.3f}, other digits "
+         f"{gain['gain']['others']:+.3f}")
+    images, rates = {}, {}
+    for when, embeds in (("before", before), ("after", runs)):
+        obj = generate(world_dir, OBJECT_PROMPT, embeds[OBJECT_TOKEN] / LEARNED_EMBEDS,
+                       out / "samples" / f"object_{when}", s)  # fmt: skip
+        sty = generate(world_dir, STYLE_PROMPT, embeds[STYLE_TOKEN] / LEARNED_EMBEDS,
+                       out / "samples" / f"style_{when}", s)  # fmt: skip
+        images[f"object_{when}"], images[f"style_{when}"] = obj, sty
+        obj_digits = predict(digit_clf, obj)
+        sty_styles, sty_digits = predict(style_clf, sty), predict(digit_clf, sty)
+        rates[when] = {
+            "object_held_out_rate": float((obj_digits == s.held_out).float().mean()),
+            "object_digits": torch.bincount(obj_digits, minlength=10).tolist(),
+            "style_svhn_rate": float((sty_styles == SVHN).float().mean()),
+            "style_digit_rate": float((sty_digits == STYLE_DIGIT).float().mean()),
+            "style_digits": torch.bincount(sty_digits, minlength=10).tolist(),
+        }
+    per_row = min(10, s.n_images)
+    rows = ("object_before", "object_after", "style_before", "style_after")
+    grid = torch.cat([images[k][:per_row] for k in rows])
+    save_grid(grid, out / "ti_learns.png", nrow=per_row)
+    result = {"settings": asdict(s), "rates": rates, "denoising_gain": gain,
+              "seconds": round(time.perf_counter() - began, 1),
+              "prompts": {"object": OBJECT_PROMPT, "style": STYLE_PROMPT}}  # fmt: skip
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    b, a = rates["before"], rates["after"]
+    _say(f"style check: digit {STYLE_DIGIT} rate before = {b['style_digit_rate']:.2f}, "
+         f"after = {a['style_digit_rate']:.2f}")
+    _say(f"grid: {out / 'ti_learns.png'} (rows: object before, after; style before, after); "
+         f"{result['seconds']:.0f} s in all")
+    _say(f"TI object: before = {b['object_held_out_rate']:.2f}, after = {a['object_held_out_rate']:.2f}")
+    _say(f"TI style: before = {b['style_svhn_rate']:.2f}, after = {a['style_svhn_rate']:.2f}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="ti_learns_out",
+                   help="output folder; the world in it is reused (default: %(default)s)")
+    defaults = Settings()
+    for name in ("world_steps", "ti_steps", "n_images", "sampler_steps", "seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
+                       help=f"(default: {getattr(defaults, name)})")  # fmt: skip
+    p.add_argument("--guidance", type=float, default=defaults.guidance,
+                   help=f"(default: {defaults.guidance})")
+    args = p.parse_args(argv)
+    for name in ("world_steps", "ti_steps", "n_images", "sampler_steps"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    s = Settings(world_steps=args.world_steps, ti_steps=args.ti_steps, n_images=args.n_images,
+                 sampler_steps=args.sampler_steps, guidance=args.guidance, seed=args.seed)  # fmt: skip
+    check(Path(args.out), s)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,311 @@
+"""A small text-to-image world in which Textual Inversion can be watched learning, on a CPU.
+
+Stable Diffusion's weights are not available where this project is built and tested, so
+the question "does our Textual Inversion find an embedding that makes the model draw the
+concept?" is asked of a small model of the same families instead:
+
+* a diffusers ``UNet2DConditionModel`` with cross-attention (28x28, three levels, cross-
+  attention on the two lower ones and in the middle) and a transformers ``CLIPTextModel``
+  (two layers, width 64) with the project's CLIP tokenizer and its full BPE vocabulary;
+* an ``AutoencoderKL`` built to be the identity (:func:`identity_autoencoder`): one level,
+  so the "latents" are the pixels themselves, and every residual branch zeroed. The real
+  code path (encode the training views, sample latents, decode) runs unchanged, at no
+  training cost, and the diffusion happens directly on 28x28 pixels;
+* trained (:func:`train_world`) on the procedural digits of :mod:`dlcv.data.synthetic_digits`
+  in both styles (MNIST-M-like and SVHN-like) with captions that name the digit ("a photo
+  of a digit three") but never the style, except for one held-out digit, whose images are
+  only ever captioned with the generic "a photo of a digit"-type captions. Half of the other
+  digits' images get generic captions too, and the unconditional caption ("", for
+  classifier-free guidance) is given to images of that same generic group, so that guidance
+  does not by itself favour the held-out digit. The model can draw the held-out digit and
+  both styles but has no word for any of them.
+
+The world is saved as a diffusers folder (``unet/ vae/ text_encoder/ tokenizer/ scheduler/``),
+so ``PB3/train.py --sd-ckpt WORLD`` and the generation path of ``PB3/inference.py`` load it
+as they load Stable Diffusion. ``bench/bench_ti_learns.py`` builds it and runs the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.models.attention_processor import Attention
+from diffusers.models.resnet import ResnetBlock2D
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from dlcv.clip_tokenizer import offline_clip_tokenizer
+from dlcv.data.synthetic_digits import render_mnistm_style, render_svhn_style
+from dlcv.diffusion import Objective, diffusion_loss
+from dlcv.stable_diffusion.config import SD_V1_TEXT_ENCODER, SD_V1_UNET, SD_V1_VAE, SDConfig
+from dlcv.stable_diffusion.loading import StableDiffusion, quiet_diffusers
+from dlcv.stable_diffusion.ti_data import OBJECT_TEMPLATES, tokenize_captions
+from dlcv.stable_diffusion.tiny import save_diffusers_folder
+from dlcv.training import TrainConfig, train
+
+SIZE = 28
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+GENERIC_WORD = "digit"
+STYLES = ("mnistm", "svhn")  # style index 0 = MNIST-M-like, 1 = SVHN-like
+#: Caption templates of the world ("{}" = "digit three", or "digit" in a generic caption).
+WORLD_TEMPLATES: tuple[str, ...] = (*OBJECT_TEMPLATES, "{}", "the {}")
+_BIG = 1000.0  # the constant channels that make the autoencoder's GroupNorm a fixed scaling
+
+
+def world_config(
+    channels: Sequence[int] = (16, 32, 64),
+    text_width: int = 64,
+    text_layers: int = 2,
+    attention_levels: int = 0,
+    pooled_text: bool = True,
+) -> SDConfig:
+    """The world's architecture: SD v1's classes and settings, small, on 28x28 pixels."""
+    ch = list(channels)
+    plain = len(ch) - attention_levels  # levels without cross-attention (the middle block always has it)
+    return SDConfig(
+        unet={
+            **SD_V1_UNET,
+            "sample_size": SIZE,
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ["DownBlock2D"] * plain + ["CrossAttnDownBlock2D"] * attention_levels,
+            "up_block_types": ["CrossAttnUpBlock2D"] * attention_levels + ["UpBlock2D"] * plain,
+            "block_out_channels": ch,
+            "layers_per_block": 1,
+            "cross_attention_dim": text_width,
+            "attention_head_dim": 4,
+            "norm_num_groups": 8,
+            # The caption also enters through the time embedding (diffusers' "text" addition
+            # embedding: attention pooling of the same CLIP hidden states), so that a world
+            # trained for minutes on a CPU already listens to its captions; cross-attention
+            # alone learns that far more slowly.
+            "addition_embed_type": "text" if pooled_text else None,
+            "addition_embed_type_num_heads": 4,
+        },
+        vae={
+            **SD_V1_VAE,
+            "sample_size": SIZE,
+            "down_block_types": ["DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D"],
+            "block_out_channels": [8],
+            "layers_per_block": 1,
+            "latent_channels": 3,
+            "norm_num_groups": 1,
+        },
+        text_encoder={
+            **SD_V1_TEXT_ENCODER,
+            "hidden_size": text_width,
+            "intermediate_size": 4 * text_width,
+            "num_hidden_layers": text_layers,
+            "num_attention_heads": 4,
+            "projection_dim": text_width,
+        },
+        scaling_factor=1.0,
+        resolution=SIZE,
+    )
+
+
+@torch.no_grad()
+def identity_autoencoder(config: SDConfig) -> AutoencoderKL:
+    """An ``AutoencoderKL`` of ``config.vae`` (one level, 8 channels, GroupNorm of one group,
+    3 latent channels) whose encoder and decoder are the identity to about 1e-5.
+
+    Every residual branch (ResNet blocks, the mid-block attention) is zeroed, so the blocks
+    pass their input through. ``conv_in`` writes ``[x, -x, K, -K]`` (K large); the final
+    GroupNorm then only divides by about ``K/2`` (the mean is exactly zero, and the variance
+    is ``K^2/4`` up to ``mean(x^2)/4``), and since ``silu(a) - silu(-a) = a``, ``conv_out``
+    recovers ``x`` exactly from the two signed copies. The posterior's log-variance is -30
+    (the clamp's floor): sampling it adds noise of standard deviation 3e-7.
+    """
+    vae_cfg = config.vae
+    shape = (vae_cfg["block_out_channels"], vae_cfg["norm_num_groups"], vae_cfg["latent_channels"])
+    if shape != ([8], 1, 3):
+        raise ValueError("identity_autoencoder needs one level of 8 channels, 1 norm group, 3 latent channels")
+    with quiet_diffusers():
+        vae = AutoencoderKL(**vae_cfg, scaling_factor=config.scaling_factor)
+    for module in vae.modules():
+        if isinstance(module, ResnetBlock2D):
+            module.conv2.weight.zero_()
+            module.conv2.bias.zero_()
+        elif isinstance(module, Attention):
+            module.to_out[0].weight.zero_()
+            module.to_out[0].bias.zero_()
+
+    def signed_copies(conv: nn.Conv2d, n: int) -> None:  # out = [x, -x, K, -K] from the centre tap
+        conv.weight.zero_()
+        conv.bias.zero_()
+        for c in range(n):
+            conv.weight[c, c, 1, 1] = 1.0
+            conv.weight[n + c, c, 1, 1] = -1.0
+        conv.bias[2 * n] = _BIG
+        conv.bias[2 * n + 1] = -_BIG
+
+    def recombine(conv: nn.Conv2d, n: int) -> None:  # out_c = (K/2) (silu(y_c) - silu(y_{n+c}))
+        conv.weight.zero_()
+        conv.bias.zero_()
+        for c in range(n):
+            conv.weight[c, c, 1, 1] = _BIG / 2
+            conv.weight[c, n + c, 1, 1] = -_BIG / 2
+
+    def eye(conv: nn.Conv2d) -> None:
+        conv.weight.zero_()
+        conv.bias.zero_()
+        for c in range(min(conv.in_channels, conv.out_channels)):
+            conv.weight[c, c, 0, 0] = 1.0
+
+    signed_copies(vae.encoder.conv_in, 3)
+    recombine(vae.encoder.conv_out, 3)
+    vae.encoder.conv_out.bias[3:] = -30.0  # log-variance of the posterior
+    eye(vae.quant_conv)
+    eye(vae.post_quant_conv)
+    signed_copies(vae.decoder.conv_in, 3)
+    recombine(vae.decoder.conv_out, 3)
+    for norm in (vae.encoder.conv_norm_out, vae.decoder.conv_norm_out):
+        norm.weight.fill_(1.0)
+        norm.bias.zero_()
+    return vae.eval().requires_grad_(False)
+
+
+def build_world(seed: int = 0, config: SDConfig | None = None) -> StableDiffusion:
+    """The untrained world: random UNet and text encoder (seeded), the identity autoencoder."""
+    config = config or world_config()
+    torch.manual_seed(seed)
+    with quiet_diffusers():
+        unet = UNet2DConditionModel(**config.unet)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**config.text_encoder))
+    sd = StableDiffusion(unet, identity_autoencoder(config), text_encoder, offline_clip_tokenizer(), config)
+    for net in (sd.unet, sd.vae, sd.text_encoder):
+        net.eval().requires_grad_(False)
+    return sd
+
+
+def render_digits(digits: Sequence[int], styles: Sequence[int], seed: int) -> torch.Tensor:
+    """uint8 images ``(N, 3, 28, 28)`` of ``digits`` in ``styles`` (0 MNIST-M-like, 1 SVHN-like)."""
+    d = np.asarray(digits, dtype=np.int64)
+    s = np.asarray(styles, dtype=np.int64)
+    out = np.empty((len(d), SIZE, SIZE, 3), dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    for k, render in enumerate((render_mnistm_style, render_svhn_style)):
+        pick = np.flatnonzero(s == k)
+        if len(pick):
+            out[pick] = render(d[pick], rng)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def caption(digit: int | None, template: str = "a photo of a {}") -> str:
+    """A world caption: ``digit`` named ("a photo of a digit three"), or generic when None."""
+    return template.format(GENERIC_WORD if digit is None else f"{GENERIC_WORD} {DIGIT_WORDS[digit]}")
+
+
+@dataclass
+class WorldData:
+    """The world's training set: images, digits, styles, and which images are captioned generically."""
+
+    images: torch.Tensor  # uint8 (N, 3, 28, 28)
+    digits: torch.Tensor  # long (N,)
+    styles: torch.Tensor  # long (N,): 0 MNIST-M-like, 1 SVHN-like
+    generic: torch.Tensor  # bool (N,): captioned without the digit's name
+
+
+def world_data(n: int, held_out: int, seed: int = 0, generic_fraction: float = 0.5) -> WorldData:
+    """``n`` balanced images (digits and styles), the ``held_out`` digit always generic, the others
+    generic with probability ``generic_fraction`` (fixed per image, from ``seed``)."""
+    g = torch.Generator().manual_seed(seed)
+    digits = torch.arange(n) % 10
+    digits = digits[torch.randperm(n, generator=g)]
+    styles = torch.randperm(n, generator=g) % 2
+    generic = (torch.rand(n, generator=g) < generic_fraction) | (digits == held_out)
+    images = render_digits(digits.tolist(), styles.tolist(), seed)
+    return WorldData(images, digits, styles, generic)
+
+
+class WorldNet(nn.Module):
+    """The UNet and the text encoder as one module, for the trainer (checkpoint, EMA, optimiser)."""
+
+    def __init__(self, unet: UNet2DConditionModel, text_encoder: CLIPTextModel) -> None:
+        super().__init__()
+        self.unet = unet
+        self.text_encoder = text_encoder
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        cond = self.text_encoder(ids).last_hidden_state
+        return self.unet(x, t, encoder_hidden_states=cond, return_dict=False)[0]
+
+
+@dataclass
+class WorldTraining:
+    """How the world is trained (lengths in optimiser steps)."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    n_images: int = 10000
+    held_out: int = 7
+    uncond_fraction: float = 0.2  # of the generic-caption images: captioned ""
+    generic_fraction: float = 0.5
+    min_snr_gamma: float | None = 5.0
+    timestep_sampling: str = "uniform"
+    lognormal_mean: float = 1.0
+    lognormal_std: float = 1.2
+    seed: int = 0
+
+
+def caption_bank(tokenizer, held_out: int) -> dict[str, torch.Tensor]:
+    """Token ids of every world caption: ``named`` ``(10, T, 77)`` (the held-out digit's row is
+    never used), ``generic`` ``(T, 77)`` and ``empty`` ``(1, 77)``."""
+    named = torch.stack([tokenize_captions(tokenizer, [caption(d, t) for t in WORLD_TEMPLATES])
+                         for d in range(10)])  # fmt: skip
+    generic = tokenize_captions(tokenizer, [caption(None, t) for t in WORLD_TEMPLATES])
+    return {"named": named, "generic": generic, "empty": tokenize_captions(tokenizer, [""])}
+
+
+def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, device: str = "cpu") -> None:
+    """Train ``sd``'s UNet and text encoder on the captioned digits; the EMA weights end in ``sd``.
+
+    The run lives in ``out_dir`` (``checkpoint.pt``, ``metrics.jsonl``; an interrupted run
+    resumes). Captions are drawn per step: a named template for a named image, a generic
+    template (or, with probability ``uncond_fraction``, the empty caption) for a generic one.
+    """
+    data = world_data(opts.n_images, opts.held_out, opts.seed, opts.generic_fraction)
+    bank = caption_bank(sd.tokenizer, opts.held_out)
+    x_all = data.images.float() / 127.5 - 1.0
+    n_templates = len(WORLD_TEMPLATES)
+    objective = Objective(min_snr_gamma=opts.min_snr_gamma, timestep_sampling=opts.timestep_sampling,
+                          lognormal_mean=opts.lognormal_mean, lognormal_std=opts.lognormal_std)  # epsilon, as SD
+
+    def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
+        i = torch.randint(len(x_all), (opts.batch_size,), generator=generator)
+        j = torch.randint(n_templates, (opts.batch_size,), generator=generator)
+        empty = torch.rand(opts.batch_size, generator=generator) < opts.uncond_fraction
+        ids = torch.where(data.generic[i, None], bank["generic"][j], bank["named"][data.digits[i], j])
+        ids = torch.where((data.generic[i] & empty)[:, None], bank["empty"], ids)
+        return {"x": x_all[i], "ids": ids}
+
+    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        x0 = batch["x"] * sd.config.scaling_factor
+        return diffusion_loss(lambda z, t: net(z, t, batch["ids"]), x0, sd.schedule, generator, objective)
+
+    sd.unet.train().requires_grad_(True)
+    sd.text_encoder.train().requires_grad_(True)
+    net = WorldNet(sd.unet, sd.text_encoder)
+    ckpt = Path(out_dir) / "checkpoint.pt"
+    cfg = TrainConfig(out_dir=Path(out_dir), steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
+                      warmup_steps=min(100, opts.steps // 10), grad_clip=1.0, ema_decay=0.995,
+                      log_every=max(1, min(100, opts.steps // 10)), ckpt_every=max(1, opts.steps // 4),
+                      seed=opts.seed, mixed_precision=False, resume=ckpt.is_file(),
+                      device=device)  # fmt: skip
+    trained = train(net, loss_fn, next_batch, cfg, config={"world": opts.__dict__})
+    sd.unet.load_state_dict(trained.unet.state_dict())
+    sd.text_encoder.load_state_dict(trained.text_encoder.state_dict())
+    for part in (sd.unet, sd.text_encoder):
+        part.eval().requires_grad_(False)
+
+
+def save_world(sd: StableDiffusion, folder: str | Path) -> Path:
+    """Write the world as a diffusers folder (what ``PB3/train.py --sd-ckpt`` and inference load)."""
+    return save_diffusers_folder(sd, folder)
