@@ -41,7 +41,6 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from dlcv.clip_tokenizer import offline_clip_tokenizer
 from dlcv.data.synthetic_digits import render_mnistm_style, render_svhn_style
-from dlcv.diffusion import Objective, diffusion_loss
 from dlcv.stable_diffusion.config import SD_V1_TEXT_ENCODER, SD_V1_UNET, SD_V1_VAE, SDConfig
 from dlcv.stable_diffusion.loading import StableDiffusion, quiet_diffusers
 from dlcv.stable_diffusion.ti_data import OBJECT_TEMPLATES, tokenize_captions
@@ -63,6 +62,7 @@ def world_config(
     text_layers: int = 2,
     attention_levels: int = 0,
     pooled_text: bool = True,
+    scaling_factor: float = 1.0,
 ) -> SDConfig:
     """The world's architecture: SD v1's classes and settings, small, on 28x28 pixels."""
     ch = list(channels)
@@ -105,7 +105,7 @@ def world_config(
             "num_attention_heads": 4,
             "projection_dim": text_width,
         },
-        scaling_factor=1.0,
+        scaling_factor=scaling_factor,
         resolution=SIZE,
     )
 
@@ -125,7 +125,7 @@ def identity_autoencoder(config: SDConfig) -> AutoencoderKL:
     vae_cfg = config.vae
     shape = (vae_cfg["block_out_channels"], vae_cfg["norm_num_groups"], vae_cfg["latent_channels"])
     if shape != ([8], 1, 3):
-        raise ValueError("identity_autoencoder needs one level of 8 channels, 1 norm group, 3 latent channels")
+        raise ValueError("identity_autoencoder needs one level of 8 channels, one norm group, 3 latents")
     with quiet_diffusers():
         vae = AutoencoderKL(**vae_cfg, scaling_factor=config.scaling_factor)
     for module in vae.modules():
@@ -197,6 +197,25 @@ def render_digits(digits: Sequence[int], styles: Sequence[int], seed: int) -> to
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+#: One colour per class for the colour world (a fast stand-in for the tests): (10, 3) uint8.
+PALETTE = torch.tensor([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                        [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]],
+                       dtype=torch.uint8)  # fmt: skip
+
+
+def render_colours(digits: Sequence[int], styles: Sequence[int], seed: int) -> torch.Tensor:
+    """The colour world's images ``(N, 3, 28, 28)`` uint8: class ``d`` is a patch of
+    ``PALETTE[d]`` with a little seeded noise (``styles`` is ignored). A world on these learns
+    its captions in a few hundred steps, which is what the test suite can afford."""
+    g = torch.Generator().manual_seed(seed)
+    base = PALETTE[torch.as_tensor(list(digits), dtype=torch.long)].float()[:, :, None, None]
+    noise = 8.0 * torch.randn(len(base), 3, SIZE, SIZE, generator=g)
+    return (base + noise).round().clamp(0, 255).to(torch.uint8)
+
+
+RENDERERS = {"digits": render_digits, "colours": render_colours}
+
+
 def caption(digit: int | None, template: str = "a photo of a {}") -> str:
     """A world caption: ``digit`` named ("a photo of a digit three"), or generic when None."""
     return template.format(GENERIC_WORD if digit is None else f"{GENERIC_WORD} {DIGIT_WORDS[digit]}")
@@ -212,15 +231,18 @@ class WorldData:
     generic: torch.Tensor  # bool (N,): captioned without the digit's name
 
 
-def world_data(n: int, held_out: int, seed: int = 0, generic_fraction: float = 0.5) -> WorldData:
+def world_data(
+    n: int, held_out: int, seed: int = 0, generic_fraction: float = 0.5, kind: str = "digits"
+) -> WorldData:
     """``n`` balanced images (digits and styles), the ``held_out`` digit always generic, the others
-    generic with probability ``generic_fraction`` (fixed per image, from ``seed``)."""
+    generic with probability ``generic_fraction`` (fixed per image, from ``seed``); ``kind`` is
+    ``"digits"`` (the procedural digits) or ``"colours"`` (:func:`render_colours`)."""
     g = torch.Generator().manual_seed(seed)
     digits = torch.arange(n) % 10
     digits = digits[torch.randperm(n, generator=g)]
     styles = torch.randperm(n, generator=g) % 2
     generic = (torch.rand(n, generator=g) < generic_fraction) | (digits == held_out)
-    images = render_digits(digits.tolist(), styles.tolist(), seed)
+    images = RENDERERS[kind](digits.tolist(), styles.tolist(), seed)
     return WorldData(images, digits, styles, generic)
 
 
@@ -248,10 +270,13 @@ class WorldTraining:
     held_out: int = 7
     uncond_fraction: float = 0.2  # of the generic-caption images: captioned ""
     generic_fraction: float = 0.5
-    min_snr_gamma: float | None = 5.0
-    timestep_sampling: str = "uniform"
-    lognormal_mean: float = 1.0
-    lognormal_std: float = 1.2
+    x0_weight_max: float = 50.0  # the loss weight max(1, 1/SNR) is clipped here
+    kind: str = "digits"  # or "colours"
+    # False (the default): the text encoder stays as built, frozen like SD's CLIP while SD was
+    # trained. Trained jointly from scratch on so few steps, it collapses every caption to the
+    # same hidden states (the UNet first treats their differences as noise) and the world
+    # never learns to listen to its captions.
+    train_text_encoder: bool = False
     seed: int = 0
 
 
@@ -271,12 +296,11 @@ def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, d
     resumes). Captions are drawn per step: a named template for a named image, a generic
     template (or, with probability ``uncond_fraction``, the empty caption) for a generic one.
     """
-    data = world_data(opts.n_images, opts.held_out, opts.seed, opts.generic_fraction)
+    data = world_data(opts.n_images, opts.held_out, opts.seed, opts.generic_fraction, opts.kind)
     bank = caption_bank(sd.tokenizer, opts.held_out)
     x_all = data.images.float() / 127.5 - 1.0
     n_templates = len(WORLD_TEMPLATES)
-    objective = Objective(min_snr_gamma=opts.min_snr_gamma, timestep_sampling=opts.timestep_sampling,
-                          lognormal_mean=opts.lognormal_mean, lognormal_std=opts.lognormal_std)  # epsilon, as SD
+    abar = sd.schedule.alphas_cumprod.float()
 
     def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
         i = torch.randint(len(x_all), (opts.batch_size,), generator=generator)
@@ -288,10 +312,18 @@ def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, d
 
     def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         x0 = batch["x"] * sd.config.scaling_factor
-        return diffusion_loss(lambda z, t: net(z, t, batch["ids"]), x0, sd.schedule, generator, objective)
+        t = torch.randint(0, len(abar), (len(x0),), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        pred = net(sd.schedule.add_noise(x0, noise, t.to(x0.device)), t.to(x0.device), batch["ids"])
+        per_sample = (pred.float() - noise).pow(2).flatten(1).mean(1)
+        # An epsilon model, as SD's; its error weighted like an x0 error (1 / SNR) at high noise,
+        # where only the caption can tell what to draw: plain epsilon-MSE leaves that band almost
+        # weightless, and a small world then learns to ignore its captions.
+        weight = ((1.0 - abar[t]) / abar[t]).clamp(1.0, opts.x0_weight_max).to(x0.device)
+        return (weight * per_sample).sum() / weight.sum()
 
     sd.unet.train().requires_grad_(True)
-    sd.text_encoder.train().requires_grad_(True)
+    sd.text_encoder.train(opts.train_text_encoder).requires_grad_(opts.train_text_encoder)
     net = WorldNet(sd.unet, sd.text_encoder)
     ckpt = Path(out_dir) / "checkpoint.pt"
     cfg = TrainConfig(out_dir=Path(out_dir), steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
