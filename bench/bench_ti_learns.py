@@ -73,7 +73,6 @@ class Settings:
     world_images: int = 10000
     world_channels: tuple[int, ...] = (8, 16, 32)
     world_lr: float = 5e-3
-    world_kind: str = "digits"  # "colours": the tests' fast stand-in (digit_world.render_colours)
     world_scaling: float = 1.0  # the latents are the pixels in [-1, 1]
     grader_steps: int = 600
     grader_images: int = 4000
@@ -110,8 +109,7 @@ def build_world(out: Path, s: Settings) -> Path:
     config = world.world_config(s.world_channels, scaling_factor=s.world_scaling)
     sd = world.build_world(s.seed, config)
     opts = world.WorldTraining(steps=s.world_steps, batch_size=s.world_batch, lr=s.world_lr,
-                               n_images=s.world_images, held_out=s.held_out, kind=s.world_kind,
-                               seed=s.seed)  # fmt: skip
+                               n_images=s.world_images, held_out=s.held_out, seed=s.seed)  # fmt: skip
     _say(f"world: training the UNet ({sum(p.numel() for p in sd.unet.parameters()) / 1e6:.2f} M parameters) "
          f"and the text encoder for {s.world_steps} steps of {s.world_batch} images")
     world.train_world(sd, out / "world_run", opts)
@@ -150,7 +148,7 @@ def concept_folders(out: Path, s: Settings) -> dict[str, Path]:
                                    (sty, list(STYLE_IMAGE_DIGITS), [SVHN] * 5)):  # fmt: skip
         if folder.is_dir():
             shutil.rmtree(folder)
-        for i, image in enumerate(world.RENDERERS[s.world_kind](digits, styles, seed=s.seed + 2)):
+        for i, image in enumerate(world.render_digits(digits, styles, seed=s.seed + 2)):
             save_png(image, folder / f"{i}.png")
     return {OBJECT_TOKEN: obj, STYLE_TOKEN: sty}
 
