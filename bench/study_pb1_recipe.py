@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     specs = [option_overrides(spec) for spec in args.options]
 
     # 1. speed, alone, 2 threads: the work each option may do
-    from dlcv.digit_model import load_config
+    from dlcv.digits.model import load_config
 
     reference_speed()  # a first, untimed warm-up of the process
     speeds: dict[str, float] = {}

@@ -9,7 +9,7 @@ denoised by the text-conditioned UNet with classifier-free guidance (Ho & Salima
   DPM-Solver++(2M) (Lu et al., 2022), :func:`~dlcv.diffusion.dpmpp_2m_sample`, on
   diffusers' "leading" timesteps for it (:func:`~dlcv.diffusion.dpm_solver_timesteps`,
   ``941, 894, ..., 48`` for 20 steps), the last step first order and straight to ``x_0``
-  (``final_alpha_cumprod=1``, diffusers' ``final_sigmas_type="zero"``): the same images
+  (``alpha_bar_final=1``, diffusers' ``final_sigmas_type="zero"``): the same images
   as diffusers' ``DPMSolverMultistepScheduler`` in SD's configuration;
 * ``ddim``: DDIM (Song et al., 2021), :func:`~dlcv.diffusion.ddim_sample`, in SD's
   convention (timesteps ``981, 961, ..., 1`` for 50 steps, last ``alpha_bar_prev =
@@ -29,7 +29,6 @@ inf) is redone in fp32.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError, plain_name, prepare_out_dir, warn
+from dlcv.cli import UserError, prepare_out_dir, warn
 from dlcv.diffusion import (
     classifier_free_guidance,
     ddim_sample,
@@ -48,7 +47,7 @@ from dlcv.diffusion import (
     dpm_solver_timesteps,
     dpmpp_2m_sample,
 )
-from dlcv.imageio import save_png, to_uint8
+from dlcv.io.images import save_png, to_uint8
 from dlcv.runtime import autocast
 
 if TYPE_CHECKING:  # diffusers and transformers load with the model, not with this module
@@ -204,7 +203,7 @@ def denoise(
     if options.solver == "ddim":
         return ddim_sample(eps_fn, x, sd.schedule, timesteps, eta=options.eta, clip_x0=False,
                            progress=progress)  # fmt: skip
-    return dpmpp_2m_sample(eps_fn, x, sd.schedule, timesteps, final_alpha_cumprod=1.0, progress=progress)
+    return dpmpp_2m_sample(eps_fn, x, sd.schedule, timesteps, alpha_bar_final=1.0, progress=progress)
 
 
 def _decode(sd: StableDiffusion, latents: torch.Tensor) -> torch.Tensor:
@@ -300,39 +299,6 @@ def generate(
 # --- the course's prompt file and output layout ------------------------------------------------
 
 PLACEHOLDER = re.compile(r"<(?!\|)[^<>\s]+>")  # <new1>, <cat-toy>; not CLIP's <|endoftext|>
-
-
-@dataclass
-class Concept:
-    """One entry of the course's ``input.json``: its key, placeholder token and prompts."""
-
-    key: str
-    token: str
-    prompts: list[str]
-
-
-def read_input_json(path: str | Path) -> list[Concept]:
-    """The concepts of an ``input.json`` (``{key: {"token_name": ..., "prompt": [...]}, ...}``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"input json not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"{path}: expected an object {{concept key: {{token_name, prompt, ...}}}}")
-    concepts = []
-    for key, entry in data.items():
-        token = entry.get("token_name") if isinstance(entry, dict) else None
-        prompts = entry.get("prompt") if isinstance(entry, dict) else None
-        if not isinstance(token, str) or not token.strip():
-            raise UserError(f"{path}: concept {key!r} has no 'token_name' string")
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise UserError(f"{path}: concept {key!r} needs a non-empty 'prompt' list of strings")
-        plain_name(str(key), f"{path}: concept key")  # keys become output folders
-        concepts.append(Concept(str(key), token.strip(), list(prompts)))
-    return concepts
 
 
 def placeholders_in(text: str) -> list[str]:

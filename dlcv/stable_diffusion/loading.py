@@ -243,12 +243,12 @@ def _read_scheduler(folder: Path, config: SDConfig) -> None:
     config.beta_end = float(data.get("beta_end", config.beta_end))
 
 
+# fmt: off
 def load_stable_diffusion(
-    path: str | Path,
-    config: SDConfig | None = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    path: str | Path, config: SDConfig | None = None,
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
 ) -> StableDiffusion:
+    # fmt: on
     """Load SD v1 from a CompVis checkpoint file or a diffusers folder, never touching the network.
 
     ``config`` describes the architecture of a checkpoint file (default: SD v1.x);

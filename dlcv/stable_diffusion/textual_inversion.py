@@ -43,9 +43,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcv.cli import UserError
+from dlcv.cli import ArgumentError, UserError
 from dlcv.diffusion import diffusion_loss
-from dlcv.imageio import save_grid
+from dlcv.io.checkpoint import load_checkpoint, save_weights
+from dlcv.io.images import save_grid
 from dlcv.runtime import configure_backends
 from dlcv.stable_diffusion.embeddings import add_embeddings, expand_placeholders, placeholder_names
 from dlcv.stable_diffusion.generation import (
@@ -66,7 +67,6 @@ from dlcv.stable_diffusion.ti_data import (
     tokenize_captions,
 )
 from dlcv.training import TrainConfig, distributed, train
-from dlcv.training.checkpoint import load_checkpoint, save_weights
 from dlcv.training.trainer import CHECKPOINT_NAME
 
 LEARNED_EMBEDS = "learned_embeds.safetensors"
@@ -212,8 +212,8 @@ def _check_resume(cfg: TrainConfig, ti: TIConfig) -> None:
     before = load_checkpoint(path).get("config", {}).get("textual_inversion", {})
     for key in ("token", "vectors"):
         if key in before and before[key] != getattr(ti, key):
-            raise UserError(f"--resume: {path} trained {key} {before[key]!r}, not {getattr(ti, key)!r}; "
-                            "use the same settings or another --out")  # fmt: skip
+            raise ArgumentError(f"`resume`: {path} trained {key} {before[key]!r}, not {getattr(ti, key)!r}; "
+                                "use the same settings or another output folder")  # fmt: skip
 
 
 def prepare_for_training(

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from dlcv.cli import UserError
-from dlcv.imageio import list_images, load_rgb
+from dlcv.io.images import list_images, load_rgb
 
 # Neutral captions; "{}" is replaced by the placeholder token. Written for this project.
 OBJECT_TEMPLATES: tuple[str, ...] = (

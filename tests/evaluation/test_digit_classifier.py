@@ -182,7 +182,7 @@ def test_each_bad_input_is_named(setup, tmp_path):
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / "Classifier.pth").write_bytes((root / "ckpt" / "Classifier.pth").read_bytes())
-    with pytest.raises(UserError, match="no SVHN classifier: pass --svhn-checkpoint"):
+    with pytest.raises(UserError, match="no SVHN classifier: pass `svhn_checkpoint`"):
         run_main("--folder", out, "--checkpoint", str(alone / "Classifier.pth"))
     with pytest.raises(UserError, match="--batch-size must be positive"):
         run_main("--folder", out, "--checkpoint", lenet, "--batch-size", "0")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dlcv.cli import UserError
+from dlcv.stable_diffusion.course_input import read_input_json
 from dlcv.stable_diffusion.generation import (
     DEFAULT_STEPS,
     SamplingOptions,
@@ -20,7 +21,6 @@ from dlcv.stable_diffusion.generation import (
     initial_latents,
     placeholders_in,
     prepare_for_inference,
-    read_input_json,
     write_prompt_images,
 )
 from dlcv.stable_diffusion.tiny import build_tiny_sd

@@ -84,7 +84,7 @@ def test_diffusers_folder_loads_offline_with_its_own_tokenizer(tiny_sd_folder, m
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     sd = load_stable_diffusion(tiny_sd_folder)
     assert sd.tokenizer("a <x> dog").input_ids == build_tiny_sd().tokenizer("a <x> dog").input_ids
-    assert sd.schedule.alphas_cumprod.shape == (1000,)
+    assert sd.schedule.alpha_bar.shape == (1000,)
 
 
 def test_missing_file_is_named():

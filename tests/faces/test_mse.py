@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from dlcv.cli import UserError
-from dlcv.face_mse import PASS_LINE, MseReport, compare_folders, image_mse
+from dlcv.faces.mse import PASS_LINE, MseReport, compare_folders, image_mse
 
 
 def save(folder, name, array) -> None:

@@ -21,17 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcv.cli import UserError
-from dlcv.digit_grading import accuracy_stats, normalize, predict
-from dlcv.models.digit_classifiers import (
+from dlcv.cli import ArgumentError, UserError
+from dlcv.digits.classifiers import (
     ARCHITECTURES,
     build_digit_classifier,
     save_course_checkpoint,
     save_digit_classifier,
 )
+from dlcv.digits.grading import accuracy_stats, normalize, predict
+from dlcv.io.checkpoint import load_checkpoint
 from dlcv.runtime import seed_everything
 from dlcv.training import TrainConfig, train
-from dlcv.training.checkpoint import load_checkpoint
 
 #: The architecture trained for each dataset when none is asked for: the course's LeNet for
 #: MNIST-M (so that ``Classifier.pth`` is a drop-in for the course file) and a small CNN
@@ -219,7 +219,7 @@ def train_digit_classifier(
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              device: torch.device | str = "cpu", batch_size: int = 512) -> dict:
     """Accuracy of ``model`` on uint8 ``images`` with the grader's preprocessing: the stats
-    ``{"acc", "correct", "total", "per_digit"}`` of :func:`dlcv.digit_grading.accuracy_stats`."""
+    ``{"acc", "correct", "total", "per_digit"}`` of :func:`dlcv.digits.grading.accuracy_stats`."""
     return accuracy_stats(predict(model, images, device, batch_size), labels.cpu())
 
 
@@ -248,7 +248,7 @@ def train_grader(root: str | Path, dataset: str, out: str | Path, *, arch: str =
     """
     arch = DEFAULT_ARCH[dataset] if arch == "auto" else arch
     if arch not in ARCHITECTURES:
-        raise UserError(f"--arch: unknown architecture {arch!r}; choose auto or one of "
+        raise ArgumentError(f"`arch`: unknown architecture {arch!r}; choose auto or one of "
                         f"{', '.join(ARCHITECTURES)}")
     out = Path(out)
     data = load_train_and_heldout(root, dataset, limit=limit, seed=seed)

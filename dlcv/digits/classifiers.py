@@ -25,7 +25,7 @@ from torch import nn
 from torchvision.models import resnet34
 
 from dlcv.cli import UserError
-from dlcv.training.checkpoint import load_weights, save_checkpoint, save_weights, torch_load
+from dlcv.io.checkpoint import load_weights, save_checkpoint, save_weights, torch_load
 
 NUM_DIGITS = 10
 IGNORED_BUFFERS = ("num_batches_tracked",)
@@ -181,14 +181,6 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     if len(state) != len(obj):
         raise UserError(f"checkpoint {path}: its state dict holds non-tensor entries")
     return state, arch
-
-
-def detect_arch(state: Mapping[str, torch.Tensor]) -> str | None:
-    """The architecture whose keys and shapes ``state`` matches exactly, or None."""
-    for arch in ARCHITECTURES:
-        if not any(_mismatch(state, arch)):
-            return arch
-    return None
 
 
 def load_digit_classifier(

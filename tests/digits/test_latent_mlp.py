@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dlcv.digit_model import build_model, load_config
-from dlcv.models.digit_latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
+from dlcv.digits.latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
+from dlcv.digits.model import build_model, load_config
 
 
 def test_the_pca_basis_spans_the_data_and_decode_inverts_encode():

@@ -13,7 +13,7 @@ of magnitude more images in the same time.
 The denoiser is a residual MLP: ``h = W_in z``; then ``depth`` blocks of
 ``h + W_2 swish(W_1 (LN(h) (1 + scale) + shift))`` whose scale and shift come from the time
 and class embedding (adaptive layer norm, as DiT's adaLN; Peebles & Xie 2023); ``W_out LN(h)``
-(zero-initialised). ``forward(z, t, y)`` follows :class:`~dlcv.models.digit_unet.DigitUNet`:
+(zero-initialised). ``forward(z, t, y)`` follows :class:`~dlcv.digits.unet.DigitUNet`:
 ``y`` in ``0 .. num_classes``, the last index being the null class of classifier-free guidance.
 """
 

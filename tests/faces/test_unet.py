@@ -1,4 +1,4 @@
-"""The face UNet against ``specs/face_unet.md``: state-dict layout, the forward function, loading."""
+"""The face UNet against ``docs/face_unet.md``: state-dict layout, the forward function, loading."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlcv.models.face_unet import FaceUNet, infer_base_channels, state_dict_mismatch
+from dlcv.faces.unet import FaceUNet, infer_base_channels, state_dict_mismatch
 
 from ..conftest import FIXTURES
 

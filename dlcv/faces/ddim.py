@@ -1,10 +1,15 @@
 """Problem 2 (``hw2_2.sh``): DDIM on the pretrained face UNet, from noise files to PNGs.
 
-The course convention (``specs/course_interface.md``): the linear schedule,
+The course convention (``docs/course_interface.md``): the linear schedule,
 50 DDIM steps ``981, 961, ..., 1`` with eta 0, the last step to ``alpha_bar[0]``,
 ``x0`` clamped to ``[-1, 1]``; each image min-max normalised on its own and
 written as ``<noise stem>.png``. The sampling itself is the core's
-:func:`dlcv.diffusion.ddim_sample`, reached through :func:`dlcv.experiments.run_ddim`.
+:func:`dlcv.diffusion.ddim_sample`, reached through the batched driver
+:func:`dlcv.diffusion.driver.sample_batches`.
+
+The device, the precision and the output folder are resolved once, by :func:`hw2_2` (or
+another entry point: :func:`face_precision`, :func:`dlcv.runtime.pick_device`,
+:func:`dlcv.cli.prepare_out_dir`), and passed down resolved.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ import torch
 
 from dlcv.cli import UserError, existing_dir, existing_file, prepare_out_dir
 from dlcv.diffusion import NoiseSchedule
+from dlcv.diffusion.driver import constant_eps, sample_batches
 from dlcv.diffusion.samplers import EpsFn
-from dlcv.experiments import FigureJob, constant_eps, run_ddim
-from dlcv.imageio import minmax_to_uint8, save_png
-from dlcv.models.face_unet import DOWN_FACTOR, FaceUNet, infer_base_channels, state_dict_mismatch
+from dlcv.faces.unet import DOWN_FACTOR, FaceUNet, infer_base_channels, state_dict_mismatch
+from dlcv.io.checkpoint import load_weights, torch_load
+from dlcv.io.images import minmax_to_uint8, save_png
 from dlcv.runtime import DTYPES, autocast, pick_device, resolve_precision
-from dlcv.training.checkpoint import load_weights, torch_load
 
 NUM_STEPS = 50
 PRECISIONS = ("auto", "fp32", "tf32", "fp16", "bf16")
@@ -134,11 +139,11 @@ def face_precision(precision: str, device: torch.device) -> str:
 def precision_context(precision: str, device: torch.device) -> Iterator[None]:
     """TF32 on or off for CUDA matmuls/convolutions for the duration, restored afterwards.
 
-    ``fp32`` turns TF32 off (exact fp32 everywhere), the others turn it on (``auto``:
-    see :data:`AUTO_PRECISION`); cuDNN autotuning is on meanwhile. The CPU has no TF32
-    and is unaffected.
+    ``precision`` is resolved (:func:`face_precision`): ``fp32`` turns TF32 off (exact fp32
+    everywhere), the others turn it on; cuDNN autotuning is on meanwhile. The CPU has no
+    TF32 and is unaffected.
     """
-    precision = face_precision(precision, device)
+    _check_resolved(precision)
     if device.type != "cuda":
         yield
         return
@@ -161,11 +166,19 @@ def precision_context(precision: str, device: torch.device) -> Iterator[None]:
         ) = flags
 
 
-def face_eps_fn(model: torch.nn.Module, precision: str = "fp32", channels_last: bool = False) -> EpsFn:
-    """``eps_fn(x, t)`` of the UNet: autocast to fp16 / bf16 when ``precision`` says so (CUDA or
-    CPU; fp32 weights), channels-last inputs when asked; always returns float32."""
-    device = next(model.parameters()).device
-    dtype = DTYPES[face_precision(precision, device)]
+def _check_resolved(precision: str) -> None:
+    if precision not in DTYPES:
+        raise ValueError(f"precision must be resolved by face_precision() first, got {precision!r}")
+
+
+def face_eps_fn(
+    model: torch.nn.Module, device: torch.device, precision: str = "fp32", channels_last: bool = False
+) -> EpsFn:
+    """``eps_fn(x, t)`` of the UNet on ``device``: autocast to fp16 / bf16 when the resolved
+    ``precision`` says so (CUDA or CPU; fp32 weights), channels-last inputs when asked;
+    always returns float32."""
+    _check_resolved(precision)
+    dtype = DTYPES[precision]
     if channels_last:
         model.to(memory_format=torch.channels_last)
 
@@ -185,38 +198,31 @@ def generate(
     model: torch.nn.Module,
     noises: torch.Tensor,
     *,
+    device: torch.device,
+    precision: str,
     batch_size: int | None = None,
-    precision: str = "auto",
     channels_last: bool | None = None,
     schedule: NoiseSchedule | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Denoise ``noises`` ``(N, 3, H, W)`` under the course convention; float, on the CPU.
 
-    All noises go in one batch unless ``batch_size`` is given; on CUDA an
-    out-of-memory error halves the batch and retries. ``channels_last``
-    defaults to on for CUDA.
+    ``model`` lives on ``device``; ``precision`` is resolved (:func:`face_precision`). All
+    noises go in one batch unless ``batch_size`` is given; on CUDA an out-of-memory error
+    halves the batch and retries. ``channels_last`` defaults to on for CUDA.
     """
-    device = next(model.parameters()).device
-    precision = face_precision(precision, device)
     if channels_last is None:
         channels_last = device.type == "cuda"
-    make_eps = constant_eps(face_eps_fn(model, precision, channels_last))
+    make_eps = constant_eps(face_eps_fn(model, device, precision, channels_last))
+    schedule = schedule or NoiseSchedule.linear()
     size = batch_size or noises.shape[0]
     with precision_context(precision, device):
         while True:
             try:
-                return run_ddim(
-                    make_eps,
-                    noises,
-                    schedule,
-                    num_steps=NUM_STEPS,
-                    eta=0.0,
-                    clip_x0=True,
-                    batch_size=size,
-                    device=device,
-                    progress=progress,
-                )
+                return sample_batches(
+                    make_eps, noises, schedule, sampler="ddim", steps=NUM_STEPS, eta=0.0, clip_x0=True,
+                    batch_size=size, device=device, progress=progress,
+                )  # fmt: skip
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise UserError("out of GPU memory even at batch size 1") from None
@@ -225,9 +231,9 @@ def generate(
                 print(f"out of memory: retrying with batch size {size}")
 
 
-def write_images(images: torch.Tensor, stems: list[str], out_dir: str | Path) -> list[Path]:
-    """Min-max normalise each image on its own and write ``out_dir/<stem>.png``."""
-    out_dir = prepare_out_dir(out_dir)
+def write_images(images: torch.Tensor, stems: list[str], out_dir: Path) -> list[Path]:
+    """Min-max normalise each image on its own and write ``out_dir/<stem>.png`` (``out_dir``
+    prepared by the caller: :func:`dlcv.cli.prepare_out_dir`)."""
     pixels = minmax_to_uint8(images)
     return [save_png(img, out_dir / f"{stem}.png") for img, stem in zip(pixels, stems, strict=True)]
 
@@ -249,38 +255,9 @@ def hw2_2(
     """
     stems, noises = load_noises(noise_dir)
     dev = pick_device(device)
-    face_precision(precision, dev)
+    precision = face_precision(precision, dev)
     model = load_face_unet(unet_path, dev)
-    prepare_out_dir(out_dir)
-    images = generate(model, noises, batch_size=batch_size, precision=precision, progress=progress)
-    return write_images(images, stems, out_dir)
-
-
-def face_figure_job(
-    unet_path: str | Path,
-    noise_dir: str | Path,
-    device: torch.device,
-    precision: str = "auto",
-    grid_noises: int = 4,
-) -> FigureJob:
-    """The report figures' :class:`~dlcv.experiments.FigureJob` for the face UNet.
-
-    The first ``grid_noises`` noises (sorted) make the eta grid's columns, the
-    first two are the interpolation's endpoints. Run it inside
-    :func:`precision_context` with the same ``precision``.
-    """
-    stems, noises = load_noises(noise_dir)
-    if len(stems) < grid_noises:
-        raise UserError(
-            f"noise folder {noise_dir}: the eta grid needs {grid_noises} noises, found {len(stems)}"
-        )
-    precision = face_precision(precision, device)
-    model = load_face_unet(unet_path, device)
-    factory = constant_eps(face_eps_fn(model, precision, channels_last=device.type == "cuda"))
-    return FigureJob(
-        grid_eps=factory,
-        interp_eps=factory,
-        grid_noises=noises[:grid_noises],
-        endpoints=(noises[0], noises[1]),
-        names=stems[:grid_noises],
-    )
+    out = prepare_out_dir(out_dir)
+    images = generate(model, noises, device=dev, precision=precision, batch_size=batch_size,
+                      progress=progress)  # fmt: skip
+    return write_images(images, stems, out)

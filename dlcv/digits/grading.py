@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dlcv.cli import UserError, warn
+from dlcv.cli import ArgumentError, UserError, warn
 
 DATASETS = ("mnistm", "svhn")
 DISPLAY_NAMES = {"mnistm": "MNIST-M", "svhn": "SVHN"}
@@ -111,7 +111,7 @@ def logits(model: nn.Module, images: torch.Tensor, device: torch.device | str = 
     course's fp32 grader; the networks are small, so this costs little.
     """
     if batch_size < 1:
-        raise UserError(f"--batch-size must be positive, got {batch_size}")
+        raise ArgumentError(f"`batch_size` must be positive, got {batch_size}")
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -145,11 +145,11 @@ def check_output_folder(folder: str | Path) -> Path:
     """``folder`` if it holds the sub-folders ``mnistm/`` and ``svhn/``; else a UserError."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"--folder not found: {folder} (expected {folder}/mnistm and {folder}/svhn "
+        raise ArgumentError(f"`folder` not found: {folder} (expected {folder}/mnistm and {folder}/svhn "
                         f"with the generated {{digit}}_{{idx:03d}}.png)")
     missing = [name for name in DATASETS if not (folder / name).is_dir()]
     if missing:
-        raise UserError(f"--folder {folder} has no {' or '.join(m + '/' for m in missing)} sub-folder "
+        raise ArgumentError(f"`folder` {folder} has no {' or '.join(m + '/' for m in missing)} sub-folder "
                         f"(expected {folder}/mnistm and {folder}/svhn, as hw2_1.sh writes them)")
     return folder
 
@@ -206,6 +206,7 @@ def find_svhn_checkpoint(mnistm_checkpoint: str | Path) -> Path:
     for name in SVHN_SIBLINGS:
         if (here / name).is_file():
             return here / name
-    raise UserError(f"no SVHN classifier: pass --svhn-checkpoint PATH (the course's resnet34_svhn.pth, "
-                    f"or svhn_classifier.safetensors from evaluation/train_classifier.py); none of "
-                    f"{', '.join(SVHN_SIBLINGS)} is next to --checkpoint in {here} (nothing is downloaded)")
+    raise ArgumentError(f"no SVHN classifier: pass `svhn_checkpoint` PATH (the course's resnet34_svhn.pth, "
+                        f"or svhn_classifier.safetensors from evaluation/train_classifier.py); none of "
+                        f"{', '.join(SVHN_SIBLINGS)} is next to `checkpoint` in {here} "
+                        "(nothing is downloaded)")  # fmt: skip

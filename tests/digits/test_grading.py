@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from dlcv.cli import UserError
-from dlcv.digit_grading import (
+from dlcv.cli import ArgumentError, UserError
+from dlcv.digits.classifiers import LeNet
+from dlcv.digits.grading import (
     accuracy_stats,
     check_output_folder,
     find_svhn_checkpoint,
@@ -21,7 +22,6 @@ from dlcv.digit_grading import (
     predict,
     read_digit_folder,
 )
-from dlcv.models.digit_classifiers import LeNet
 
 COURSE_TRANSFORM = transforms.Compose(
     [transforms.Resize((28, 28)), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)]
@@ -88,8 +88,11 @@ def test_hidden_files_skipped_bad_files_refused(tmp_path):
 
 
 def test_output_folder_checks(tmp_path):
-    with pytest.raises(UserError, match="--folder not found"):
+    with pytest.raises(UserError, match="`folder` not found"):
         check_output_folder(tmp_path / "nothing")
+    with pytest.raises(ArgumentError) as info:  # the command line names the flag
+        check_output_folder(tmp_path / "nothing")
+    assert info.value.command_line().startswith("--folder not found")
     (tmp_path / "mnistm").mkdir()
     with pytest.raises(UserError, match="has no svhn/ sub-folder"):
         check_output_folder(tmp_path)
@@ -129,7 +132,7 @@ def test_report_lines_are_the_course_lines():
 
 def test_find_svhn_checkpoint(tmp_path):
     ckpt = tmp_path / "Classifier.pth"
-    with pytest.raises(UserError, match="--svhn-checkpoint"):
+    with pytest.raises(UserError, match="`svhn_checkpoint`"):
         find_svhn_checkpoint(ckpt)
     (tmp_path / "resnet34_svhn.pth").write_bytes(b"")
     assert find_svhn_checkpoint(ckpt).name == "resnet34_svhn.pth"

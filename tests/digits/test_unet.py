@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dlcv.digit_model import build_model, load_config
-from dlcv.models.digit_unet import DigitUNet, DigitUNetConfig
+from dlcv.digits.model import build_model, load_config
+from dlcv.digits.unet import DigitUNet, DigitUNetConfig
 
 
 @pytest.mark.parametrize("patch_size,scale_shift", [(1, False), (2, False), (2, True)])

@@ -2,11 +2,10 @@ import pytest
 import torch
 
 from dlcv.diffusion import NoiseSchedule
-from dlcv.digit_model import build_model, load_config
-from dlcv.digit_sampling import (
+from dlcv.digits.model import build_model, load_config
+from dlcv.digits.sampling import (
     course_labels,
     guided_eps_fn,
-    reverse_timesteps,
     sample_labels,
     write_course_outputs,
 )
@@ -25,12 +24,6 @@ def test_course_file_names(tmp_path):
     assert paths[0] == tmp_path / "mnistm" / "0_001.png"
     assert paths[27] == tmp_path / "svhn" / "3_002.png"
     assert len({p.name for p in paths}) == 20
-
-
-def test_reverse_timesteps_start_at_noise_and_end_with_the_result():
-    schedule = NoiseSchedule.linear()
-    assert reverse_timesteps("ddim", 50, schedule) == [981, 741, 501, 241, 1, -1]
-    assert reverse_timesteps("ddpm", 0, schedule)[0] == 999
 
 
 def test_guidance_one_equals_the_conditional_model_and_sampling_is_seeded():
@@ -52,7 +45,7 @@ def test_guidance_one_equals_the_conditional_model_and_sampling_is_seeded():
 def test_a_v_prediction_model_is_sampled_through_its_noise_prediction():
     """NoisePredictor converts a v-prediction network's output to eps (eps = sqrt(a) v +
     sqrt(1 - a) x_t) before guidance and the sampler see it."""
-    from dlcv.digit_model import noise_predictor
+    from dlcv.digits.model import noise_predictor
 
     cfg = load_config("tiny", ["diffusion.prediction=v"])
     torch.manual_seed(0)
@@ -60,7 +53,7 @@ def test_a_v_prediction_model_is_sampled_through_its_noise_prediction():
     model = noise_predictor(net, cfg)
     schedule = NoiseSchedule.linear()
     x, t, y = torch.randn(2, 3, 28, 28), torch.tensor([100, 700]), torch.tensor([1, 12])
-    a = schedule.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+    a = schedule.alpha_bar[t].float().view(-1, 1, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(model(x, t, y), a.sqrt() * net(x, t, y) + (1 - a).sqrt() * x)
     assert model.null_class == net.null_class and list(model.parameters())[0] is list(net.parameters())[0]

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from dlcv.cli import UserError
-from dlcv.imageio import load_rgb, minmax_to_uint8, save_png, to_uint8
+from dlcv.io.images import load_rgb, minmax_to_uint8, save_png, to_uint8
 
 
 def test_exif_orientation_is_applied(tmp_path):

@@ -1,15 +1,12 @@
-"""DDIM experiments over any noise-prediction model: batched runs, the eta grid, interpolation.
+"""The report's DDIM figures over any noise-prediction model, and labelled image panels.
 
-Everything here sees the model through an *eps factory*: ``make_eps_fn(index)``
-returns the ``eps_fn(x_t, t)`` for a batch whose rows are the items ``index``
-(a CPU long tensor) of the job. An unconditional model ignores ``index``
-(:func:`constant_eps`); a class-conditional one binds those items' labels, e.g.
-``lambda index: guided_eps_fn(model, labels[index].to(device), guidance)``. So the
-face UNet (Problem 2) and the digit model (Problem 1) run through the same code.
-
-The experiments are the report's: the DDIM ``eta`` study (Song et al.,
-"Denoising Diffusion Implicit Models", 2021, Sec. 4 / Eq. 16) and interpolation
-between two initial noises with slerp or lerp (ibid., Sec. 5.3 / Fig. 6).
+The experiments are the report's: the DDIM ``eta`` study (Song et al., "Denoising Diffusion
+Implicit Models", 2021, Sec. 4 / Eq. 16) and interpolation between two initial noises with
+slerp or lerp (ibid., Sec. 5.3 / Fig. 6). The model is seen through an eps factory
+(:data:`dlcv.diffusion.driver.EpsFactory`) and sampled by the one batched driver,
+:func:`dlcv.diffusion.driver.sample_batches`, so the face UNet (Problem 2, in
+:mod:`dlcv.faces.figures`) and the digit model (Problem 1, in :mod:`dlcv.digits.figures`)
+run through the same code. Nothing here is specific to a problem.
 """
 
 from __future__ import annotations
@@ -21,19 +18,12 @@ from typing import Any
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from tqdm.auto import tqdm
 
-from dlcv.diffusion import (
-    NoiseSchedule,
-    ddim_sample,
-    ddim_timesteps,
-    lerp,
-    slerp,
-)
-from dlcv.diffusion.samplers import EpsFn, X0Clip
-from dlcv.imageio import make_grid, minmax_to_uint8, to_uint8
+from dlcv.diffusion import NoiseSchedule, lerp, slerp
+from dlcv.diffusion.driver import EpsFactory, sample_batches
+from dlcv.diffusion.samplers import X0Clip
+from dlcv.io.images import make_grid, minmax_to_uint8
 
-EpsFactory = Callable[[torch.Tensor], EpsFn]
 ToImage = Callable[[torch.Tensor], torch.Tensor]
 
 ETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -42,59 +32,6 @@ INTERPOLATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Te
     "slerp": slerp,
     "lerp": lerp,
 }
-
-
-def constant_eps(eps_fn: EpsFn) -> EpsFactory:
-    """The factory of an unconditional model: every batch gets the same ``eps_fn``."""
-    return lambda index: eps_fn
-
-
-def run_ddim(
-    make_eps_fn: EpsFactory,
-    noises: torch.Tensor,
-    schedule: NoiseSchedule | None = None,
-    *,
-    eta: float = 0.0,
-    num_steps: int = 50,
-    clip_x0: bool = True,
-    batch_size: int | None = None,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> torch.Tensor:
-    """Denoise every noise in ``noises`` ``(N, C, H, W)`` with the core's DDIM; float, on the CPU.
-
-    The defaults are the course's Problem 2 convention: the linear schedule,
-    50 steps ``981, 961, ..., 1``, the last step to ``alpha_bar[0]``, ``x0``
-    clamped to ``[-1, 1]``. Items run ``batch_size`` at a time (all at once by
-    default). For ``eta > 0`` the stochastic noise comes from one CPU generator
-    seeded with ``seed`` for the whole run, so results repeat on any device for
-    the same batch size.
-    """
-    schedule = schedule or NoiseSchedule.linear()
-    timesteps = ddim_timesteps(num_steps, schedule.num_train_timesteps)
-    n = noises.shape[0]
-    size = n if not batch_size else max(1, min(batch_size, n))
-    generator = torch.Generator().manual_seed(seed) if eta > 0 else None
-    outputs = []
-    starts = range(0, n, size)
-    for start in tqdm(starts, desc="batches", disable=not progress or len(starts) < 2, leave=False):
-        index = torch.arange(start, min(start + size, n))
-        x = noises[index].to(device=device, dtype=torch.float32)
-        eps_fn = make_eps_fn(index)
-        with torch.no_grad():
-            out = ddim_sample(
-                eps_fn,
-                x,
-                schedule,
-                timesteps,
-                eta=eta,
-                clip_x0=clip_x0,
-                generator=generator,
-                progress=progress,
-            )
-        outputs.append(out.float().cpu())
-    return torch.cat(outputs)
 
 
 def eta_grid(
@@ -112,7 +49,8 @@ def eta_grid(
     Every row reuses the generator seed, so rows differ only by ``eta`` (the
     scale of the injected noise), not by a new draw.
     """
-    rows = [run_ddim(make_eps_fn, noises, schedule, eta=eta, seed=seed, **ddim) for eta in etas]
+    schedule = schedule or NoiseSchedule.linear()
+    rows = [sample_batches(make_eps_fn, noises, schedule, eta=eta, seed=seed, **ddim) for eta in etas]
     return torch.stack([to_image(row) for row in rows])
 
 
@@ -142,7 +80,7 @@ def interpolation_strip(
     """Deterministic DDIM (eta 0) of the noises between ``x0`` and ``x1`` ``(C, H, W)``: uint8
     ``(len(alphas), C, H, W)``."""
     noises = interpolation_noises(x0, x1, alphas, method)
-    return to_image(run_ddim(make_eps_fn, noises, schedule, eta=0.0, **ddim))
+    return to_image(sample_batches(make_eps_fn, noises, schedule or NoiseSchedule.linear(), eta=0.0, **ddim))
 
 
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -265,52 +203,3 @@ def render_figures(
             save_interpolation_strip(strip, out_dir / f"interpolation_{method}.png", alphas, method)
         )
     return written
-
-
-def digit_figure_job(
-    model: torch.nn.Module,
-    schedule: NoiseSchedule,
-    labels: Sequence[int],
-    interp_label: int,
-    guidance: float,
-    seed: int = 0,
-) -> FigureJob:
-    """A :class:`FigureJob` for Problem 1's class-conditional digit model.
-
-    Column ``i`` of the eta grid is conditioned on ``labels[i]``; both
-    interpolation strips on ``interp_label``; classifier-free guidance as in
-    Problem 1 (:func:`dlcv.digit_sampling.guided_eps_fn`). The noises are drawn
-    on the CPU from ``seed``; the first two are the interpolation's endpoints.
-    """
-    from dlcv.digit_sampling import guided_eps_fn
-
-    device = next(model.parameters()).device
-    labels_t = torch.as_tensor(list(labels), dtype=torch.long)
-    noises = torch.randn(len(labels_t), *model.latent_shape, generator=torch.Generator().manual_seed(seed))
-
-    def grid_eps(index: torch.Tensor) -> EpsFn:
-        return guided_eps_fn(model, labels_t[index].to(device), guidance)
-
-    def interp_eps(index: torch.Tensor) -> EpsFn:
-        return guided_eps_fn(model, torch.full((len(index),), interp_label, device=device), guidance)
-
-    return FigureJob(
-        grid_eps,
-        interp_eps,
-        noises,
-        (noises[0], noises[1]),
-        [digit_class_name(v, model.null_class) for v in labels_t.tolist()],
-        schedule,
-        lambda latents: to_uint8(model.decode(latents)).cpu(),
-        clip_x0=model.clamp_x0,
-    )
-
-
-def digit_class_name(label: int, num_classes: int) -> str:
-    """``"mnistm 3"`` for the joint label 3 of Problem 1's 20 classes, else ``"class N"``."""
-    from dlcv.data.digits import DATASETS, NUM_DIGITS
-
-    if num_classes == len(DATASETS) * NUM_DIGITS:
-        domain, digit = divmod(label, NUM_DIGITS)
-        return f"{DATASETS[domain]} {digit}"
-    return f"class {label}"

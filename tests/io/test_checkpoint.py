@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dlcv.cli import UserError
-from dlcv.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from dlcv.io.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 
 
 def test_checkpoint_round_trip_leaves_no_temporary_files(tmp_path):

@@ -8,7 +8,9 @@ import shutil
 import pytest
 import torch
 
-from dlcv.classifier_training import (
+from dlcv.cli import UserError
+from dlcv.digits.classifiers import LeNet, SmallCNN, load_digit_classifier
+from dlcv.digits.grader_training import (
     augment,
     classification_loss,
     epoch_sampler,
@@ -17,8 +19,6 @@ from dlcv.classifier_training import (
     train_digit_classifier,
     train_grader,
 )
-from dlcv.cli import UserError
-from dlcv.models.digit_classifiers import LeNet, SmallCNN, load_digit_classifier
 
 
 def test_heldout_is_the_test_split_when_there_is_one(digits_root):
@@ -101,7 +101,7 @@ def test_train_grader_writes_what_the_grader_loads(tmp_path, digits_root):
     svhn = train_grader(digits_root, "svhn", out, limit=20, steps=2, device="cpu")
     assert svhn.arch == "smallcnn" and [p.name for p in svhn.paths] == ["svhn_classifier.safetensors"]
     assert isinstance(load_digit_classifier(svhn.paths[0]), SmallCNN)
-    with pytest.raises(UserError, match="--resume"):  # never trains over an earlier run silently
+    with pytest.raises(UserError, match="`resume`"):  # never trains over an earlier run silently
         train_grader(digits_root, "svhn", out, limit=20, steps=2, device="cpu")
     with pytest.raises(UserError, match="unknown architecture"):
         train_grader(digits_root, "svhn", out, arch="vgg", steps=2, device="cpu")

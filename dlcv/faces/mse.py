@@ -1,6 +1,6 @@
 """Problem 2 grading: per-image MSE between generated faces and the ground truth.
 
-The course's measure (``specs/course_interface.md``): the mean squared error of
+The course's measure (``docs/course_interface.md``): the mean squared error of
 the uint8 RGB arrays (0-255 scale) of each output image against the image of the
 same name in the ground-truth folder, averaged over the images; a mean below 20
 passes.
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from dlcv.cli import UserError, existing_dir
-from dlcv.imageio import list_images, load_rgb
+from dlcv.io.images import list_images, load_rgb
 
 PASS_LINE = 20.0
 

@@ -1,4 +1,4 @@
-"""The course's pretrained face UNet (Problem 2), defined from ``specs/face_unet.md``.
+"""The course's pretrained face UNet (Problem 2), defined from ``docs/face_unet.md``.
 
 A DDPM noise-prediction UNet in the layout of Ho et al., "Denoising Diffusion
 Probabilistic Models" (2020), Appendix B: six resolution levels with channel

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from dlcv.cli import UserError
-from dlcv.diffusion import ddim_timesteps
+from dlcv.diffusion import NoiseSchedule, ddim_timesteps
+from dlcv.diffusion.driver import constant_eps, sample_batches
 from dlcv.diffusion.reference import course_ddim_scheduler
-from dlcv.experiments import constant_eps, run_ddim
-from dlcv.face_ddim import (
+from dlcv.faces.ddim import (
     face_precision,
     generate,
     hw2_2,
@@ -21,8 +21,8 @@ from dlcv.face_ddim import (
     load_noise,
     load_noises,
 )
-from dlcv.imageio import minmax_to_uint8
-from dlcv.models.face_unet import FaceUNet
+from dlcv.faces.unet import FaceUNet
+from dlcv.io.images import minmax_to_uint8
 
 WIDTH, SIZE, COUNT = 16, 32, 3
 
@@ -72,11 +72,12 @@ def test_scheduler_timesteps_are_the_course_ones():
 
 def test_generate_equals_diffusers_ddim_step_by_step(case):
     model = load_face_unet(case["unet"])
-    ours = generate(model, case["noises"], precision="fp32")
+    ours = generate(model, case["noises"], device=torch.device("cpu"), precision="fp32")
     assert ours.dtype == torch.float32 and ours.shape == case["noises"].shape
     assert float((ours - case["reference"]).abs().max()) < 1e-5
     # the network matters: DDIM with a zero noise prediction gives something else
-    zero = run_ddim(constant_eps(lambda x, t: torch.zeros_like(x)), case["noises"])
+    zero_eps = constant_eps(lambda x, t: torch.zeros_like(x))
+    zero = sample_batches(zero_eps, case["noises"], NoiseSchedule.linear())
     assert float((zero - ours).abs().mean()) > 0.05
 
 
@@ -109,7 +110,7 @@ def test_auto_precision_is_fp32_on_cpu_and_tf32_on_every_cuda_card(monkeypatch, 
     assert face_precision("auto", torch.device("cuda")) == "tf32"
     assert face_precision("bf16", torch.device("cuda")) == "bf16"
     assert face_precision("fp16", torch.device("cuda")) == "fp16"
-    with pytest.raises(UserError, match="--precision"):
+    with pytest.raises(UserError, match="`precision`"):
         face_precision("fp8", torch.device("cpu"))
 
 

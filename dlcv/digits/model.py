@@ -19,18 +19,18 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from dlcv.cli import UserError
+from dlcv.cli import ArgumentError, UserError
 from dlcv.diffusion import NoiseSchedule, Objective, eps_model
-from dlcv.digit_sampling import SAMPLERS
-from dlcv.models.digit_latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
-from dlcv.models.digit_unet import DigitUNet, DigitUNetConfig
+from dlcv.digits.latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
+from dlcv.digits.sampling import SAMPLERS
+from dlcv.digits.unet import DigitUNet, DigitUNetConfig
+from dlcv.io.checkpoint import load_weights, save_weights
 from dlcv.training import TrainConfig
-from dlcv.training.checkpoint import load_weights, save_weights
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_DIR = Path(__file__).parents[1] / "configs"
 PRESETS = ("default", "demo", "tiny")
 MODEL_FILE = "model.safetensors"
-REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (the package is installed editable)
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout (the package is installed editable)
 DEFAULT_CKPT = REPO_ROOT / "checkpoints" / "pb1" / MODEL_FILE
 CKPT_ENV = "PB1_CKPT"
 
@@ -44,16 +44,16 @@ DIFFUSION_KEYS = {"num_train_timesteps", "beta_start", "beta_end", "prediction",
 SAMPLE_KEYS = {"sampler", "steps", "guidance", "eta"}
 
 
-def load_config(name_or_path: str = "default", overrides: list[str] | None = None) -> DictConfig:
+def load_config(config: str = "default", overrides: list[str] | None = None) -> DictConfig:
     """A preset (``default``, ``demo``, ``tiny``) or a YAML file, with ``key=value`` overrides.
 
     Unknown keys and values out of range are refused (:class:`UserError` naming them)."""
-    path = CONFIG_DIR / f"pb1_{name_or_path}.yaml" if name_or_path in PRESETS else Path(name_or_path)
+    path = CONFIG_DIR / f"pb1_{config}.yaml" if config in PRESETS else Path(config)
     if not path.is_file():
-        raise UserError(f"--config: {name_or_path} is neither a preset ({', '.join(PRESETS)}) nor a file")
+        raise ArgumentError(f"`config`: {config} is neither a preset ({', '.join(PRESETS)}) nor a file")
     for item in overrides or []:
         if "=" not in item or not item.split("=", 1)[0].strip():
-            raise UserError(f"--set {item}: expected KEY=VALUE, e.g. train.lr=1e-3")
+            raise ArgumentError(f"`overrides` {item}: expected KEY=VALUE, e.g. train.lr=1e-3")
     try:
         cfg = OmegaConf.load(path)
         if overrides:
@@ -184,9 +184,9 @@ def resolve_checkpoint(ckpt: str | Path | None) -> Path:
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.is_file():
-        raise UserError(
+        raise ArgumentError(
             f"no PB1 model at {path}: train one with `python PB1/train.py --data hw2_data/digits "
-            f"--out {path.parent}` (or pass --ckpt / set {CKPT_ENV})"
+            f"--out {path.parent}` (or pass `ckpt` / set {CKPT_ENV})"
         )
     return path
 
