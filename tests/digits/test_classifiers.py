@@ -80,13 +80,19 @@ def test_small_cnn_and_builder():
         build_digit_classifier("vgg")
 
 
-def test_course_classifier_pth_loads_unchanged(tmp_path):
-    """A file saved exactly as the course saved Classifier.pth (model + Adam state)."""
-    torch.manual_seed(1)
+def stepped_lenet(seed: int, optimizer_class: type = torch.optim.Adam) -> tuple[LeNet, torch.optim.Optimizer]:
+    """A LeNet after one optimiser step (so the optimiser holds state, as in the course's file)."""
+    torch.manual_seed(seed)
     model = LeNet()
-    optimizer = torch.optim.Adam(model.parameters())
+    optimizer = optimizer_class(model.parameters())
     model(torch.randn(4, 3, 28, 28)).sum().backward()
     optimizer.step()
+    return model, optimizer
+
+
+def test_course_classifier_pth_loads_unchanged(tmp_path):
+    """A file saved exactly as the course saved Classifier.pth (model + Adam state)."""
+    model, optimizer = stepped_lenet(1)
     path = tmp_path / "Classifier.pth"
     torch.save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
     torch.load(path, weights_only=True)  # the format is weights_only-safe
@@ -97,11 +103,7 @@ def test_course_classifier_pth_loads_unchanged(tmp_path):
 
 
 def test_save_course_checkpoint_round_trip(tmp_path):
-    torch.manual_seed(2)
-    model = LeNet()
-    optimizer = torch.optim.AdamW(model.parameters())
-    model(torch.randn(2, 3, 28, 28)).sum().backward()
-    optimizer.step()
+    model, optimizer = stepped_lenet(2, torch.optim.AdamW)
     path = save_course_checkpoint(model, optimizer.state_dict(), tmp_path / "sub" / "Classifier.pth")
     payload = torch.load(path, weights_only=True)
     assert set(payload) >= {"state_dict", "optimizer"}
