@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError, prepare_out_dir, warn
+from dlcv.cli import ArgumentError, UserError, prepare_out_dir, warn
 from dlcv.diffusion import (
     classifier_free_guidance,
     ddim_sample,
@@ -90,15 +90,16 @@ class SamplingOptions:
     def check_numbers(self) -> None:
         """What can be checked without the model: the solver, a finite guidance, eta >= 0."""
         if self.solver not in SOLVERS:
-            raise UserError(f"--solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+            raise ArgumentError(f"`solver` must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if not math.isfinite(self.guidance):
-            raise UserError(f"--guidance must be a finite number, got {self.guidance}")
+            raise ArgumentError(f"`guidance` must be a finite number, got {self.guidance}")
         if not (math.isfinite(self.eta) and self.eta >= 0):
-            raise UserError(f"--eta must be a number >= 0, got {self.eta}")
+            raise ArgumentError(f"`eta` must be a number >= 0, got {self.eta}")
         if self.eta > 0 and self.solver != "ddim":
-            raise UserError(f"--eta is DDIM's: add --solver ddim (the {self.solver} solver is deterministic)")
+            raise ArgumentError(f"`eta` is DDIM's: add `solver` ddim (the {self.solver} solver is "
+                                "deterministic)")  # fmt: skip
         if self.steps < 1:
-            raise UserError(f"--steps must be at least 1, got {self.steps}")
+            raise ArgumentError(f"`steps` must be at least 1, got {self.steps}")
 
     def check(self, sd: StableDiffusion) -> int:
         """Validate against ``sd``; return the resolution to use."""
@@ -106,10 +107,11 @@ class SamplingOptions:
         try:
             self.timesteps(sd.config.num_train_timesteps)
         except ValueError as err:
-            raise UserError(f"--steps {self.steps} with --solver {self.solver}: {err}") from None
+            raise ArgumentError(f"`steps` {self.steps} with `solver` {self.solver}: {err}") from None
         res = self.resolution or sd.config.resolution
         if res <= 0 or res % sd.config.vae_scale:
-            raise UserError(f"--resolution must be a positive multiple of {sd.config.vae_scale}, got {res}")
+            raise ArgumentError(f"`resolution` must be a positive multiple of {sd.config.vae_scale}, "
+                                f"got {res}")  # fmt: skip
         return res
 
     def timesteps(self, num_train_timesteps: int) -> list[int]:
@@ -273,7 +275,7 @@ def generate_batches(
     options = options or SamplingOptions()
     resolution = options.check(sd)
     if n_images < 1 or batch_size < 1:
-        raise UserError(f"--n-images and --batch-size must be >= 1, got {n_images} and {batch_size}")
+        raise ArgumentError(f"`n_images` and `batch_size` must be >= 1, got {n_images} and {batch_size}")
     cond, uncond = encode_text(sd, [prompt, negative_prompt]).chunk(2)
     for start in range(0, n_images, batch_size):
         n = min(batch_size, n_images - start)

@@ -97,12 +97,12 @@ class TIConfig:
         templates(self.kind)
         self.augmentation.check()
         if self.vectors < 1:
-            raise UserError(f"--vectors must be >= 1, got {self.vectors}")
+            raise ArgumentError(f"`vectors` must be >= 1, got {self.vectors}")
         if self.augmentation.resolution % sd.config.vae_scale:
-            raise UserError(f"--resolution must be a multiple of {sd.config.vae_scale}, "
+            raise ArgumentError(f"`resolution` must be a multiple of {sd.config.vae_scale}, "
                             f"got {self.augmentation.resolution}")  # fmt: skip
         if self.validate_images < 0 or self.validate_steps < 1:
-            raise UserError("--validate-images must be >= 0 and --validate-steps >= 1")
+            raise ArgumentError("`validate_images` must be >= 0 and `validate_steps` >= 1")
         self.sampling().check(sd)
         for prompt in self.validate_prompts or ():
             if "{}" not in prompt:
@@ -129,7 +129,8 @@ def init_vectors(sd: StableDiffusion, init_word: str, vectors: int = 1) -> torch
     """
     ids = sd.tokenizer(init_word, add_special_tokens=False).input_ids
     if not init_word.strip() or not ids:
-        raise UserError(f"--init-word {init_word!r} gives no tokens; pass a word such as 'dog' or 'painting'")
+        raise ArgumentError(f"`init_word` {init_word!r} gives no tokens; pass a word such as 'dog' or "
+                            "'painting'")  # fmt: skip
     table = sd.text_encoder.get_input_embeddings().weight.detach()
     rows = table[torch.tensor(ids, device=table.device)].float().cpu()
     if len(ids) == 1:

@@ -231,7 +231,7 @@ def test_bad_inputs_name_the_file_or_folder(tree, tmp_path, stand_in, change, me
 
 
 def test_missing_weights_say_where_to_put_them(tree, tmp_path):
-    with pytest.raises(UserError, match=r"--clip .*nowhere: no such file.*checkpoints/clip-vit"):
+    with pytest.raises(UserError, match=r"`clip` .*nowhere: no such file.*checkpoints/clip-vit"):
         _load_main()(_args(tree, "--clip", str(tmp_path / "nowhere")))
 
 

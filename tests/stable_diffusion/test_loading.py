@@ -115,8 +115,9 @@ def test_not_sd_v1_files_are_refused(tmp_path, content, message):
 
 
 def test_wrong_architecture_names_the_model_config_flag(tiny_sd_ckpt):
-    with pytest.raises(UserError, match="--model-config"):
+    with pytest.raises(UserError, match="`model_config`") as info:
         load_stable_diffusion(tiny_sd_ckpt, config=sd_v1_config())
+    assert "--model-config" in info.value.command_line()
 
 
 def test_not_a_diffusers_folder(tmp_path):

@@ -120,7 +120,7 @@ def test_init_vectors():
     torch.testing.assert_close(one.norm(), rows.norm(dim=1).mean())
     assert torch.nn.functional.cosine_similarity(one[0], rows.mean(0), dim=0) > 0.999
     assert torch.equal(init_vectors(sd, "David Revoy", len(revoy)), rows)
-    with pytest.raises(UserError, match="init-word"):
+    with pytest.raises(UserError, match="`init_word`"):
         init_vectors(sd, "  ", 1)
 
 
@@ -149,7 +149,7 @@ def test_bad_inputs(tmp_path):
     images = concept_images(_images(tmp_path / "images", 1))
     cases = [
         (TIConfig(token="dog", init_word="dog"), "already in the tokenizer"),
-        (TIConfig(token=TOKEN, init_word="dog", vectors=0), "--vectors"),
+        (TIConfig(token=TOKEN, init_word="dog", vectors=0), "`vectors`"),
         (TIConfig(token=TOKEN, init_word="dog", augmentation=Augmentation(33)), "multiple of 2"),
         (TIConfig(token=TOKEN, init_word="dog", kind="texture"), "object' or 'style"),
     ]
