@@ -50,7 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
     p.add_argument("--batch-size", type=int, help="per process; shortcut for train.batch_size")
-    p.add_argument("--time-budget", type=float, help="seconds: plan the run (and its cosine) to end in time")
+    p.add_argument("--time-budget", type=float,
+                   help="seconds: fit the run into a time instead of --steps (re-planned from the "
+                   "measured speed as it goes; the cosine follows)")  # fmt: skip
     p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p.add_argument("--keep-models", action="store_true",
@@ -58,7 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "models/step_N.safetensors")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--no-amp", action="store_true",
+                   help="train in fp32 on CUDA (default: mixed precision, bf16 from compute "
+                   "capability 8.0, fp16 with loss scaling below)")  # fmt: skip
     return p.parse_args(argv)
 
 

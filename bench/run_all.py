@@ -3,8 +3,9 @@
     python bench/run_all.py [--skip NAME ...] [--only NAME ...]
 
 Each benchmark prints the device it ran on and ratios against a reference
-measured in the same run. The real-digits run (bench_pb1_real_digits) trains
-for about 15 minutes on a CPU; skip it with --skip pb1_real_digits.
+measured in the same run. The real-digits run (bench_pb1_real_digits) trains the
+demo recipe for 30 slow-machine minutes (about 12 minutes on a fast 2-core CPU)
+and grades it ten times; skip it with --skip pb1_real_digits.
 """
 
 from __future__ import annotations

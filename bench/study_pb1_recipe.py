@@ -2,6 +2,9 @@
 
     python bench/study_pb1_recipe.py --options base v edm adagn --budget-minutes 15
     python bench/study_pb1_recipe.py --table-only          # rebuild the table and plot
+    python bench/study_pb1_recipe.py --sweep OUT/runs/pca/model.safetensors \
+        --settings ddim:25:3 dpm++:25:4 ddpm:1000:4          # inference: sampler, steps, guidance
+    python bench/study_pb1_recipe.py --pca-bound 64 128 256  # what k components can hold
 
 Every option is a set of ``--set`` overrides of a base config (``--base``, the demo preset)
 and is trained by the real ``PB1/train.py`` on ``--data`` (real MNIST-M and SVHN in the
@@ -10,7 +13,7 @@ points of the run; each model generates ``--per-class`` images of each of the 20
 graded by small CNNs trained on the same data's train split (held-out accuracy printed when
 they are trained).
 
-Equal work, whatever this machine's speed: first every option's training speed (2 threads,
+Equal work, whatever this machine's speed: first every option's training speed (--speed-threads, 2,
 nothing else running) is measured against the fixed reference network (bench/pb1_common.py);
 an option runs ``budget x 3.1 steps/s x its speed / the reference's speed`` steps, i.e. as
 many as it would fit in ``--budget-minutes`` on the slow machine. The runs themselves may go
@@ -67,7 +70,7 @@ OPTIONS: dict[str, list[str]] = {
     "unet-batch64": [UNET, "train.batch_size=64"],
     # ---- the latent model on principal components (the demo preset) and its variations
     "pca": [],
-    "pca-eps": ["diffusion.prediction=epsilon"],
+    "pca-v": ["diffusion.prediction=v"],
     "pca-edm": ["diffusion.prediction=edm", "train.min_snr_gamma=null", "train.timestep_sampling=lognormal"],
     "pca-plain": ["train.min_snr_gamma=null"],
     "pca-k128": ["model.components=128"],
@@ -75,8 +78,8 @@ OPTIONS: dict[str, list[str]] = {
     "pca-w1024": ["model.width=1024"],
     "pca-w256": ["model.width=256"],
     "pca-d8": ["model.depth=8"],
-    "pca-lr2e-3": ["train.lr=2e-3"],
-    "pca-lr5e-4": ["train.lr=5e-4"],
+    "pca-lr1e-3": ["train.lr=1e-3"],
+    "pca-lr4e-3": ["train.lr=4e-3"],
     "pca-batch128": ["train.batch_size=128"],
     "pca-batch512": ["train.batch_size=512"],
     "pca-ema9995": ["train.ema_decay=0.9995"],
@@ -105,8 +108,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--evals", type=int, default=3, help="graded points per run (%(default)s)")
     p.add_argument("--per-class", type=int, default=20, help="images per class per grading (%(default)s)")
     p.add_argument("--parallel", type=int, default=2, help="runs side by side, one thread each")
+    p.add_argument("--speed-threads", type=int, default=2, help="threads of the speed measurement "
+                   "(%(default)s, as the slow machine's figure; 1 is steadier when busy)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-only", action="store_true", help="only rebuild study.md and study.png")
+    p.add_argument("--sweep", metavar="MODEL", help="grade one trained model under each of --settings")
+    p.add_argument("--settings", nargs="*", default=["ddim:25:3", "ddim:25:4", "dpm++:25:4"],
+                   metavar="SAMPLER:STEPS:GUIDANCE", help="for --sweep (%(default)s)")  # fmt: skip
+    p.add_argument("--pca-bound", nargs="*", type=int, metavar="K",
+                   help="grade the test images reconstructed from K principal components")  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -188,8 +198,8 @@ def write_table(out: Path, names: list[str] | None = None) -> None:
     if not results:
         return
     lines = [
-        "| option | config and overrides | steps/s here (2 thr) | cost vs ref | steps | images seen "
-        "| slow-machine min | min here (2 thr) | sampling | MNIST-M | SVHN | mean |",
+        "| option | config and overrides | steps/s here | cost vs ref | steps | images seen "
+        "| slow-machine min | min here | sampling | MNIST-M | SVHN | mean |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = []
@@ -207,10 +217,11 @@ def write_table(out: Path, names: list[str] | None = None) -> None:
             f"| {last['mnistm']:.3f} | {last['svhn']:.3f} "
             f"| {mean:.3f} |"
         )
-    ref = next(iter(results.values()))["reference_steps_per_s"]
+    first = next(iter(results.values()))
+    ref, threads = first["reference_steps_per_s"], first.get("speed_threads", 2)
     lines.append("")
-    lines.append(f"Reference network on this machine: {ref:.2f} steps/s (2 threads); the slow machine: "
-                 f"{SLOW_MACHINE_STEPS_PER_S} steps/s.")  # fmt: skip
+    lines.append(f"Speeds measured with {threads} thread(s): the reference network {ref:.2f} steps/s "
+                 f"here; the slow machine: {SLOW_MACHINE_STEPS_PER_S} steps/s (2 threads).")  # fmt: skip
     lines.append("")
     lines.append("Intermediate points (slow-machine minutes: MNIST-M / SVHN):")
     lines.append("")
@@ -231,6 +242,63 @@ def write_table(out: Path, names: list[str] | None = None) -> None:
     print(f"\nwrote {out / 'study.md'} and {out / 'study.png'}")
 
 
+def write_markdown(path: Path, header: str, rows: list[str]) -> None:
+    columns = header.count("|") - 1
+    text = "\n".join([header, "|" + "---|" * columns, *rows]) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(text + f"\nwrote {path}")
+
+
+def sweep(args: argparse.Namespace, graders: Path) -> None:
+    """Inference settings on one trained model: the same images' labels and seed for each."""
+    import torch
+
+    torch.set_num_threads(2)
+    rows = []
+    for spec in args.settings:
+        sampler, steps, guidance = spec.split(":")
+        r = grade_model(Path(args.sweep), graders, args.per_class, sampler=sampler, steps=int(steps),
+                        guidance=float(guidance), seed=args.seed)  # fmt: skip
+        rows.append(f"| {sampler} | {steps} | {float(guidance):g} | {r['sampling_s']:.0f} "
+                    f"| {r['mnistm']:.3f} | {r['svhn']:.3f} |")  # fmt: skip
+        print(rows[-1], flush=True)
+    write_markdown(Path(args.out) / "sweep.md",
+                   "| sampler | steps | guidance | sampling s (2 thr) | MNIST-M | SVHN |", rows)  # fmt: skip
+
+
+def pca_bound(args: argparse.Namespace, graders: Path) -> None:
+    """The ceiling of a latent model on k principal components: the graders' accuracy on the
+    test images projected onto the first k components of the train images and back."""
+    import torch
+
+    from dlcv.data.digits import load_joint_digits
+    from dlcv.digits.classifiers import load_digit_classifier
+    from dlcv.digits.grading import accuracy_stats, predict
+    from dlcv.digits.model import build_model, load_config
+
+    torch.set_num_threads(2)
+    train, _ = load_joint_digits(args.data, "train", progress=False)
+    test, labels = load_joint_digits(args.data, "test", progress=False)
+    classifiers = {n: load_digit_classifier(graders / f"{n}_classifier.safetensors")
+                   for n in ("mnistm", "svhn")}  # fmt: skip
+    rows = []
+    for k in args.pca_bound:
+        model = build_model(load_config("demo", [f"model.components={k}"]))
+        kept = model.fit_basis(train, seed=args.seed)
+        with torch.no_grad():
+            images = model.decode(model.encode(test.float() / 127.5 - 1))
+        images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        acc = []
+        for d, name in enumerate(("mnistm", "svhn")):
+            mask = labels // 10 == d
+            acc.append(accuracy_stats(predict(classifiers[name], images[mask]), labels[mask] % 10)["acc"])
+        rows.append(f"| {k} | {kept:.1%} | {acc[0]:.3f} | {acc[1]:.3f} |")
+        print(rows[-1], flush=True)
+    write_markdown(Path(args.out) / "pca_bound.md",
+                   "| components | pixel variance kept | MNIST-M | SVHN |", rows)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
@@ -241,12 +309,17 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.data, "mnistm", "train.csv").is_file():
         sys.exit(f"error: no digits in the course layout at {args.data} (expected mnistm/train.csv)")
     graders = Path(args.graders) if args.graders else ensure_graders(Path(args.data), out / "graders")
+    if args.sweep:
+        return sweep(args, graders)
+    if args.pca_bound:
+        return pca_bound(args, graders)
     specs = [option_overrides(spec) for spec in args.options]
 
-    # 1. speed, alone, 2 threads: the work each option may do
+    # 1. speed, alone, --speed-threads threads: the work each option may do
     from dlcv.digits.model import load_config
 
-    reference_speed()  # a first, untimed warm-up of the process
+    threads = args.speed_threads
+    reference_speed(threads)  # a first, untimed warm-up of the process
     speeds: dict[str, float] = {}
     for _, option in specs:
         config, overrides = split_base(option, args.base)
@@ -255,12 +328,12 @@ def main(argv: list[str] | None = None) -> None:
         # loss or the optimiser share one measurement (short timings vary by about 10%)
         key = json.dumps([str(cfg.model), int(cfg.train.batch_size)])
         if key not in speeds:
-            speeds[key] = train_steps_per_second(config, overrides)
+            speeds[key] = train_steps_per_second(config, overrides, threads)
     # the reference before and after the options: the faster of the two (a busy moment
     # during one of them would otherwise scale every option's length)
-    ref = max(reference_speed(), speeds.get("ref", 0.0))
-    ref = max(ref, reference_speed())
-    print(f"reference network: {ref:.2f} steps/s here (2 threads)", flush=True)
+    ref = max(reference_speed(threads), speeds.get("ref", 0.0))
+    ref = max(ref, reference_speed(threads))
+    print(f"reference network: {ref:.2f} steps/s here ({threads} threads)", flush=True)
     jobs = []
     for name, overrides in specs:
         cfg = load_config(*split_base(overrides, args.base))
@@ -272,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         write_json(out / "results" / f"{name}.json", {
             "name": name, "overrides": overrides, "base": args.base, "steps_per_s": speed,
             "reference_steps_per_s": ref, "batch_size": batch, "steps": steps,
-            "budget_minutes": args.budget_minutes,
+            "budget_minutes": args.budget_minutes, "speed_threads": threads,
         })  # fmt: skip
         jobs.append((name, overrides, steps))
 

@@ -11,6 +11,7 @@ digits instead (MNIST-M-like and SVHN-like, written in the course layout):
 4. generate the 1,000 images          hw2_1.sh (PB1_CKPT points at the model)
 5. grade them                         evaluation/digit_classifier.py
 6. the report figures                 PB1/report.py and PB2/experiments.py --digit-ckpt
+7. the report page                    python -m dlcv.report
 
 Each step prints its command. Every run's length is a number of steps (never
 seconds), so the same seed gives the same models and accuracies on a fast or a
