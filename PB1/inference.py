@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from dlcv.cli import UserError, run
-from dlcv.digit_model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
-from dlcv.digit_sampling import (
+from dlcv.digits.model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
+from dlcv.digits.sampling import (
     SAMPLERS,
     check_sampling_options,
     prepare_course_folders,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 
 from dlcv.cli import UserError, prepare_out_dir, run
-from dlcv.digit_model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
-from dlcv.digit_sampling import SAMPLERS, check_sampling_options, write_report_figures
+from dlcv.digits.figures import write_report_figures
+from dlcv.digits.model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
+from dlcv.digits.sampling import SAMPLERS, check_sampling_options
 from dlcv.runtime import configure_backends, pick_device
 
 

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from dlcv.cli import UserError, run
 from dlcv.data.digits import load_joint_digits
 from dlcv.diffusion import diffusion_loss
-from dlcv.digit_model import (
+from dlcv.digits.model import (
     PRESETS,
     build_model,
     build_objective,
@@ -32,9 +32,12 @@ from dlcv.digit_model import (
     load_config,
     noise_predictor,
 )
-from dlcv.digit_sampling import sample_labels
-from dlcv.imageio import save_grid
+from dlcv.digits.sampling import sample_labels
+from dlcv.io.images import save_grid
 from dlcv.training import TrainConfig, train
+
+#: Library arguments this command line exposes under another flag (see dlcv.cli.ArgumentError).
+FLAGS = {"overrides": "--set"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -143,4 +146,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, FLAGS)

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import torch
 
-from dlcv.cli import UserError, run
-from dlcv.experiments import FigureJob, digit_figure_job, render_figures
-from dlcv.face_ddim import PRECISIONS, face_figure_job, precision_context, prepare_out_dir
+from dlcv.cli import UserError, prepare_out_dir, run
+from dlcv.digits.figures import digit_figure_job
+from dlcv.faces.ddim import PRECISIONS, face_precision, precision_context
+from dlcv.faces.figures import face_figure_job
+from dlcv.figures import FigureJob, render_figures
 from dlcv.runtime import pick_device, seed_everything
 
 GRID_NOISES = 4
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def digit_job(args: argparse.Namespace, device: torch.device) -> FigureJob:
-    from dlcv.digit_model import build_schedule, load_model, resolve_checkpoint
+    from dlcv.digits.model import build_schedule, load_model, resolve_checkpoint
 
     model, cfg = load_model(resolve_checkpoint(args.digit_ckpt), device)
     classes = model.null_class
@@ -110,18 +112,19 @@ def main(argv: list[str] | None = None) -> None:
 
 def _render(args: argparse.Namespace, device: torch.device) -> list[Path]:
     if args.unet:
-        job = face_figure_job(args.unet, args.noise_dir, device, args.precision, GRID_NOISES)
-        context = precision_context(args.precision, device)
+        precision = face_precision(args.precision, device)
+        job = face_figure_job(args.unet, args.noise_dir, device, precision, GRID_NOISES)
+        context = precision_context(precision, device)
     else:
         job = digit_job(args, device)
         context = contextlib.nullcontext()
-    prepare_out_dir(args.out_dir)  # a bad output path fails now, not after the sampling
+    out_dir = prepare_out_dir(args.out_dir)  # a bad output path fails now, not after the sampling
     with context:
         return render_figures(
             job,
-            args.out_dir,
+            out_dir,
             seed=args.seed,
-            num_steps=args.steps,
+            steps=args.steps,
             batch_size=args.batch_size or None,
             device=device,
             progress=not args.quiet,

@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from dlcv.cli import UserError, run
-from dlcv.face_ddim import PRECISIONS, hw2_2
+from dlcv.faces.ddim import PRECISIONS, hw2_2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,12 +26,12 @@ from tqdm.auto import tqdm
 
 from dlcv.cli import UserError, existing_dir, run
 from dlcv.diffusion import NoiseSchedule, diffusion_loss
-from dlcv.experiments import constant_eps, run_ddim
-from dlcv.imageio import list_images, load_rgb, minmax_to_uint8, save_grid
-from dlcv.models.face_unet import DOWN_FACTOR, FaceUNet
+from dlcv.diffusion.driver import constant_eps, sample_batches
+from dlcv.faces.unet import DOWN_FACTOR, FaceUNet
+from dlcv.io.checkpoint import save_checkpoint, save_weights
+from dlcv.io.images import list_images, load_rgb, minmax_to_uint8, save_grid
 from dlcv.runtime import seed_everything
 from dlcv.training import TrainConfig, train
-from dlcv.training.checkpoint import save_checkpoint, save_weights
 
 STATE_DICT = "unet.pt"
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     def on_sample(ema_model: torch.nn.Module, step: int) -> None:
         device = next(ema_model.parameters()).device
         eps = constant_eps(lambda x, t: ema_model(x, t).float())
-        x = run_ddim(eps, preview, schedule, num_steps=args.sample_steps, device=device)
+        x = sample_batches(eps, preview, schedule, steps=args.sample_steps, device=device)
         save_grid(minmax_to_uint8(x), Path(args.out) / "samples" / f"step_{step:07d}.png", nrow=4)
 
     config = {"model": "FaceUNet", "base_channels": args.width, "image_size": args.image_size}

@@ -28,6 +28,7 @@ import torch
 
 from dlcv.cli import UserError, child_path, existing_file, prepare_out_dir, run, warn
 from dlcv.runtime import PRECISIONS, configure_backends, pick_device, resolve_dtype
+from dlcv.stable_diffusion.course_input import read_input_json
 from dlcv.stable_diffusion.embeddings import (
     LOOKUP_HELP,
     add_embeddings,
@@ -46,7 +47,6 @@ from dlcv.stable_diffusion.generation import (
     check_output_folder,
     placeholders_in,
     prepare_for_inference,
-    read_input_json,
     write_prompt_images,
 )
 

@@ -35,18 +35,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from dlcv.cli import UserError, child_path, existing_file, prepare_out_dir, run
+from dlcv.io.checkpoint import load_checkpoint
 from dlcv.runtime import PRECISIONS
 from dlcv.stable_diffusion.embeddings import default_embedding_dirs, token_stem
 from dlcv.stable_diffusion.generation import DEFAULT_SOLVER, DEFAULT_STEPS, SOLVERS
 from dlcv.stable_diffusion.ti_data import KINDS, Augmentation, concept_images, guess_kind
-from dlcv.training.checkpoint import load_checkpoint
 from dlcv.training.trainer import CHECKPOINT_NAME
 
 # diffusers and the networks are imported in main(), once the arguments are known to be good.
@@ -156,11 +155,10 @@ def _kind_overrides(items: list[str]) -> dict[str, str]:
 
 
 def _json_jobs(args: argparse.Namespace) -> list[Job]:
-    from dlcv.stable_diffusion.generation import read_input_json
+    from dlcv.stable_diffusion.course_input import read_input_json
 
     path = existing_file(args.json, "--json input file")
     concepts = read_input_json(path)
-    raw = json.loads(path.read_text())
     data = Path(args.data) if args.data else path.parent
     if not data.is_dir():
         raise UserError(f"--data folder not found: {data}")
@@ -177,9 +175,8 @@ def _json_jobs(args: argparse.Namespace) -> list[Job]:
     for concept in concepts:
         if args.keys and concept.key not in args.keys:
             continue
-        entry = raw[concept.key]
-        src = entry.get("src_image") if isinstance(entry.get("src_image"), str) else None
-        kind = forced.get(concept.key) or entry.get("kind")
+        src = concept.src_image
+        kind = forced.get(concept.key) or concept.kind
         if kind is None:
             kind = ("style" if args.style else "object") if args.style is not None else None
         kind = kind or guess_kind(concept.prompts, concept.token)

@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from dlcv.cli import UserError, run
-from dlcv.clip_eval.grading import GradingPlan, grade_textual_inversion, plan_grading, read_input_json
+from dlcv.clip_eval.grading import GradingPlan, grade_textual_inversion, plan_grading
 from dlcv.clip_eval.loading import ClipModel, load_clip, wrap_clip_model
 from dlcv.clip_eval.preprocess import clip_transform, open_pil
 from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, DEFAULT_TEMPLATE
@@ -45,6 +45,7 @@ from dlcv.clip_eval.tiny import clip_config, random_clip, vit_b32_config
 from dlcv.clip_eval.zeroshot import read_zeroshot_folder, run_zeroshot, text_classifier
 from dlcv.clip_tokenizer import offline_clip_tokenizer
 from dlcv.runtime import configure_backends, pick_device
+from dlcv.stable_diffusion.course_input import read_input_json
 
 ARCHS = {"tiny": clip_config, "vit-b32": vit_b32_config}
 
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
         json_path, input_dir, output_dir = write_grading_tree(
             root / "ti", args.concepts, args.prompts, args.references, args.size, args.seed
         )
-        plan = plan_grading(read_input_json(json_path), input_dir, output_dir)
+        plan = plan_grading(read_input_json(json_path, for_grading=True), input_dir, output_dir)
         bs = args.grade_batch_size
         ours_t, naive_t = [], []
         for _ in range(args.repeat):  # alternate, so that both see the same machine state

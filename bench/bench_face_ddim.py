@@ -39,7 +39,7 @@ from dlcv.cli import UserError, run
 from dlcv.diffusion import NoiseSchedule, ddim_sample, ddim_timesteps
 from dlcv.diffusion.reference import course_ddim_scheduler
 from dlcv.diffusion.samplers import EpsFn
-from dlcv.face_ddim import (
+from dlcv.faces.ddim import (
     NUM_STEPS,
     PRECISIONS,
     face_eps_fn,
@@ -47,7 +47,7 @@ from dlcv.face_ddim import (
     load_face_unet,
     precision_context,
 )
-from dlcv.models.face_unet import DOWN_FACTOR, FaceUNet
+from dlcv.faces.unet import DOWN_FACTOR, FaceUNet
 from dlcv.runtime import pick_device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.unet:
             random_unet(width, unet_path)
         model = load_face_unet(unet_path, device)
-        eps_fn = face_eps_fn(model, precision, channels_last=device.type == "cuda")
+        eps_fn = face_eps_fn(model, device, precision, channels_last=device.type == "cuda")
         noises = torch.randn(num, 3, size, size, generator=torch.Generator().manual_seed(0))
         x = noises.to(device)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

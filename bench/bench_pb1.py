@@ -18,8 +18,8 @@ import time
 import torch
 
 from dlcv.diffusion import ddim_sample, ddim_timesteps, ddpm_step, diffusion_loss
-from dlcv.digit_model import build_model, build_objective, build_schedule, load_config, noise_predictor
-from dlcv.digit_sampling import course_labels, guided_eps_fn
+from dlcv.digits.model import build_model, build_objective, build_schedule, load_config, noise_predictor
+from dlcv.digits.sampling import course_labels, guided_eps_fn
 from dlcv.runtime import autocast, configure_backends, pick_device
 
 
@@ -101,7 +101,9 @@ def main() -> None:
         for t in range(999, 999 - steps, -1):  # the loop of ddpm_sample, cut short
             eps = eps_fn(x, torch.full((len(x),), t, device=device, dtype=torch.long))
             noise_t = torch.randn(x.shape, generator=g).to(device)
-            x, _ = ddpm_step(x, eps, t, schedule, noise_t, clip_x0=model.clamp_x0)
+            alpha_bar_t = float(schedule.alpha_bar[t])
+            alpha_bar_prev = float(schedule.alpha_bar[t - 1]) if t > 0 else 1.0
+            x, _ = ddpm_step(x, eps, alpha_bar_t, alpha_bar_prev, noise=noise_t, clip_x0=model.clamp_x0)
         sync(device)
         ddpm_time = (time.perf_counter() - start) * 1000 / steps
     how = "measured" if steps == 1000 else f"extrapolated from {steps} steps"

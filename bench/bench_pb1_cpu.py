@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pb1_common import REFERENCE_CONFIG  # noqa: E402
 
 from dlcv.diffusion import ddim_sample, ddim_timesteps, diffusion_loss  # noqa: E402
-from dlcv.digit_model import (  # noqa: E402
+from dlcv.digits.model import (  # noqa: E402
     build_model,
     build_objective,
     build_schedule,
     load_config,
     noise_predictor,
 )
-from dlcv.digit_sampling import course_labels, guided_eps_fn  # noqa: E402
+from dlcv.digits.sampling import course_labels, guided_eps_fn  # noqa: E402
 
 
 def has_bf16() -> bool:

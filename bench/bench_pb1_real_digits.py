@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"step {step}: {minutes:.1f} slow-machine min, MNIST-M {graded['mnistm']:.3f}, "
               f"SVHN {graded['svhn']:.3f}", flush=True)  # fmt: skip
 
-    from dlcv.digit_model import load_config
+    from dlcv.digits.model import load_config
 
     batch = int(load_config(args.config, list(args.set)).train.batch_size)
     lines = [

@@ -44,16 +44,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from dlcv.cli import UserError, run  # noqa: E402
-from dlcv.imageio import list_images, load_rgb, save_grid, save_png  # noqa: E402
-from dlcv.models.digit_classifiers import load_digit_classifier, save_digit_classifier  # noqa: E402
+from dlcv.io.images import list_images, load_rgb, save_grid, save_png  # noqa: E402
 from dlcv.stable_diffusion import digit_world as world  # noqa: E402
 from dlcv.stable_diffusion.embeddings import token_stem  # noqa: E402
 from dlcv.stable_diffusion.loading import load_stable_diffusion  # noqa: E402
 from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS, init_vectors, save_learned_embeds  # noqa: E402
 
 # The digit grader's machinery (the only imports from the PB1 side of the package).
-from dlcv.classifier_training import train_digit_classifier  # noqa: E402  # isort: skip
-from dlcv.digit_grading import predict  # noqa: E402  # isort: skip
+from dlcv.digits.classifiers import load_digit_classifier, save_digit_classifier  # noqa: E402  # isort: skip
+from dlcv.digits.grader_training import train_digit_classifier  # noqa: E402  # isort: skip
+from dlcv.digits.grading import predict  # noqa: E402  # isort: skip
 
 OBJECT_TOKEN, STYLE_TOKEN = "<new1>", "<new2>"
 OBJECT_INIT, STYLE_INIT = world.GENERIC_WORD, "photo"

@@ -188,7 +188,7 @@ def part_pb1(ctx: Context, rec: Recorder) -> None:
     """PB1's default recipe trained for a fixed number of steps, hw2_1.sh, graders, accuracies."""
     from pb1_common import ensure_graders
 
-    from dlcv.digit_model import load_config
+    from dlcv.digits.model import load_config
 
     s = ctx.size
     data = ctx.digits
@@ -244,7 +244,7 @@ def part_pb2(ctx: Context, rec: Recorder) -> None:
     from bench_face_ddim import core_loop, diffusers_loop, random_unet
     from PIL import Image
 
-    from dlcv.face_ddim import face_eps_fn, face_precision, load_face_unet, precision_context
+    from dlcv.faces.ddim import face_eps_fn, face_precision, load_face_unet, precision_context
 
     s = ctx.size
     unet_path, noise_dir = ctx.out / "UNet.pt", ctx.out / "noise"
@@ -272,7 +272,7 @@ def part_pb2(ctx: Context, rec: Recorder) -> None:
     rec.add(f"largest uint8 difference, {default} vs fp32", diff, "grey levels", note="random weights")
 
     model = load_face_unet(unet_path, ctx.device)
-    eps_fn = face_eps_fn(model, default, channels_last=ctx.device.type == "cuda")
+    eps_fn = face_eps_fn(model, ctx.device, default, channels_last=ctx.device.type == "cuda")
     x = noises.to(ctx.device)
     with torch.no_grad(), precision_context(default, ctx.device):
         eps_fn(x, torch.full((len(x),), 981, device=ctx.device))  # warm-up (cuDNN autotuning)

@@ -32,7 +32,7 @@ def train_steps_per_second(config: str, overrides: list[str], threads: int = 2, 
     PB1/train.py on random digits; the best of ``repeats`` timings of ``steps`` steps after 5
     untimed ones (single timings vary by 10-20% on a shared machine)."""
     from dlcv.diffusion import diffusion_loss
-    from dlcv.digit_model import build_model, build_objective, build_schedule, load_config
+    from dlcv.digits.model import build_model, build_objective, build_schedule, load_config
 
     torch.set_num_threads(threads)
     cfg = load_config(config, overrides)
@@ -89,10 +89,10 @@ def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: fl
                 sampler: str | None = None, steps: int | None = None, seed: int = 0) -> dict:
     """Generate ``per_class`` images of each of the 20 classes with the model's own sampler
     settings (or the ones given) and classify them: ``{"mnistm": acc, "svhn": acc, ...}``."""
-    from dlcv.digit_grading import accuracy_stats, predict
-    from dlcv.digit_model import build_schedule, load_model
-    from dlcv.digit_sampling import sample_course_set
-    from dlcv.models.digit_classifiers import load_digit_classifier
+    from dlcv.digits.classifiers import load_digit_classifier
+    from dlcv.digits.grading import accuracy_stats, predict
+    from dlcv.digits.model import build_schedule, load_model
+    from dlcv.digits.sampling import sample_course_set
 
     model, cfg = load_model(model_path)
     s = cfg.get("sample", {})

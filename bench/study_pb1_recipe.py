@@ -273,9 +273,9 @@ def pca_bound(args: argparse.Namespace, graders: Path) -> None:
     import torch
 
     from dlcv.data.digits import load_joint_digits
-    from dlcv.digit_grading import accuracy_stats, predict
-    from dlcv.digit_model import build_model, load_config
-    from dlcv.models.digit_classifiers import load_digit_classifier
+    from dlcv.digits.classifiers import load_digit_classifier
+    from dlcv.digits.grading import accuracy_stats, predict
+    from dlcv.digits.model import build_model, load_config
 
     torch.set_num_threads(2)
     train, _ = load_joint_digits(args.data, "train", progress=False)
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     specs = [option_overrides(spec) for spec in args.options]
 
     # 1. speed, alone, --speed-threads threads: the work each option may do
-    from dlcv.digit_model import load_config
+    from dlcv.digits.model import load_config
 
     threads = args.speed_threads
     reference_speed(threads)  # a first, untimed warm-up of the process

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,12 +22,31 @@ class UserError(Exception):
     """
 
 
-def run(main: Callable[[], object]) -> NoReturn:
-    """Call ``main()`` and exit: 0 on success, 2 on :class:`UserError`, 130 on Ctrl-C."""
+class ArgumentError(UserError):
+    """A bad value of a named argument of a library function.
+
+    The message names the arguments in backticks, as a library caller knows them
+    (``"`resume`: no checkpoint at ..."``); a command line shows its flags instead
+    (:meth:`command_line`, used by :func:`run`: ``"--resume: no checkpoint at ..."``).
+    """
+
+    def command_line(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with each backticked argument replaced by its flag: ``flags[name]``,
+        by default ``--name`` with ``_`` written ``-``."""
+        flags = flags or {}
+        return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), str(self))
+
+
+def run(main: Callable[[], object], flags: Mapping[str, str] | None = None) -> NoReturn:
+    """Call ``main()`` and exit: 0 on success, 2 on :class:`UserError`, 130 on Ctrl-C.
+
+    An :class:`ArgumentError` names the arguments by their flags (``flags``: argument name
+    to flag, where it is not ``--name``)."""
     try:
         main()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        text = err.command_line(flags) if isinstance(err, ArgumentError) else str(err)
+        print(f"error: {text}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -17,7 +17,7 @@ floating-point format it computes in. ``--precision`` (``auto``, ``fp32``, ``fp1
 Two callers keep a different ``auto`` on CUDA, passed as ``auto=``, both for exactness
 of graded numbers, never for speed:
 
-* Problem 2's ``hw2_2.sh`` (:mod:`dlcv.face_ddim`): ``tf32`` (fp32 storage, TF32 inside
+* Problem 2's ``hw2_2.sh`` (:mod:`dlcv.faces.ddim`): ``tf32`` (fp32 storage, TF32 inside
   matmuls and convolutions), because its images are graded by MSE against the course's
   ground truth, most likely made with PyTorch's defaults;
 * CLIP (:mod:`dlcv.clip_eval`): ``fp16`` on every card, the format OpenAI released
@@ -38,7 +38,7 @@ import random
 import numpy as np
 import torch
 
-from dlcv.cli import PRECISIONS, UserError
+from dlcv.cli import PRECISIONS, ArgumentError
 
 #: The storage/compute dtype of each format (``tf32`` is fp32 tensors with TF32 matmuls).
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -53,9 +53,9 @@ def pick_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise UserError(f"--device: {err}") from None
+        raise ArgumentError(f"`device`: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
+        raise ArgumentError(f"`device` {name}: CUDA is not available on this machine")
     return device
 
 
@@ -88,7 +88,7 @@ def resolve_precision(
     on CUDA is bf16 from compute capability 8.0 on and fp16 below.
     """
     if precision not in choices:
-        raise UserError(f"--precision must be one of {', '.join(choices)}, got {precision!r}")
+        raise ArgumentError(f"`precision` must be one of {', '.join(choices)}, got {precision!r}")
     device = torch.device(device)
     if precision != "auto":
         return precision

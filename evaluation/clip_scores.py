@@ -38,7 +38,7 @@ from dlcv.clip_eval.scores import (
     text_scores,
 )
 from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
-from dlcv.imageio import list_images
+from dlcv.io.images import list_images
 from dlcv.runtime import configure_backends, pick_device
 
 __all__ = [

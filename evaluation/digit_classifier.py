@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlcv.cli import UserError, existing_file, run
-from dlcv.digit_grading import (
+from dlcv.digits.classifiers import ARCHITECTURES, load_digit_classifier
+from dlcv.digits.grading import (
     SVHN_SIBLINGS,
     check_output_folder,
     find_svhn_checkpoint,
@@ -40,7 +41,6 @@ from dlcv.digit_grading import (
     grade_digit_folder,
     grades_record,
 )
-from dlcv.models.digit_classifiers import ARCHITECTURES, load_digit_classifier
 from dlcv.runtime import configure_backends, pick_device
 
 

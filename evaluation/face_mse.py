@@ -16,7 +16,7 @@ import math
 import sys
 
 from dlcv.cli import UserError, run
-from dlcv.face_mse import PASS_LINE, compare_folders
+from dlcv.faces.mse import PASS_LINE, compare_folders
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         format_report,
         grade_textual_inversion,
         plan_grading,
-        read_input_json,
         results_to_json,
     )
     from dlcv.runtime import configure_backends, pick_device
+    from dlcv.stable_diffusion.course_input import read_input_json
 
-    plan = plan_grading(read_input_json(args.json_path), args.input_dir, args.output_dir)
+    plan = plan_grading(read_input_json(args.json_path, for_grading=True), args.input_dir, args.output_dir)
     save_json = Path(args.save_json) if args.save_json else None
     if save_json is not None:  # a bad path fails now, not after the grading
         if save_json.is_dir():

@@ -28,10 +28,10 @@ from collections.abc import Sequence
 
 import torch
 
-from dlcv.classifier_training import DEFAULT_ARCH, DEFAULTS, train_grader
 from dlcv.cli import UserError, existing_dir, prepare_out_dir, run
 from dlcv.data.digits import DATASETS
-from dlcv.models.digit_classifiers import ARCHITECTURES
+from dlcv.digits.classifiers import ARCHITECTURES
+from dlcv.digits.grader_training import DEFAULT_ARCH, DEFAULTS, train_grader
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -58,9 +59,9 @@ def _png(path: Path, size: int = 28, seed: int = 0) -> None:
 def world(tmp_path_factory, digits_root) -> dict[str, Path]:
     """Tiny models and data in the formats users hand the scripts, plus hostile files."""
     from dlcv.clip_eval.tiny import random_clip, save_hf_folder
-    from dlcv.digit_model import build_model, export_model, load_config
-    from dlcv.models.digit_classifiers import LeNet, SmallCNN, save_course_checkpoint, save_digit_classifier
-    from dlcv.models.face_unet import FaceUNet
+    from dlcv.digits.classifiers import LeNet, SmallCNN, save_course_checkpoint, save_digit_classifier
+    from dlcv.digits.model import build_model, export_model, load_config
+    from dlcv.faces.unet import FaceUNet
     from dlcv.stable_diffusion.tiny import build_tiny_sd, save_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("world")
@@ -331,13 +332,13 @@ CASES = [
 
 
 @cache
-def _main(script: str) -> Callable:
+def _module(script: str) -> ModuleType:
     name = f"bad_inputs_{script.replace('/', '_').removesuffix('.py')}"
     spec = importlib.util.spec_from_file_location(name, REPO / script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses in the script look their module up
     spec.loader.exec_module(module)
-    return module.main
+    return module
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -399,7 +400,8 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch):
     with guard, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(SystemExit) as exit_info:
-            run(lambda: _main(case.script)(argv))
+            module = _module(case.script)  # an entry point's FLAGS: its flags named otherwise
+            run(lambda: module.main(argv), getattr(module, "FLAGS", None))
     out, err = capsys.readouterr()
 
     lines = _stderr_lines(err)

@@ -60,9 +60,9 @@ def test_a_problem_exception_changes_auto_on_cuda_only(card):
 
 
 def test_unknown_precision_is_refused_with_the_choices():
-    with pytest.raises(UserError, match=r"--precision must be one of auto, fp32, fp16, bf16, got 'fp8'"):
+    with pytest.raises(UserError, match=r"`precision` must be one of auto, fp32, fp16, bf16, got 'fp8'"):
         resolve_precision("fp8", CPU)
-    with pytest.raises(UserError, match="--precision"):
+    with pytest.raises(UserError, match="`precision`"):
         resolve_precision("tf32", CPU)  # only where the caller offers it
 
 
@@ -86,3 +86,12 @@ def test_grad_scaler_only_for_fp16():
     assert grad_scaler(CPU, torch.float16).is_enabled()
     assert not grad_scaler(CPU, torch.bfloat16).is_enabled()
     assert not grad_scaler(CPU, torch.float32).is_enabled()
+
+
+def test_argument_errors_name_arguments_and_the_command_line_names_flags():
+    from dlcv.cli import ArgumentError
+
+    err = ArgumentError("`resume`: no checkpoint at out/x.pt; `batch_size` must be positive")
+    assert str(err).startswith("`resume`: no checkpoint")
+    assert err.command_line() == "--resume: no checkpoint at out/x.pt; --batch-size must be positive"
+    assert err.command_line({"batch_size": "--batch_size"}).endswith("--batch_size must be positive")

@@ -9,7 +9,7 @@ are read from the tensor shapes as ``clip.model.build_model`` reads them (heads 
 width / 64, MLP width = 4 x width, QuickGELU, LayerNorm eps 1e-5).
 
 Reading a file never unpickles Python objects: a plain state dict goes through
-``torch.load(weights_only=True)`` (:func:`dlcv.training.checkpoint.torch_load`) or
+``torch.load(weights_only=True)`` (:func:`dlcv.io.checkpoint.torch_load`) or
 safetensors; OpenAI's released files are TorchScript archives, read with ``torch.jit.load``
 and used only for their ``state_dict()`` - their TorchScript methods are compiled by torch
 but never called.
@@ -25,7 +25,7 @@ import torch
 from transformers import CLIPConfig
 
 from dlcv.cli import UserError
-from dlcv.training.checkpoint import is_torchscript_archive, read_safetensors, torch_load
+from dlcv.io.checkpoint import is_torchscript_archive, read_safetensors, torch_load
 
 # Entries of OpenAI's TorchScript state dict that are not weights.
 _NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")

@@ -1,6 +1,7 @@
 """Grade Problem 3 outputs as the course does (rule in :mod:`dlcv.clip_eval.scores`).
 
-Reads ``input.json`` (per concept key: ``token_name``, ``prompt_4_clip_eval``,
+Reads ``input.json`` (through :mod:`dlcv.stable_diffusion.course_input`; per concept key:
+``token_name``, ``prompt_4_clip_eval``,
 ``baseline``), the reference images ``input_dir/{key}/`` and the generated images
 ``output_dir/{key}/{prompt index}/`` (exactly 25 each). Reference embeddings and the
 evaluation prompts' text embeddings are computed once per concept; every folder is
@@ -9,13 +10,12 @@ checked before any image is encoded.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlcv.cli import UserError, existing_dir, existing_file, plain_name
+from dlcv.cli import UserError, existing_dir
 from dlcv.clip_eval.preprocess import encode_image_files
 from dlcv.clip_eval.scores import (
     IMAGES_PER_PROMPT,
@@ -26,20 +26,11 @@ from dlcv.clip_eval.scores import (
     select_top_k,
     text_scores,
 )
-from dlcv.imageio import list_images
+from dlcv.io.images import list_images
+from dlcv.stable_diffusion.course_input import Concept
 
 if TYPE_CHECKING:
     from dlcv.clip_eval.loading import ClipModel
-
-
-@dataclass
-class ConceptPrompts:
-    """One concept of ``input.json``: its key, token, evaluation prompts and baselines."""
-
-    key: str
-    token: str
-    eval_prompts: list[str]
-    baselines: list[tuple[float, float]]
 
 
 @dataclass
@@ -67,50 +58,6 @@ class PromptResult:
         return passes(self.image_score, self.text_score, self.baseline)
 
 
-def read_input_json(path: str | Path) -> list[ConceptPrompts]:
-    """Parse and check ``input.json``; a missing or malformed field raises UserError naming it."""
-    path = existing_file(path, "input.json")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(raw, dict) or not raw:
-        raise UserError(f"{path}: expected a mapping of concept keys to their prompts")
-    concepts = []
-    for key, entry in raw.items():
-        where = f"{path}: concept {key!r}"
-        plain_name(str(key), f"{path}: concept key")  # keys name folders of --input_dir and --output_dir
-        if not isinstance(entry, dict):
-            raise UserError(f"{where}: expected an object")
-        prompts = entry.get("prompt_4_clip_eval")
-        baselines = entry.get("baseline")
-        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-            raise UserError(f"{where}: 'prompt_4_clip_eval' must be a list of strings")
-        if (
-            not isinstance(baselines, list)
-            or len(baselines) != len(prompts)
-            or not all(
-                isinstance(b, list | tuple)
-                and len(b) == 2
-                and all(isinstance(x, int | float) for x in b)
-                for b in baselines
-            )
-        ):
-            raise UserError(
-                f"{where}: 'baseline' must hold one [image, text] pair per evaluation prompt "
-                f"({len(prompts)})"
-            )
-        concepts.append(
-            ConceptPrompts(
-                key=str(key),
-                token=str(entry.get("token_name", "")),
-                eval_prompts=list(prompts),
-                baselines=[(float(b[0]), float(b[1])) for b in baselines],
-            )
-        )
-    return concepts
-
-
 def prompt_images(output_dir: Path, key: str, index: int) -> list[Path]:
     """The images of ``output_dir/key/index``; refuses any count but 25, as the course does."""
     folder = output_dir / key / str(index)
@@ -135,13 +82,13 @@ def reference_images(input_dir: Path, key: str) -> list[Path]:
 class GradingPlan:
     """What will be graded, checked up front: per concept its references and prompt folders."""
 
-    concepts: list[ConceptPrompts]
+    concepts: list[Concept]
     references: dict[str, list[Path]]
     images: dict[str, list[list[Path]]]
 
 
 def plan_grading(
-    concepts: Sequence[ConceptPrompts], input_dir: str | Path, output_dir: str | Path
+    concepts: Sequence[Concept], input_dir: str | Path, output_dir: str | Path
 ) -> GradingPlan:
     """Check every folder (25 images per prompt, references present) before any encoding."""
     input_dir = existing_dir(input_dir, "input folder")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, CLIPTokenizer
 
-from dlcv.cli import UserError
+from dlcv.cli import ArgumentError, UserError
 from dlcv.clip_eval.convert import openai_config, openai_to_hf_state_dict, read_openai_state_dict
 from dlcv.clip_eval.sources import PRECISIONS, resolve_clip_source
 from dlcv.clip_tokenizer import load_clip_tokenizer
@@ -94,7 +94,7 @@ def _load_openai_file(path: Path) -> CLIPModel:
     try:
         config = openai_config(state)
     except UserError as err:
-        raise UserError(f"--clip {path}: {err}") from None
+        raise ArgumentError(f"`clip` {path}: {err}") from None
     config._attn_implementation = "sdpa"
     model = CLIPModel(config)
     missing, unexpected = model.load_state_dict(openai_to_hf_state_dict(state), strict=False)

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dlcv.cli import UserError
-from dlcv.imageio import load_rgb
+from dlcv.io.images import load_rgb
 
 if TYPE_CHECKING:
     from dlcv.clip_eval.loading import ClipModel

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlcv.cli import PRECISIONS as PRECISIONS  # the --precision choices (auto: fp16 on CUDA for CLIP)
-from dlcv.cli import UserError
+from dlcv.cli import PRECISIONS as PRECISIONS
+from dlcv.cli import ArgumentError, UserError  # the --precision choices (auto: fp16 on CUDA for CLIP)
 
 HF_ID = "openai/clip-vit-base-patch32"
 OPENAI_FILES = {"ViT-B/32": "ViT-B-32.pt", "ViT-B/16": "ViT-B-16.pt", "ViT-L/14": "ViT-L-14.pt"}
@@ -77,12 +77,12 @@ def resolve_clip_source(spec: str | Path | None) -> Path:
         for name in OPENAI_FILES.values():
             if (path / name).is_file():
                 return path / name
-        raise UserError(
-            f"--clip {spec}: the folder has neither config.json (Hugging Face format) nor an "
+        raise ArgumentError(
+            f"`clip` {spec}: the folder has neither config.json (Hugging Face format) nor an "
             f"OpenAI ViT-*.pt file; {WHERE_TO_PUT}"
         )
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
         folder = _hub_cache_folder(text)
         if folder is not None:
             return folder
-    raise UserError(f"--clip {spec}: no such file, folder or locally cached model; {WHERE_TO_PUT}")
+    raise ArgumentError(f"`clip` {spec}: no such file, folder or locally cached model; {WHERE_TO_PUT}")

@@ -22,7 +22,7 @@ import torch
 from dlcv.cli import UserError, existing_dir, existing_file
 from dlcv.clip_eval.preprocess import encode_image_files
 from dlcv.clip_eval.prompts import DEFAULT_TEMPLATE, fill_template, label_text
-from dlcv.imageio import list_images
+from dlcv.io.images import list_images
 
 if TYPE_CHECKING:
     from dlcv.clip_eval.loading import ClipModel

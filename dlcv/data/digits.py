@@ -202,11 +202,6 @@ def load_digit_split(root: str | Path, dataset: str, split: str = "train", size:
     return DigitSplit(images.clone(), result.digits.clone(), list(names))
 
 
-def clear_cache() -> None:
-    """Forget every split loaded so far."""
-    _CACHE.clear()
-
-
 def load_joint_digits(root: str | Path, split: str = "train", size: int = 28,
                       limit_per_dataset: int | None = None,
                       progress: bool = True) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,7 @@
-"""The diffusion math, in one place: noise schedules, samplers, guidance, interpolation.
+"""The diffusion math, in one place: noise schedules, the training objective, samplers (and
+the one batched driver that runs them over a job), guidance, interpolation.
+
+This is the core: it imports nothing else of the project (``docs/architecture.md``).
 
 Models are seen through one signature, ``eps_fn(x_t, t) -> eps``: a callable that
 predicts the noise in ``x_t`` at integer timesteps ``t`` (a ``(B,)`` long tensor).
@@ -6,6 +9,7 @@ Class or text conditioning is bound into ``eps_fn`` by
 :func:`dlcv.diffusion.guidance.classifier_free_guidance`.
 """
 
+from dlcv.diffusion.driver import EpsFactory, constant_eps, sample_batches, sampler_timesteps
 from dlcv.diffusion.guidance import classifier_free_guidance
 from dlcv.diffusion.interpolation import lerp, slerp
 from dlcv.diffusion.objective import Objective, diffusion_loss, eps_model
@@ -23,9 +27,11 @@ from dlcv.diffusion.schedule import NoiseSchedule
 
 __all__ = [
     "Capture",
+    "EpsFactory",
     "NoiseSchedule",
     "Objective",
     "classifier_free_guidance",
+    "constant_eps",
     "ddim_sample",
     "ddim_step",
     "ddim_timesteps",
@@ -36,5 +42,7 @@ __all__ = [
     "dpmpp_2m_sample",
     "eps_model",
     "lerp",
+    "sample_batches",
+    "sampler_timesteps",
     "slerp",
 ]

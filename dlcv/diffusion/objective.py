@@ -143,11 +143,11 @@ def sample_timesteps(
     log_sigma = objective.lognormal_mean + objective.lognormal_std * torch.randn(
         n, generator=generator, dtype=torch.float64
     )
-    abar = schedule.alphas_cumprod
-    log_sigmas = 0.5 * torch.log((1.0 - abar) / abar)  # increasing in t
-    t = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(abar) - 1)
+    alpha_bar = schedule.alpha_bar
+    log_sigmas = 0.5 * torch.log((1.0 - alpha_bar) / alpha_bar)  # increasing in t
+    t = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(alpha_bar) - 1)
     nearer_below = (log_sigma - log_sigmas[t - 1]) < (log_sigmas[t] - log_sigma)
-    return (t - nearer_below.long()).clamp(0, len(abar) - 1)
+    return (t - nearer_below.long()).clamp(0, len(alpha_bar) - 1)
 
 
 def diffusion_loss(
@@ -166,7 +166,7 @@ def diffusion_loss(
     """
     t = sample_timesteps(schedule, x0.shape[0], objective, generator)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-    a = schedule.alphas_cumprod[t].to(x0.device, torch.float32).view(-1, *([1] * (x0.ndim - 1)))
+    a = schedule.alpha_bar[t].to(x0.device, torch.float32).view(-1, *([1] * (x0.ndim - 1)))
     t = t.to(x0.device)
     x_t = schedule.add_noise(x0, noise, t)
     out = net((objective.input_scale(a) * x_t).to(x0.dtype), t).float()
@@ -185,10 +185,10 @@ def eps_model(net: Net, schedule: NoiseSchedule, objective: Objective) -> Net:
     """
     if objective.prediction == "epsilon":
         return net
-    abar = schedule.alphas_cumprod
+    alpha_bar = schedule.alpha_bar
 
     def eps(x_t: torch.Tensor, t: torch.Tensor, *cond: Any) -> torch.Tensor:
-        a = abar[t.cpu()].to(x_t.device, torch.float32).view(-1, *([1] * (x_t.ndim - 1)))
+        a = alpha_bar[t.cpu()].to(x_t.device, torch.float32).view(-1, *([1] * (x_t.ndim - 1)))
         out = net((objective.input_scale(a) * x_t).to(x_t.dtype), t, *cond).float()
         return objective.to_eps(out, x_t.float(), a).to(x_t.dtype)
 

@@ -1,13 +1,31 @@
 """Samplers as plain functions: DDPM ancestral sampling, DDIM and DPM-Solver++(2M).
 
-Each step is written once, as a function of the current sample, the predicted
-noise and the schedule's coefficients; each ``*_sample`` loop only walks the
-timesteps, calls the model through ``eps_fn(x_t, t)`` and hands the result to
-its step. Coefficients are Python floats taken from the float64 schedule, so the
-loop adds no device work beyond the network and a few fused multiply-adds.
+Notation (the papers', with our 0-based timesteps)
+---------------------------------------------------
 
-Timesteps are 0-based indices into the schedule (``0 .. T-1``); the papers'
-``x_t`` with ``t = 1 .. T`` is the sample entering our step ``t - 1``.
+=====================  ==============================================================
+``x_t``                the sample entering the step at timestep ``t``
+``eps``                the model's noise prediction ``eps_fn(x_t, t)``
+``x0``                 the predicted clean sample, ``(x_t - sqrt(1 - alpha_bar_t) eps) /
+                       sqrt(alpha_bar_t)`` (Ho et al. 2020, Eq. 15)
+``beta_t``             the schedule's variance at ``t``; ``alpha_t = 1 - beta_t``
+``alpha_bar_t``        ``prod_{s<=t} alpha_s``: ``schedule.alpha_bar[t]``
+``alpha_bar_prev``     ``alpha_bar`` of the timestep the step goes to (``1.0``: ``x_0`` itself)
+``alpha_bar_final``    ``alpha_bar_prev`` of a loop's last step (default ``alpha_bar[0]``)
+``sigma``              the standard deviation of the fresh noise a step adds
+``eta``                DDIM's interpolation between deterministic (0) and DDPM (1)
+``lambda``             DPM-Solver's half log-SNR, ``log(sqrt(alpha_bar) / sqrt(1 - alpha_bar))``
+=====================  ==============================================================
+
+Each step is written once, as a function of the current sample, the predicted noise and
+two levels of the schedule, ``(x_t, eps, alpha_bar_t, alpha_bar_prev, *, options)``; each
+``*_sample`` loop only walks the timesteps, calls the model through ``eps_fn(x_t, t)`` and
+hands the result to its step. Options after the tensors and the schedule are keyword-only.
+Coefficients are Python floats taken from the float64 schedule, so a loop adds no device
+work beyond the network and a few fused multiply-adds.
+
+Timesteps are 0-based indices into the schedule (``0 .. T-1``); the papers' ``x_t`` with
+``t = 1 .. T`` is the sample entering our step ``t - 1``.
 """
 
 from __future__ import annotations
@@ -21,6 +39,7 @@ from tqdm.auto import tqdm
 from dlcv.diffusion.schedule import NoiseSchedule
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Timesteps = Sequence[int] | Iterable[int]
 StepCallback = Callable[[int, torch.Tensor], None]
 """``callback(t, x)``: ``x`` is the sample entering the step at timestep ``t``;
 after the last step it is called once more with ``t = -1`` and the final sample."""
@@ -50,7 +69,7 @@ encode")."""
 
 
 def _predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, clip_x0: X0Clip) -> torch.Tensor:
-    """``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` (Ho et al. 2020, Eq. 15),
+    """``x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` (Ho et al. 2020, Eq. 15),
     then kept in the data's range as ``clip_x0`` says (:data:`X0Clip`)."""
     x0 = (x_t - (1.0 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
     if callable(clip_x0):
@@ -58,36 +77,98 @@ def _predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, clip_x
     return x0.clamp(-1.0, 1.0) if clip_x0 else x0
 
 
+def _descending(timesteps: Timesteps, name: str) -> list[int]:
+    steps = [int(t) for t in timesteps]
+    if any(a <= b for a, b in zip(steps, steps[1:], strict=False)):
+        raise ValueError(f"{name} timesteps must be strictly descending")
+    return steps
+
+
+def _alpha_bar_final(schedule: NoiseSchedule, alpha_bar_final: float | None) -> float:
+    return float(schedule.alpha_bar[0]) if alpha_bar_final is None else float(alpha_bar_final)
+
+
+def _timestep(t: int, x: torch.Tensor) -> torch.Tensor:
+    return torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+
+
 def ddpm_step(
     x_t: torch.Tensor,
     eps: torch.Tensor,
-    t: int,
-    schedule: NoiseSchedule,
+    alpha_bar_t: float,
+    alpha_bar_prev: float,
+    *,
     noise: torch.Tensor | None = None,
     clip_x0: X0Clip = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ancestral step ``x_t -> x_{t-1}`` of DDPM; returns ``(x_prev, x0_pred)``.
+    """One ancestral step ``x_t -> x_prev`` of DDPM; returns ``(x_prev, x0)``.
 
-    Samples the posterior ``q(x_{t-1} | x_t, x_0)`` at the predicted ``x_0``
-    (Ho et al. 2020, Eqs. 6-7): mean
-    ``sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0``
-    ``+ sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t``
-    and variance ``beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t``. Without
-    clipping this equals Algorithm 2 with ``sigma_t^2 = beta~_t``. No noise is
-    added at ``t = 0``.
+    Ho et al., "Denoising Diffusion Probabilistic Models" (2020), the posterior
+    ``q(x_{t-1} | x_t, x_0)`` of Eqs. 6-7 at the predicted ``x0`` (without clipping, Eq. 11
+    and Algorithm 2 with ``sigma_t^2 = beta~_t``):
+
+    1. ``beta_t = 1 - alpha_bar_t / alpha_bar_prev``
+    2. ``x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``, clipped (Eq. 15)
+    3. ``mean = sqrt(alpha_bar_prev) beta_t / (1 - alpha_bar_t) x0
+       + sqrt(1 - beta_t) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t`` (Eq. 7)
+    4. ``x_prev = mean + sqrt(beta~_t) noise`` with
+       ``beta~_t = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta_t`` (Eq. 7);
+       the last step (``alpha_bar_prev = 1``) adds no noise.
     """
-    abar_t = float(schedule.alphas_cumprod[t])
-    abar_prev = float(schedule.alphas_cumprod[t - 1]) if t > 0 else 1.0
-    beta_t = 1.0 - abar_t / abar_prev
-    x0 = _predict_x0(x_t, eps, abar_t, clip_x0)
-    coef_x0 = abar_prev**0.5 * beta_t / (1.0 - abar_t)
-    coef_xt = (1.0 - beta_t) ** 0.5 * (1.0 - abar_prev) / (1.0 - abar_t)
+    # 1. the step's own variance
+    beta_t = 1.0 - alpha_bar_t / alpha_bar_prev
+    # 2. the predicted x0
+    x0 = _predict_x0(x_t, eps, alpha_bar_t, clip_x0)
+    # 3. the posterior mean
+    coef_x0 = alpha_bar_prev**0.5 * beta_t / (1.0 - alpha_bar_t)
+    coef_xt = (1.0 - beta_t) ** 0.5 * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t)
     x_prev = coef_x0 * x0 + coef_xt * x_t
-    if t > 0:
+    # 4. the posterior noise
+    if alpha_bar_prev < 1.0:
         if noise is None:
-            raise ValueError("ddpm_step needs noise for t > 0")
-        variance = max((1.0 - abar_prev) / (1.0 - abar_t) * beta_t, 1e-20)
+            raise ValueError("ddpm_step needs noise before the last step")
+        variance = max((1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * beta_t, 1e-20)
         x_prev = x_prev + variance**0.5 * noise
+    return x_prev, x0
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar_t: float,
+    alpha_bar_prev: float,
+    *,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    clip_x0: X0Clip = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step ``x_t -> x_prev``; returns ``(x_prev, x0)``.
+
+    Song et al., "Denoising Diffusion Implicit Models" (2021), Eq. 12 (the recipe of
+    diffusers' ``DDIMScheduler.step``):
+
+    1. ``x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``, clipped; ``eps``
+       stays the model's prediction (as in diffusers)
+    2. ``sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t /
+       alpha_bar_prev)`` (Eq. 16): 0 is deterministic, ``eta = 1`` DDPM's posterior variance
+    3. ``x_prev = sqrt(alpha_bar_prev) x0 + sqrt(1 - alpha_bar_prev - sigma^2) eps``
+       ("predicted x0" plus "direction pointing to x_t", Eq. 12)
+    4. ``x_prev += sigma noise`` ("random noise", Eq. 12)
+    """
+    # 1. the predicted x0
+    x0 = _predict_x0(x_t, eps, alpha_bar_t, clip_x0)
+    # 2. the noise's standard deviation
+    sigma = 0.0
+    if eta > 0:
+        variance = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)
+        sigma = eta * variance**0.5
+    # 3. predicted x0 plus the direction pointing to x_t
+    x_prev = alpha_bar_prev**0.5 * x0 + max(1.0 - alpha_bar_prev - sigma**2, 0.0) ** 0.5 * eps
+    # 4. random noise
+    if sigma > 0:
+        if noise is None:
+            raise ValueError("ddim_step needs noise when eta > 0")
+        x_prev = x_prev + sigma * noise
     return x_prev, x0
 
 
@@ -95,19 +176,23 @@ def ddpm_sample(
     eps_fn: EpsFn,
     x: torch.Tensor,
     schedule: NoiseSchedule,
+    *,
     generator: Generators = None,
     clip_x0: X0Clip = True,
     callback: StepCallback | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Run DDPM's reverse process from ``x = x_T`` through every timestep ``T-1 .. 0``."""
-    steps = range(schedule.num_train_timesteps - 1, -1, -1)
-    for t in tqdm(steps, desc="DDPM", disable=not progress, leave=False):
+    alpha_bar = schedule.alpha_bar
+    for t in tqdm(range(schedule.num_train_timesteps - 1, -1, -1), desc="DDPM", disable=not progress,
+                  leave=False):  # fmt: skip
         if callback is not None:
             callback(t, x)
-        eps = eps_fn(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
+        eps = eps_fn(x, _timestep(t, x))
         noise = _randn_like(x, generator) if t > 0 else None
-        x, _ = ddpm_step(x, eps.to(x.dtype), t, schedule, noise, clip_x0)
+        alpha_bar_prev = float(alpha_bar[t - 1]) if t > 0 else 1.0
+        x, _ = ddpm_step(x, eps.to(x.dtype), float(alpha_bar[t]), alpha_bar_prev, noise=noise,
+                         clip_x0=clip_x0)  # fmt: skip
     if callback is not None:
         callback(-1, x)
     return x
@@ -148,126 +233,87 @@ def dpm_solver_timesteps(num_steps: int, num_train_timesteps: int = 1000, offset
     return steps
 
 
-def ddim_step(
-    x_t: torch.Tensor,
-    eps: torch.Tensor,
-    alpha_bar_t: float,
-    alpha_bar_prev: float,
-    eta: float = 0.0,
-    noise: torch.Tensor | None = None,
-    clip_x0: X0Clip = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DDIM step ``x_t -> x_prev``; returns ``(x_prev, x0_pred)``.
-
-    Song et al., "Denoising Diffusion Implicit Models" (2021), Eq. 12:
-    ``x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z`` with
-    ``sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)``
-    (Eq. 16). ``eta = 0`` is deterministic; ``eta = 1`` is DDPM's posterior
-    variance. When ``clip_x0`` is set, ``x0`` is clamped to ``[-1, 1]`` while
-    ``eps`` stays the model's prediction (as diffusers' DDIMScheduler does).
-    """
-    x0 = _predict_x0(x_t, eps, alpha_bar_t, clip_x0)
-    sigma = 0.0
-    if eta > 0:
-        variance = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)
-        sigma = eta * variance**0.5
-    x_prev = alpha_bar_prev**0.5 * x0 + max(1.0 - alpha_bar_prev - sigma**2, 0.0) ** 0.5 * eps
-    if sigma > 0:
-        if noise is None:
-            raise ValueError("ddim_step needs noise when eta > 0")
-        x_prev = x_prev + sigma * noise
-    return x_prev, x0
-
-
+# fmt: off
 def ddim_sample(
-    eps_fn: EpsFn,
-    x: torch.Tensor,
-    schedule: NoiseSchedule,
-    timesteps: Sequence[int] | Iterable[int],
-    eta: float = 0.0,
-    clip_x0: X0Clip = False,
-    final_alpha_cumprod: float | None = None,
-    generator: Generators = None,
-    callback: StepCallback | None = None,
-    progress: bool = False,
+    eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: Timesteps, *,
+    eta: float = 0.0, generator: Generators = None, clip_x0: X0Clip = False,
+    alpha_bar_final: float | None = None, callback: StepCallback | None = None, progress: bool = False,
 ) -> torch.Tensor:
+    # fmt: on
     """Run DDIM from ``x`` through the descending ``timesteps`` (any sequence).
 
     Each step goes to the next timestep of the sequence; the last one goes to
-    ``final_alpha_cumprod``, which defaults to ``alpha_bar[0]`` (the course's and
-    Stable Diffusion's convention, diffusers' ``set_alpha_to_one=False``); pass
-    ``1.0`` to end exactly at ``x_0``.
+    ``alpha_bar_final``, which defaults to ``alpha_bar[0]`` (the course's and Stable
+    Diffusion's convention, diffusers' ``set_alpha_to_one=False``); pass ``1.0`` to end
+    exactly at ``x_0``.
     """
-    timesteps = [int(t) for t in timesteps]
-    if any(a <= b for a, b in zip(timesteps, timesteps[1:], strict=False)):
-        raise ValueError("DDIM timesteps must be strictly descending")
-    abar = schedule.alphas_cumprod
-    final = float(abar[0]) if final_alpha_cumprod is None else float(final_alpha_cumprod)
-    prevs = [float(abar[t]) for t in timesteps[1:]] + [final]
-    batch = x.shape[0]
-    for t, abar_prev in tqdm(
+    timesteps = _descending(timesteps, "DDIM")
+    alpha_bar = schedule.alpha_bar
+    prevs = [float(alpha_bar[t]) for t in timesteps[1:]] + [_alpha_bar_final(schedule, alpha_bar_final)]
+    for t, alpha_bar_prev in tqdm(
         list(zip(timesteps, prevs, strict=True)), desc="DDIM", disable=not progress, leave=False
     ):
         if callback is not None:
             callback(t, x)
-        eps = eps_fn(x, torch.full((batch,), t, device=x.device, dtype=torch.long))
+        eps = eps_fn(x, _timestep(t, x))
         noise = _randn_like(x, generator) if eta > 0 else None
-        x, _ = ddim_step(x, eps.to(x.dtype), float(abar[t]), abar_prev, eta, noise, clip_x0)
+        x, _ = ddim_step(x, eps.to(x.dtype), float(alpha_bar[t]), alpha_bar_prev, eta=eta, noise=noise,
+                         clip_x0=clip_x0)  # fmt: skip
     if callback is not None:
         callback(-1, x)
     return x
 
 
+# fmt: off
 def dpmpp_2m_sample(
-    eps_fn: EpsFn,
-    x: torch.Tensor,
-    schedule: NoiseSchedule,
-    timesteps: Sequence[int] | Iterable[int],
-    clip_x0: X0Clip = False,
-    final_alpha_cumprod: float | None = None,
-    callback: StepCallback | None = None,
-    progress: bool = False,
+    eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: Timesteps, *,
+    clip_x0: X0Clip = False, alpha_bar_final: float | None = None,
+    callback: StepCallback | None = None, progress: bool = False,
 ) -> torch.Tensor:
+    # fmt: on
     """DPM-Solver++(2M): the second-order multistep solver of the diffusion ODE in data
     prediction (Lu et al., "DPM-Solver++", 2022, Algorithm 2), deterministic like DDIM with
     ``eta = 0`` but accurate with fewer steps (10-20 instead of 50).
 
-    With ``alpha_i = sqrt(abar_i)``, ``sigma_i = sqrt(1 - abar_i)``, ``lambda_i = log(alpha_i /
-    sigma_i)`` and ``h_i = lambda_{i+1} - lambda_i``, each step predicts
-    ``x0_i = (x_i - sigma_i eps) / alpha_i`` and updates
-    ``x_{i+1} = (sigma_{i+1} / sigma_i) x_i - alpha_{i+1} (exp(-h_i) - 1) D_i`` where
-    ``D_i = x0_i`` on the first and the last step (first order, DDIM's update; the last step
-    stays first order for stability with few steps) and otherwise
-    ``D_i = (1 + 1 / (2 r_i)) x0_i - 1 / (2 r_i) x0_{i-1}`` with ``r_i = h_{i-1} / h_i``.
-    The last step goes to ``final_alpha_cumprod`` as in :func:`ddim_sample` (``1.0``: to
-    ``x_0`` itself, where the update reduces to ``D``).
+    With ``alpha_i = sqrt(alpha_bar_i)``, ``sigma_i = sqrt(1 - alpha_bar_i)``,
+    ``lambda_i = log(alpha_i / sigma_i)``, each step ``i``:
+
+    1. ``x0_i = (x_i - sigma_i eps) / alpha_i``, clipped
+    2. ``h_i = lambda_{i+1} - lambda_i``
+    3. ``D_i = x0_i`` on the first and the last step (first order: DDIM's update; the last
+       step stays first order for stability with few steps), otherwise
+       ``D_i = (1 + 1 / (2 r_i)) x0_i - 1 / (2 r_i) x0_{i-1}`` with ``r_i = h_{i-1} / h_i``
+    4. ``x_{i+1} = (sigma_{i+1} / sigma_i) x_i - alpha_{i+1} (exp(-h_i) - 1) D_i``
+
+    The last step goes to ``alpha_bar_final`` as in :func:`ddim_sample` (``1.0``: to ``x_0``
+    itself, where the update reduces to ``x0``).
     """
-    timesteps = [int(t) for t in timesteps]
-    if any(a <= b for a, b in zip(timesteps, timesteps[1:], strict=False)):
-        raise ValueError("DPM-Solver timesteps must be strictly descending")
-    abar = schedule.alphas_cumprod
-    final = float(abar[0]) if final_alpha_cumprod is None else float(final_alpha_cumprod)
-    levels = [float(abar[t]) for t in timesteps] + [final]
+    timesteps = _descending(timesteps, "DPM-Solver")
+    alpha_bar = schedule.alpha_bar
+    levels = [float(alpha_bar[t]) for t in timesteps] + [_alpha_bar_final(schedule, alpha_bar_final)]
     lam = [0.5 * math.log(a / (1.0 - a)) if a < 1.0 else math.inf for a in levels]
-    batch, x0_prev, h_prev = x.shape[0], None, None
+    x0_prev, h_prev = None, None
     for i in tqdm(range(len(timesteps)), desc="DPM++", disable=not progress, leave=False):
         t = timesteps[i]
         if callback is not None:
             callback(t, x)
-        eps = eps_fn(x, torch.full((batch,), t, device=x.device, dtype=torch.long)).to(x.dtype)
+        eps = eps_fn(x, _timestep(t, x)).to(x.dtype)
+        # 1. the predicted x0
         x0 = _predict_x0(x, eps, levels[i], clip_x0)
-        a_next = levels[i + 1]
-        if a_next >= 1.0:
+        alpha_bar_next = levels[i + 1]
+        if alpha_bar_next >= 1.0:
             x = x0
             break
+        # 2. the step in lambda
         h = lam[i + 1] - lam[i]
-        last = i == len(timesteps) - 1
+        # 3. first or second order
         d = x0
-        if x0_prev is not None and not last:
+        if x0_prev is not None and i != len(timesteps) - 1:
             r = h_prev / h
             d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
-        sigma_ratio = ((1.0 - a_next) / (1.0 - levels[i])) ** 0.5
-        x = sigma_ratio * x - a_next**0.5 * math.expm1(-h) * d
+        # 4. the exponential-integrator update
+        sigma_ratio = ((1.0 - alpha_bar_next) / (1.0 - levels[i])) ** 0.5
+        x = sigma_ratio * x - alpha_bar_next**0.5 * math.expm1(-h) * d
         x0_prev, h_prev = x0, h
     if callback is not None:
         callback(-1, x)

@@ -24,7 +24,8 @@ class NoiseSchedule:
             raise ValueError("betas must be a 1-D tensor with values in (0, 1)")
         self.betas = betas
         self.alphas = 1.0 - betas
-        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        self.alpha_bar = torch.cumprod(self.alphas, dim=0)
+        """``alpha_bar[t] = prod_{s<=t} alpha_s`` (float64, CPU), read as ``schedule.alpha_bar[t]``."""
 
     @property
     def num_train_timesteps(self) -> int:
@@ -48,10 +49,6 @@ class NoiseSchedule:
         root = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64)
         return cls(root**2)
 
-    def alpha_bar(self, t: int) -> float:
-        """``alpha_bar_t`` as a Python float."""
-        return float(self.alphas_cumprod[t])
-
     def _gather(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         out = values[t.cpu()].to(device=like.device, dtype=like.dtype)
         return out.view(-1, *([1] * (like.ndim - 1)))
@@ -59,12 +56,6 @@ class NoiseSchedule:
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Sample ``q(x_t | x_0)`` (Ho et al. 2020, Eq. 4):
         ``x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps``."""
-        a = self._gather(self.alphas_cumprod.sqrt(), t, x0)
-        s = self._gather((1.0 - self.alphas_cumprod).sqrt(), t, x0)
+        a = self._gather(self.alpha_bar.sqrt(), t, x0)
+        s = self._gather((1.0 - self.alpha_bar).sqrt(), t, x0)
         return a * x0 + s * noise
-
-    def predict_x0(self, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Invert Eq. 4 for ``x_0`` given the predicted noise."""
-        a = self._gather(self.alphas_cumprod.sqrt(), t, x_t)
-        s = self._gather((1.0 - self.alphas_cumprod).sqrt(), t, x_t)
-        return (x_t - s * eps) / a

@@ -1,1 +1,1 @@
-"""Networks: shared UNet blocks, the PB1 conditional UNet, the PB2 face UNet, digit classifiers."""
+"""Networks: the building blocks the problems' networks share (time embeddings, residual blocks)."""

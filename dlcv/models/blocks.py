@@ -1,6 +1,6 @@
 """UNet building blocks shared by the digit UNet (PB1) and the face UNet (PB2).
 
-Names of submodules follow the face UNet's state dict (``specs/face_unet.md``),
+Names of submodules follow the face UNet's state dict (``docs/face_unet.md``),
 so both networks are assembled from the same pieces.
 """
 

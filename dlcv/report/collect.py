@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from dlcv.cli import UserError
-from dlcv.digit_grading import BASELINES, DATASETS, DISPLAY_NAMES, digit_files
-from dlcv.digit_model import MODEL_FILE
-from dlcv.face_mse import compare_folders
-from dlcv.imageio import list_images
+from dlcv.digits.grading import BASELINES, DATASETS, DISPLAY_NAMES, digit_files
+from dlcv.digits.model import MODEL_FILE
+from dlcv.faces.mse import compare_folders
+from dlcv.io.images import list_images
 from dlcv.report.document import Block, Code, Figure, Gap, Item, Section, Table, Text
 from dlcv.report.plots import MetricsLog, contact_sheet, plot_training_curves, read_metrics
 from dlcv.report.sources import DEFAULT_FACE_GT, DEFAULT_TI_INPUT, GRADES_NAME, Inputs, show
@@ -165,11 +165,7 @@ def pb1_training(inputs: Inputs, model_dir: Path, train_cmd: str, img_dir: Path)
     metrics, model = model_dir / METRICS_NAME, model_dir / MODEL_FILE
     item = Item("Training curve", f"`{train_cmd}`", written(model) if model.is_file() else "")
     if not metrics.is_file():
-        where = (
-            inputs.where_looked("pb1_model")
-            if "pb1_model" not in inputs.found
-            else f"{METRICS_NAME} not found in {show(model_dir)}"
-        )
+        where = inputs.missing("pb1_model", f"{METRICS_NAME} not found in {show(model_dir)}")
         item.blocks.append(
             Gap("training curve", where, f"`{train_cmd}` (or `make demo` for a run on synthetic digits)")
         )
@@ -211,11 +207,8 @@ def pb1_recipe(inputs: Inputs, model_dir: Path, train_cmd: str) -> Item:
         except Exception:
             recipe = None
     if recipe is None:
-        where = (
-            inputs.where_looked("pb1_model")
-            if "pb1_model" not in inputs.found
-            else f"no readable {CHECKPOINT_NAME} or {MODEL_FILE} in {show(model_dir)}"
-        )
+        unreadable = f"no readable {CHECKPOINT_NAME} or {MODEL_FILE} in {show(model_dir)}"
+        where = inputs.missing("pb1_model", unreadable)
         item.blocks.append(Gap("recipe (config)", where, train_cmd))
         return item
     from omegaconf import OmegaConf
@@ -440,11 +433,7 @@ def pb3_zeroshot(inputs: Inputs) -> Item:
     item = Item("CLIP zero-shot accuracy, five right and five wrong cases", f"`{cmd}`")
     summary_path = folder / "summary.json"
     if "zeroshot" not in inputs.found or not summary_path.is_file():
-        reason = (
-            inputs.where_looked("zeroshot")
-            if "zeroshot" not in inputs.found
-            else f"summary.json not found in {show(folder)}"
-        )
+        reason = inputs.missing("zeroshot", f"summary.json not found in {show(folder)}")
         item.blocks.append(Gap("CLIP zero-shot", reason, cmd))
         return item
     summary, error = read_json(summary_path)
@@ -525,11 +514,7 @@ def pb3_training(inputs: Inputs, img_dir: Path) -> Item:
     item = Item("Textual Inversion training", f"`{cmd}`", f"Stable Diffusion v1.4 ({code(SD_CKPT)})")
     concepts = _concept_dirs(folder) if "pb3_embeddings" in inputs.found and folder.is_dir() else {}
     if not concepts:
-        reason = (
-            inputs.where_looked("pb3_embeddings")
-            if "pb3_embeddings" not in inputs.found
-            else f"no concept folder with {METRICS_NAME} in {show(folder)}"
-        )
+        reason = inputs.missing("pb3_embeddings", f"no concept folder with {METRICS_NAME} in {show(folder)}")
         item.blocks.append(Gap("Textual Inversion training curves", reason, cmd))
         return item
     logs = {}
@@ -564,7 +549,7 @@ def _prompts(inputs: Inputs) -> dict[tuple[str, int], str]:
     """(concept key, prompt index) -> the generation prompt of input.json (empty without it)."""
     if inputs.ti_input is None:
         return {}
-    from dlcv.stable_diffusion.generation import read_input_json
+    from dlcv.stable_diffusion.course_input import read_input_json
 
     try:
         concepts = read_input_json(inputs.ti_input)
@@ -596,11 +581,8 @@ def pb3_samples(inputs: Inputs, img_dir: Path) -> Item:
             ):
                 folders[(key_dir.name, int(prompt_dir.name))] = prompt_dir
     if not folders:
-        reason = (
-            inputs.where_looked("pb3_outputs")
-            if "pb3_outputs" not in inputs.found
-            else f"no {{concept}}/{{prompt index}}/ image folders in {show(out)}"
-        )
+        empty = f"no {{concept}}/{{prompt index}}/ image folders in {show(out)}"
+        reason = inputs.missing("pb3_outputs", empty)
         item.blocks.append(Gap("Textual Inversion samples and CLIP scores", reason, f"{generate} && {grade}"))
         return item
     scores: dict[tuple[str, int], dict] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from dlcv.imageio import load_rgb, save_grid
+from dlcv.io.images import load_rgb, save_grid
 
 
 @dataclass

@@ -117,6 +117,10 @@ class Inputs:
         places = self.looked.get(slot) or [self.expected(slot)]
         return "not found in " + ", ".join(show(p) for p in places)
 
+    def missing(self, slot: str, otherwise: str) -> str:
+        """Why ``slot`` gives nothing: where it was looked for if it was not found, else ``otherwise``."""
+        return self.where_looked(slot) if slot not in self.found else otherwise
+
 
 def resolve_inputs(
     runs: list[str] | None,

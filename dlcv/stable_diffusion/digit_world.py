@@ -285,7 +285,7 @@ def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, d
     bank = caption_bank(sd.tokenizer, opts.held_out)
     x_all = data.images.float() / 127.5 - 1.0
     n_templates = len(WORLD_TEMPLATES)
-    abar = sd.schedule.alphas_cumprod.float()
+    abar = sd.schedule.alpha_bar.float()
 
     def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
         i = torch.randint(len(x_all), (opts.batch_size,), generator=generator)

@@ -152,7 +152,7 @@ def save_ldm_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     state = to_ldm_state_dict(unet, vae, text_encoder)
     if path.suffix == ".safetensors":
-        from dlcv.training.checkpoint import save_weights
+        from dlcv.io.checkpoint import save_weights
 
         save_weights(state, path)  # atomic, and the file follows the umask
     else:

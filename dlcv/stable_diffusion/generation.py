@@ -9,7 +9,7 @@ denoised by the text-conditioned UNet with classifier-free guidance (Ho & Salima
   DPM-Solver++(2M) (Lu et al., 2022), :func:`~dlcv.diffusion.dpmpp_2m_sample`, on
   diffusers' "leading" timesteps for it (:func:`~dlcv.diffusion.dpm_solver_timesteps`,
   ``941, 894, ..., 48`` for 20 steps), the last step first order and straight to ``x_0``
-  (``final_alpha_cumprod=1``, diffusers' ``final_sigmas_type="zero"``): the same images
+  (``alpha_bar_final=1``, diffusers' ``final_sigmas_type="zero"``): the same images
   as diffusers' ``DPMSolverMultistepScheduler`` in SD's configuration;
 * ``ddim``: DDIM (Song et al., 2021), :func:`~dlcv.diffusion.ddim_sample`, in SD's
   convention (timesteps ``981, 961, ..., 1`` for 50 steps, last ``alpha_bar_prev =
@@ -29,7 +29,6 @@ inf) is redone in fp32.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError, plain_name, prepare_out_dir, warn
+from dlcv.cli import ArgumentError, UserError, prepare_out_dir, warn
 from dlcv.diffusion import (
     classifier_free_guidance,
     ddim_sample,
@@ -48,7 +47,7 @@ from dlcv.diffusion import (
     dpm_solver_timesteps,
     dpmpp_2m_sample,
 )
-from dlcv.imageio import save_png, to_uint8
+from dlcv.io.images import save_png, to_uint8
 from dlcv.runtime import autocast
 
 if TYPE_CHECKING:  # diffusers and transformers load with the model, not with this module
@@ -91,15 +90,16 @@ class SamplingOptions:
     def check_numbers(self) -> None:
         """What can be checked without the model: the solver, a finite guidance, eta >= 0."""
         if self.solver not in SOLVERS:
-            raise UserError(f"--solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+            raise ArgumentError(f"`solver` must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if not math.isfinite(self.guidance):
-            raise UserError(f"--guidance must be a finite number, got {self.guidance}")
+            raise ArgumentError(f"`guidance` must be a finite number, got {self.guidance}")
         if not (math.isfinite(self.eta) and self.eta >= 0):
-            raise UserError(f"--eta must be a number >= 0, got {self.eta}")
+            raise ArgumentError(f"`eta` must be a number >= 0, got {self.eta}")
         if self.eta > 0 and self.solver != "ddim":
-            raise UserError(f"--eta is DDIM's: add --solver ddim (the {self.solver} solver is deterministic)")
+            raise ArgumentError(f"`eta` is DDIM's: add `solver` ddim (the {self.solver} solver is "
+                                "deterministic)")  # fmt: skip
         if self.steps < 1:
-            raise UserError(f"--steps must be at least 1, got {self.steps}")
+            raise ArgumentError(f"`steps` must be at least 1, got {self.steps}")
 
     def check(self, sd: StableDiffusion) -> int:
         """Validate against ``sd``; return the resolution to use."""
@@ -107,10 +107,11 @@ class SamplingOptions:
         try:
             self.timesteps(sd.config.num_train_timesteps)
         except ValueError as err:
-            raise UserError(f"--steps {self.steps} with --solver {self.solver}: {err}") from None
+            raise ArgumentError(f"`steps` {self.steps} with `solver` {self.solver}: {err}") from None
         res = self.resolution or sd.config.resolution
         if res <= 0 or res % sd.config.vae_scale:
-            raise UserError(f"--resolution must be a positive multiple of {sd.config.vae_scale}, got {res}")
+            raise ArgumentError(f"`resolution` must be a positive multiple of {sd.config.vae_scale}, "
+                                f"got {res}")  # fmt: skip
         return res
 
     def timesteps(self, num_train_timesteps: int) -> list[int]:
@@ -204,7 +205,7 @@ def denoise(
     if options.solver == "ddim":
         return ddim_sample(eps_fn, x, sd.schedule, timesteps, eta=options.eta, clip_x0=False,
                            progress=progress)  # fmt: skip
-    return dpmpp_2m_sample(eps_fn, x, sd.schedule, timesteps, final_alpha_cumprod=1.0, progress=progress)
+    return dpmpp_2m_sample(eps_fn, x, sd.schedule, timesteps, alpha_bar_final=1.0, progress=progress)
 
 
 def _decode(sd: StableDiffusion, latents: torch.Tensor) -> torch.Tensor:
@@ -274,7 +275,7 @@ def generate_batches(
     options = options or SamplingOptions()
     resolution = options.check(sd)
     if n_images < 1 or batch_size < 1:
-        raise UserError(f"--n-images and --batch-size must be >= 1, got {n_images} and {batch_size}")
+        raise ArgumentError(f"`n_images` and `batch_size` must be >= 1, got {n_images} and {batch_size}")
     cond, uncond = encode_text(sd, [prompt, negative_prompt]).chunk(2)
     for start in range(0, n_images, batch_size):
         n = min(batch_size, n_images - start)
@@ -300,39 +301,6 @@ def generate(
 # --- the course's prompt file and output layout ------------------------------------------------
 
 PLACEHOLDER = re.compile(r"<(?!\|)[^<>\s]+>")  # <new1>, <cat-toy>; not CLIP's <|endoftext|>
-
-
-@dataclass
-class Concept:
-    """One entry of the course's ``input.json``: its key, placeholder token and prompts."""
-
-    key: str
-    token: str
-    prompts: list[str]
-
-
-def read_input_json(path: str | Path) -> list[Concept]:
-    """The concepts of an ``input.json`` (``{key: {"token_name": ..., "prompt": [...]}, ...}``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"input json not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"{path}: expected an object {{concept key: {{token_name, prompt, ...}}}}")
-    concepts = []
-    for key, entry in data.items():
-        token = entry.get("token_name") if isinstance(entry, dict) else None
-        prompts = entry.get("prompt") if isinstance(entry, dict) else None
-        if not isinstance(token, str) or not token.strip():
-            raise UserError(f"{path}: concept {key!r} has no 'token_name' string")
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise UserError(f"{path}: concept {key!r} needs a non-empty 'prompt' list of strings")
-        plain_name(str(key), f"{path}: concept key")  # keys become output folders
-        concepts.append(Concept(str(key), token.strip(), list(prompts)))
-    return concepts
 
 
 def placeholders_in(text: str) -> list[str]:

@@ -26,7 +26,7 @@ from diffusers.loaders.single_file_utils import (
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from dlcv.cli import UserError
+from dlcv.cli import ArgumentError, UserError
 from dlcv.clip_tokenizer import load_clip_tokenizer, offline_clip_tokenizer
 from dlcv.diffusion import NoiseSchedule
 from dlcv.stable_diffusion.config import SD_V1_TEXT_ENCODER, SDConfig, sd_v1_config
@@ -124,9 +124,9 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
             detail.append(f"{len(missing)} missing, e.g. {missing[0]}")
         if unexpected:
             detail.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
-        raise UserError(
+        raise ArgumentError(
             f"{path}: the {what} weights do not fit the Stable Diffusion v1 architecture "
-            f"({'; '.join(detail)}); pass --model-config for another architecture"
+            f"({'; '.join(detail)}); pass `model_config` for another architecture"
         )
     model.load_state_dict(state, strict=True, assign=assign)
 
@@ -139,9 +139,9 @@ def _convert(state: dict[str, torch.Tensor], config: SDConfig, path: Path) -> tu
             vae = convert_ldm_vae_checkpoint(state, dict(config.vae))
             text = convert_ldm_clip_checkpoint(state)
     except (KeyError, IndexError, ValueError, RuntimeError) as err:
-        raise UserError(
+        raise ArgumentError(
             f"{path}: the weights do not fit the configured Stable Diffusion architecture "
-            f"({type(err).__name__}: {str(err)[:120]}); pass --model-config for another architecture"
+            f"({type(err).__name__}: {str(err)[:120]}); pass `model_config` for another architecture"
         ) from None
     return unet, vae, text
 
@@ -243,12 +243,12 @@ def _read_scheduler(folder: Path, config: SDConfig) -> None:
     config.beta_end = float(data.get("beta_end", config.beta_end))
 
 
+# fmt: off
 def load_stable_diffusion(
-    path: str | Path,
-    config: SDConfig | None = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    path: str | Path, config: SDConfig | None = None,
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
 ) -> StableDiffusion:
+    # fmt: on
     """Load SD v1 from a CompVis checkpoint file or a diffusers folder, never touching the network.
 
     ``config`` describes the architecture of a checkpoint file (default: SD v1.x);
@@ -267,9 +267,9 @@ def load_stable_diffusion(
     except (torch.cuda.OutOfMemoryError, MemoryError):
         where = "GPU" if torch.device(device).type == "cuda" else "CPU"
         size = "2.2 GB" if dtype in (torch.float16, torch.bfloat16) else "4.3 GB"
-        raise UserError(
+        raise ArgumentError(
             f"not enough {where} memory to load {path} (SD v1 needs about {size} in "
-            f"{str(dtype).removeprefix('torch.')}); free memory or use another --device"
+            f"{str(dtype).removeprefix('torch.')}); free memory or use another `device`"
         ) from None
     for net in (sd.unet, sd.vae, sd.text_encoder):
         net.eval().requires_grad_(False)

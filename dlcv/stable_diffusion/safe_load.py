@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcv.cli import UserError
-from dlcv.training.checkpoint import read_safetensors, torch_load, unsafe_globals
+from dlcv.io.checkpoint import read_safetensors, torch_load, unsafe_globals
 
 
 class Stub:

@@ -43,9 +43,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcv.cli import UserError
+from dlcv.cli import ArgumentError, UserError
 from dlcv.diffusion import NoiseSchedule, diffusion_loss
-from dlcv.imageio import save_grid
+from dlcv.io.checkpoint import load_checkpoint, save_weights
+from dlcv.io.images import save_grid
 from dlcv.runtime import configure_backends
 from dlcv.stable_diffusion.embeddings import add_embeddings, expand_placeholders, placeholder_names
 from dlcv.stable_diffusion.generation import (
@@ -66,7 +67,6 @@ from dlcv.stable_diffusion.ti_data import (
     tokenize_captions,
 )
 from dlcv.training import TrainConfig, distributed, train
-from dlcv.training.checkpoint import load_checkpoint, save_weights
 from dlcv.training.trainer import CHECKPOINT_NAME
 
 LEARNED_EMBEDS = "learned_embeds.safetensors"
@@ -97,12 +97,12 @@ class TIConfig:
         templates(self.kind)
         self.augmentation.check()
         if self.vectors < 1:
-            raise UserError(f"--vectors must be >= 1, got {self.vectors}")
+            raise ArgumentError(f"`vectors` must be >= 1, got {self.vectors}")
         if self.augmentation.resolution % sd.config.vae_scale:
-            raise UserError(f"--resolution must be a multiple of {sd.config.vae_scale}, "
+            raise ArgumentError(f"`resolution` must be a multiple of {sd.config.vae_scale}, "
                             f"got {self.augmentation.resolution}")  # fmt: skip
         if self.validate_images < 0 or self.validate_steps < 1:
-            raise UserError("--validate-images must be >= 0 and --validate-steps >= 1")
+            raise ArgumentError("`validate_images` must be >= 0 and `validate_steps` >= 1")
         self.sampling().check(sd)
         for prompt in self.validate_prompts or ():
             if "{}" not in prompt:
@@ -129,7 +129,8 @@ def init_vectors(sd: StableDiffusion, init_word: str, vectors: int = 1) -> torch
     """
     ids = sd.tokenizer(init_word, add_special_tokens=False).input_ids
     if not init_word.strip() or not ids:
-        raise UserError(f"--init-word {init_word!r} gives no tokens; pass a word such as 'dog' or 'painting'")
+        raise ArgumentError(f"`init_word` {init_word!r} gives no tokens; pass a word such as 'dog' or "
+                            "'painting'")  # fmt: skip
     table = sd.text_encoder.get_input_embeddings().weight.detach()
     rows = table[torch.tensor(ids, device=table.device)].float().cpu()
     if len(ids) == 1:
@@ -212,8 +213,8 @@ def _check_resume(cfg: TrainConfig, ti: TIConfig) -> None:
     before = load_checkpoint(path).get("config", {}).get("textual_inversion", {})
     for key in ("token", "vectors"):
         if key in before and before[key] != getattr(ti, key):
-            raise UserError(f"--resume: {path} trained {key} {before[key]!r}, not {getattr(ti, key)!r}; "
-                            "use the same settings or another --out")  # fmt: skip
+            raise ArgumentError(f"`resume`: {path} trained {key} {before[key]!r}, not {getattr(ti, key)!r}; "
+                                "use the same settings or another output folder")  # fmt: skip
 
 
 def textual_inversion_loss(

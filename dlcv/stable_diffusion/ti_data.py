@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from dlcv.cli import UserError
-from dlcv.imageio import list_images, load_rgb
+from dlcv.cli import ArgumentError, UserError
+from dlcv.io.images import list_images, load_rgb
 
 # Neutral captions; "{}" is replaced by the placeholder token. Written for this project.
 OBJECT_TEMPLATES: tuple[str, ...] = (
@@ -122,11 +122,11 @@ class Augmentation:
 
     def check(self) -> None:
         if self.resolution < 8:
-            raise UserError(f"--resolution must be at least 8, got {self.resolution}")
+            raise ArgumentError(f"`resolution` must be at least 8, got {self.resolution}")
         if self.views < 1:
-            raise UserError(f"--views must be >= 1, got {self.views}")
+            raise ArgumentError(f"`views` must be >= 1, got {self.views}")
         if not 0.0 < self.crop_min <= 1.0:
-            raise UserError(f"--crop-min must be in (0, 1], got {self.crop_min}")
+            raise ArgumentError(f"`crop_min` must be in (0, 1], got {self.crop_min}")
 
     def count(self) -> int:
         """Distinct views per image: without cropping there are only the image and its mirror."""

@@ -27,10 +27,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError, prepare_out_dir
+from dlcv.cli import ArgumentError, prepare_out_dir
+from dlcv.io.checkpoint import load_checkpoint, save_checkpoint
 from dlcv.runtime import autocast, configure_backends, grad_scaler, resolve_dtype
 from dlcv.training import distributed
-from dlcv.training.checkpoint import load_checkpoint, save_checkpoint
 from dlcv.training.ema import EMA
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -180,7 +180,7 @@ def train(
     if cfg.resume:
         state = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
         if state is None:
-            raise UserError(f"--resume: no checkpoint at {ckpt_path}")
+            raise ArgumentError(f"`resume`: no checkpoint at {ckpt_path}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -194,11 +194,11 @@ def train(
         else:
             generator = _rank_generator(cfg.seed, info.rank, start)
     elif ckpt_path.exists():
-        raise UserError(
-            f"{ckpt_path} already exists: pass --resume to continue it, or choose another output folder"
+        raise ArgumentError(
+            f"{ckpt_path} already exists: pass `resume` to continue it, or choose another output folder"
         )
     if start >= cfg.steps:
-        raise UserError(f"--resume: the checkpoint is at step {start}, not below --steps {cfg.steps}")
+        raise ArgumentError(f"`resume`: the checkpoint is at step {start}, not below `steps` {cfg.steps}")
 
     def save(step: int) -> None:
         if not info.is_main:

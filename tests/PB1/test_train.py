@@ -2,8 +2,8 @@ import json
 
 import torch
 
-from dlcv.digit_model import load_model
-from dlcv.training.checkpoint import load_checkpoint
+from dlcv.digits.model import load_model
+from dlcv.io.checkpoint import load_checkpoint
 
 from ..conftest import run_script
 
@@ -52,7 +52,7 @@ def test_a_latent_pca_model_trains_generates_and_keeps_its_basis(tmp_path, digit
     as 28x28 PNGs."""
     from PIL import Image
 
-    from ..models.test_digit_latent_mlp import LATENT_YAML
+    from ..digits.test_latent_mlp import LATENT_YAML
 
     config = tmp_path / "latent.yaml"
     config.write_text(LATENT_YAML)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcv.models.face_unet import FaceUNet
+from dlcv.faces.unet import FaceUNet
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def face_files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pb2_face")
     torch.manual_seed(0)
     model = FaceUNet(8)
-    with torch.no_grad():  # a small output layer: a non-chaotic DDIM trajectory (tests/test_face_ddim.py)
+    with torch.no_grad():  # a small output layer: a non-chaotic DDIM trajectory (tests/faces/test_ddim.py)
         model.out[2].weight.mul_(0.005)
         model.out[2].bias.mul_(0.005)
     unet = root / "UNet.pt"
@@ -32,7 +32,7 @@ def face_files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def digit_model_file(tmp_path_factory) -> Path:
     """A randomly initialised PB1 model of the ``tiny`` preset, exported as PB1/train.py does."""
-    from dlcv.digit_model import build_model, export_model, load_config
+    from dlcv.digits.model import build_model, export_model, load_config
 
     cfg = load_config("tiny")
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ def test_hw2_2_writes_one_png_per_noise(face_files, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"wrote 4 images to {out}"
     assert sorted(p.name for p in out.iterdir()) == ["00.png", "01.png", "02.png", "03.png"]
-    for path in out.iterdir():  # the values themselves: tests/test_face_ddim.py
+    for path in out.iterdir():  # the values themselves: tests/faces/test_ddim.py
         pixels = np.asarray(Image.open(path))
         assert pixels.shape == (32, 32, 3) and pixels.min() == 0 and pixels.max() == 255
 

@@ -11,10 +11,10 @@ from PIL import Image
 
 from dlcv.cli import UserError
 from dlcv.diffusion import NoiseSchedule, diffusion_loss
-from dlcv.face_ddim import load_face_unet
-from dlcv.models.face_unet import FaceUNet
+from dlcv.faces.ddim import load_face_unet
+from dlcv.faces.unet import FaceUNet
+from dlcv.io.checkpoint import load_checkpoint
 from dlcv.runtime import seed_everything
-from dlcv.training.checkpoint import load_checkpoint
 
 from ..conftest import REPO, run_script
 
@@ -71,7 +71,7 @@ def test_a_few_steps_lower_the_loss_and_save_a_loadable_state_dict(faces, tmp_pa
     assert (out / "samples" / "step_0000020.png").is_file()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(UserError, match="`resume`"):
         module.main(argv)  # never overwrites a run silently
     module.main([*argv[:9], "22", *argv[10:], "--resume"])  # --steps 20 -> 22
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 22

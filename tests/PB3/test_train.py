@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from dlcv.cli import UserError
-from dlcv.imageio import save_png
+from dlcv.io.checkpoint import load_checkpoint
+from dlcv.io.images import save_png
 from dlcv.stable_diffusion.embeddings import load_embedding
-from dlcv.training.checkpoint import load_checkpoint
 
 from ..conftest import FIXTURES, REPO, run_script
 

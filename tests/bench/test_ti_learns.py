@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from dlcv.imageio import load_rgb
+from dlcv.io.images import load_rgb
 from dlcv.stable_diffusion.embeddings import load_embedding
 from dlcv.stable_diffusion.loading import load_stable_diffusion
 from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS, init_vectors

@@ -18,12 +18,12 @@ from dlcv.clip_eval.grading import (
     format_report,
     grade_textual_inversion,
     plan_grading,
-    read_input_json,
     results_to_json,
 )
 from dlcv.clip_eval.loading import wrap_clip_model
 from dlcv.clip_eval.tiny import random_clip
 from dlcv.clip_tokenizer import offline_clip_tokenizer
+from dlcv.stable_diffusion.course_input import read_input_json
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -61,7 +61,7 @@ def tiny():
 
 
 def test_reads_the_course_input_json():
-    concepts = read_input_json(INPUT_JSON)
+    concepts = read_input_json(INPUT_JSON, for_grading=True)
     assert [c.key for c in concepts] == ["0", "1"]
     assert concepts[0].token == "<new1>"
     assert concepts[1].eval_prompts[1] == "Manhattan skyline in the style of David Revoy."
@@ -72,7 +72,7 @@ def test_reads_the_course_input_json():
     ("content", "message"),
     [
         ("{not json", "not valid JSON"),
-        ("[]", "expected a mapping"),
+        ("[]", "expected an object"),
         ('{"0": {"baseline": [[1, 2]]}}', "'prompt_4_clip_eval' must be a list"),
         ('{"0": {"prompt_4_clip_eval": ["a", "b"], "baseline": [[1, 2]]}}',
          r"one \[image, text\] pair per evaluation prompt \(2\)"),
@@ -83,16 +83,16 @@ def test_malformed_input_json(tmp_path, content, message):
     path = tmp_path / "input.json"
     path.write_text(content)
     with pytest.raises(UserError, match=message):
-        read_input_json(path)
+        read_input_json(path, for_grading=True)
     with pytest.raises(UserError, match="input.json not found"):
-        read_input_json(tmp_path / "missing.json")
+        read_input_json(tmp_path / "missing.json", for_grading=True)
 
 
 def test_refuses_a_folder_without_exactly_25_images(tree, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(tree / "out", out)
     (out / "1" / "0" / "24.png").unlink()
-    concepts = read_input_json(tree / "input.json")
+    concepts = read_input_json(tree / "input.json", for_grading=True)
     with pytest.raises(UserError, match=r"out/1/0: expected exactly 25 images, found 24"):
         plan_grading(concepts, tree / "data", out)
     shutil.rmtree(out / "1" / "0")
@@ -105,7 +105,7 @@ def test_refuses_a_folder_without_exactly_25_images(tree, tmp_path):
 
 def test_missing_reference_folder(tree, tmp_path):
     (tmp_path / "data" / "0").mkdir(parents=True)
-    concepts = read_input_json(tree / "input.json")
+    concepts = read_input_json(tree / "input.json", for_grading=True)
     with pytest.raises(UserError, match="no reference images"):
         plan_grading(concepts, tmp_path / "data", tree / "out")
     with pytest.raises(UserError, match="reference folder of concept '1' not found"):
@@ -140,7 +140,7 @@ def test_grades_as_the_course_and_encodes_references_once(tree, tiny, monkeypatc
         return original(clip_model, paths, *args, **kwargs)
 
     monkeypatch.setattr(grading, "encode_image_files", counting)
-    concepts = read_input_json(tree / "input.json")
+    concepts = read_input_json(tree / "input.json", for_grading=True)
     results = grade_textual_inversion(tiny, plan_grading(concepts, tree / "data", tree / "out"),
                                       batch_size=8)
     assert calls.count("0") == 1 and calls.count("1") == 1  # references once per concept
@@ -155,7 +155,7 @@ def test_grades_as_the_course_and_encodes_references_once(tree, tiny, monkeypatc
 
 
 def test_report_lists_margins_pass_fail_and_count(tree, tiny):
-    concepts = read_input_json(tree / "input.json")
+    concepts = read_input_json(tree / "input.json", for_grading=True)
     for c in concepts:  # a tiny random model scores near 0-100 at random: pick baselines
         c.baselines = [(-1000.0, -1000.0), (1000.0, -1000.0)]
     results = grade_textual_inversion(tiny, plan_grading(concepts, tree / "data", tree / "out"))

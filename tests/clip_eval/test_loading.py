@@ -209,5 +209,5 @@ def test_precision_choice(monkeypatch, capability):
     assert clip_dtype("auto", torch.device("cpu")) == torch.float32
     assert clip_dtype("auto", torch.device("cuda")) == torch.float16
     assert clip_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(UserError, match="--precision"):
+    with pytest.raises(UserError, match="`precision`"):
         clip_dtype("fp8", torch.device("cpu"))

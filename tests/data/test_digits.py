@@ -34,7 +34,7 @@ def _write_split(folder: Path, split: str, labels: list[int], size: int = 28,
 @pytest.fixture()
 def tree(tmp_path: Path) -> Path:
     """A course-like tree: mnistm 28x28 (train/test), svhn 32x32 (train)."""
-    dg.clear_cache()
+    dg._CACHE.clear()
     _write_split(tmp_path / "mnistm", "train", [3, 1, 4, 1, 5, 9])
     _write_split(tmp_path / "mnistm", "test", [2, 7], start=6)
     _write_split(tmp_path / "svhn", "train", [0, 8, 8, 2], size=32)
@@ -124,7 +124,7 @@ def test_cache_returns_copies_and_notices_csv_changes(tree: Path) -> None:
 
 
 def _error(tree: Path, dataset: str = "mnistm", split: str = "train") -> str:
-    dg.clear_cache()
+    dg._CACHE.clear()
     with pytest.raises(UserError) as info:
         dg.load_digit_split(tree, dataset, split, progress=False)
     message = str(info.value)

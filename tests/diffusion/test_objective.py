@@ -11,7 +11,7 @@ def _oracle(objective: Objective, s: NoiseSchedule, x0: torch.Tensor):
     """A network that knows x0: outputs the exact target of the objective for its input."""
 
     def net(inp, t):
-        a = s.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+        a = s.alpha_bar[t].float().view(-1, 1, 1, 1)
         x_t = inp / objective.input_scale(a)
         eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
         return objective.target(x0, eps, a)
@@ -71,7 +71,7 @@ def test_min_snr_weights_every_sample_by_min_snr_gamma_in_x0_space(objective):
     # a network whose x0 error is exactly 0.1 everywhere: F error = 0.1 * dF/dx0
     def off_by(net_objective):
         def net(inp, t):
-            a = s.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+            a = s.alpha_bar[t].float().view(-1, 1, 1, 1)
             x_t = inp / net_objective.input_scale(a)
             eps_true = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
             eps_wrong = (x_t - a.sqrt() * (x0 + 0.1)) / (1 - a).sqrt()
@@ -81,7 +81,7 @@ def test_min_snr_weights_every_sample_by_min_snr_gamma_in_x0_space(objective):
     loss = diffusion_loss(off_by(weighted), x0, s, torch.Generator().manual_seed(5), weighted)
     g = torch.Generator().manual_seed(5)
     t = torch.randint(0, 1000, (64,), generator=g)
-    snr = s.alphas_cumprod[t] / (1 - s.alphas_cumprod[t])
+    snr = s.alpha_bar[t] / (1 - s.alpha_bar[t])
     expected = (snr.clamp(max=5.0) * 0.01).mean().float()  # x0-space: min(SNR, 5) * 0.1^2
     torch.testing.assert_close(loss, expected, rtol=1e-3, atol=1e-6)
 
@@ -91,8 +91,8 @@ def test_lognormal_timesteps_follow_edm_noise_distribution():
     obj = Objective(timestep_sampling="lognormal", lognormal_mean=-1.2, lognormal_std=1.2)
     t = sample_timesteps(s, 20000, obj, torch.Generator().manual_seed(0))
     assert t.dtype == torch.long and t.min() >= 0 and t.max() <= 999
-    abar = s.alphas_cumprod[t]
-    log_sigma = 0.5 * torch.log((1 - abar) / abar)
+    alpha_bar_t = s.alpha_bar[t]
+    log_sigma = 0.5 * torch.log((1 - alpha_bar_t) / alpha_bar_t)
     # the median of ln(sigma) is P_mean; much of the mass is at low noise levels
     assert abs(log_sigma.median().item() - (-1.2)) < 0.05
     uniform = sample_timesteps(s, 20000, Objective(), torch.Generator().manual_seed(0))

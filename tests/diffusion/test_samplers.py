@@ -44,13 +44,13 @@ def test_ddim_steps_equal_diffusers(eta):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 8, 8, generator=g)
     x_ref = x.clone()
-    abar = SCHEDULE.alphas_cumprod
+    alpha_bar = SCHEDULE.alpha_bar
     steps = ddim_timesteps(50)
     for i, t in enumerate(steps):
         noise = torch.randn(x.shape, generator=g)
         eps = toy_eps(x, torch.full((2,), t))
-        prev = float(abar[steps[i + 1]]) if i + 1 < len(steps) else float(abar[0])
-        x, _ = ddim_step(x, eps, float(abar[t]), prev, eta, noise, clip_x0=True)
+        prev = float(alpha_bar[steps[i + 1]]) if i + 1 < len(steps) else float(alpha_bar[0])
+        x, _ = ddim_step(x, eps, float(alpha_bar[t]), prev, eta=eta, noise=noise, clip_x0=True)
         out = ref.step(toy_eps(x_ref, torch.full((2,), t)), t, x_ref, eta=eta, variance_noise=noise)
         x_ref = out.prev_sample
         torch.testing.assert_close(x, x_ref, rtol=1e-5, atol=1e-5)
@@ -69,9 +69,9 @@ def test_ddim_sample_equals_the_diffusers_loop():
 
 def test_ddim_final_alpha_one_ends_at_predicted_x0():
     x = torch.randn(1, 3, 4, 4)
-    out = ddim_sample(toy_eps, x, SCHEDULE, [500], final_alpha_cumprod=1.0)
-    abar = float(SCHEDULE.alphas_cumprod[500])
-    x0 = (x - (1 - abar) ** 0.5 * toy_eps(x, torch.tensor([500]))) / abar**0.5
+    out = ddim_sample(toy_eps, x, SCHEDULE, [500], alpha_bar_final=1.0)
+    alpha_bar_t = float(SCHEDULE.alpha_bar[500])
+    x0 = (x - (1 - alpha_bar_t) ** 0.5 * toy_eps(x, torch.tensor([500]))) / alpha_bar_t**0.5
     torch.testing.assert_close(out, x0)
 
 
@@ -88,7 +88,9 @@ def test_ddpm_steps_equal_diffusers():
         eps = toy_eps(x, torch.full((2,), t))
         # diffusers draws its noise from the generator it is given: draw the same here
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(100 + t))
-        ours, _ = ddpm_step(x, eps, t, SCHEDULE, noise if t > 0 else None, clip_x0=True)
+        prev = float(SCHEDULE.alpha_bar[t - 1]) if t > 0 else 1.0
+        ours, _ = ddpm_step(x, eps, float(SCHEDULE.alpha_bar[t]), prev, noise=noise if t > 0 else None,
+                            clip_x0=True)  # fmt: skip
         theirs = ref.step(eps, t, x, generator=torch.Generator().manual_seed(100 + t)).prev_sample
         torch.testing.assert_close(ours, theirs, rtol=2e-4, atol=2e-4)
         x = ours
@@ -124,7 +126,7 @@ def test_dpmpp_2m_equals_diffusers_dpm_solver_multistep(steps):
     x_ref = x.clone()
     for t in ref.timesteps:
         x_ref = ref.step(toy_eps(x_ref, t.expand(2)), t, x_ref).prev_sample
-    ours = dpmpp_2m_sample(toy_eps, x, SCHEDULE, timesteps, final_alpha_cumprod=1.0)
+    ours = dpmpp_2m_sample(toy_eps, x, SCHEDULE, timesteps, alpha_bar_final=1.0)
     torch.testing.assert_close(ours, x_ref, rtol=1e-4, atol=1e-4)
 
 

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 from torch import nn
 from torchvision import transforms
-from torchvision.models import resnet34
 
 from dlcv.cli import UserError
 from dlcv.data.synthetic_digits import render_mnistm_style, render_svhn_style
 
 from ..conftest import REPO, run_script
+from ..digits.test_classifiers import course_resnet34
 
 COURSE_TRANSFORM = transforms.Compose(
     [transforms.Resize((28, 28)), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)]
@@ -35,13 +35,6 @@ class CourseLeNet(nn.Module):
         x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
         x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2).flatten(1)
         return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
-
-
-def course_resnet34() -> nn.Module:
-    model = resnet34(num_classes=10)
-    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    model.maxpool = nn.Identity()
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +175,7 @@ def test_each_bad_input_is_named(setup, tmp_path):
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / "Classifier.pth").write_bytes((root / "ckpt" / "Classifier.pth").read_bytes())
-    with pytest.raises(UserError, match="no SVHN classifier: pass --svhn-checkpoint"):
+    with pytest.raises(UserError, match="no SVHN classifier: pass `svhn_checkpoint`"):
         run_main("--folder", out, "--checkpoint", str(alone / "Classifier.pth"))
     with pytest.raises(UserError, match="--batch-size must be positive"):
         run_main("--folder", out, "--checkpoint", lenet, "--batch-size", "0")

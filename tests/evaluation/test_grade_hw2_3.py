@@ -212,7 +212,7 @@ def _no_baseline(tmp_path: Path) -> Path:
     ("change", "message"),
     [
         (lambda t, tmp: {"--json_path": str(tmp / "none.json")}, "input.json not found: .*none.json"),
-        (lambda t, tmp: {"--json_path": str(_broken_json(tmp))}, "broken.json: not valid JSON"),
+        (lambda t, tmp: {"--json_path": str(_broken_json(tmp))}, "broken.json is not valid JSON"),
         (lambda t, tmp: {"--json_path": str(_no_baseline(tmp))},
          r"concept '0': 'baseline' must hold one \[image, text\] pair per evaluation prompt \(2\)"),
         (lambda t, tmp: {"--input_dir": str(tmp)}, "reference folder of concept '0' not found"),
@@ -231,7 +231,7 @@ def test_bad_inputs_name_the_file_or_folder(tree, tmp_path, stand_in, change, me
 
 
 def test_missing_weights_say_where_to_put_them(tree, tmp_path):
-    with pytest.raises(UserError, match=r"--clip .*nowhere: no such file.*checkpoints/clip-vit"):
+    with pytest.raises(UserError, match=r"`clip` .*nowhere: no such file.*checkpoints/clip-vit"):
         _load_main()(_args(tree, "--clip", str(tmp_path / "nowhere")))
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dlcv.cli import UserError
-from dlcv.models.digit_classifiers import LeNet, SmallCNN, load_digit_classifier
+from dlcv.digits.classifiers import LeNet, SmallCNN, load_digit_classifier
 
 from ..conftest import REPO, run_script
 

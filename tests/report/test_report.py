@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from dlcv.clip_eval.grading import PromptResult, results_to_json
-from dlcv.digit_grading import grades_record
+from dlcv.digits.grading import grades_record
+from dlcv.io.checkpoint import save_weights
 from dlcv.report import __main__ as report_cli
 from dlcv.report.plots import read_metrics
-from dlcv.training.checkpoint import save_weights
 
 from ..conftest import REPO, run_script
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dlcv.cli import UserError
+from dlcv.stable_diffusion.course_input import read_input_json
 from dlcv.stable_diffusion.generation import (
     DEFAULT_STEPS,
     SamplingOptions,
@@ -20,7 +21,6 @@ from dlcv.stable_diffusion.generation import (
     initial_latents,
     placeholders_in,
     prepare_for_inference,
-    read_input_json,
     write_prompt_images,
 )
 from dlcv.stable_diffusion.tiny import build_tiny_sd
@@ -88,8 +88,8 @@ def test_seeded_and_independent_of_batch_size(sd):
 def test_resolution_and_options_are_checked(sd):
     assert SamplingOptions(resolution=16).check(sd) == 16
     for bad, message in ((SamplingOptions(resolution=15), "multiple of 2"),
-                         (SamplingOptions(solver="euler"), "--solver"),
-                         (SamplingOptions(steps=0), "--steps")):  # fmt: skip
+                         (SamplingOptions(solver="euler"), "`solver`"),
+                         (SamplingOptions(steps=0), "`steps`")):  # fmt: skip
         with pytest.raises(UserError, match=message):
             bad.check(sd)
     assert generate(sd, PROMPT, 1, SamplingOptions(steps=1, resolution=16)).shape == (1, 3, 16, 16)
@@ -122,7 +122,7 @@ def _dpm_reference_timesteps(steps: int) -> list[int]:
 
 def test_eta_is_ddim_only():
     SamplingOptions(solver="ddim", eta=0.5).check_numbers()
-    with pytest.raises(UserError, match="--eta is DDIM's: add --solver ddim"):
+    with pytest.raises(UserError, match="`eta` is DDIM's: add `solver` ddim"):
         SamplingOptions(eta=0.5).check_numbers()
 
 

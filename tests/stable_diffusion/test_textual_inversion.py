@@ -9,9 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from dlcv.cli import UserError
-from dlcv.imageio import save_png
+from dlcv.io.checkpoint import load_checkpoint
+from dlcv.io.images import save_png
+from dlcv.stable_diffusion.course_input import read_input_json
 from dlcv.stable_diffusion.embeddings import add_embeddings, load_embedding
-from dlcv.stable_diffusion.generation import encode_text, read_input_json
+from dlcv.stable_diffusion.generation import encode_text
 from dlcv.stable_diffusion.loading import load_stable_diffusion
 from dlcv.stable_diffusion.textual_inversion import (
     LEARNED_EMBEDS,
@@ -22,7 +24,6 @@ from dlcv.stable_diffusion.textual_inversion import (
 from dlcv.stable_diffusion.ti_data import Augmentation, augmented_views, concept_images, guess_kind
 from dlcv.stable_diffusion.tiny import build_tiny_sd
 from dlcv.training import TrainConfig
-from dlcv.training.checkpoint import load_checkpoint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOKEN = "<ti-test>"
@@ -119,7 +120,7 @@ def test_init_vectors():
     torch.testing.assert_close(one.norm(), rows.norm(dim=1).mean())
     assert torch.nn.functional.cosine_similarity(one[0], rows.mean(0), dim=0) > 0.999
     assert torch.equal(init_vectors(sd, "David Revoy", len(revoy)), rows)
-    with pytest.raises(UserError, match="init-word"):
+    with pytest.raises(UserError, match="`init_word`"):
         init_vectors(sd, "  ", 1)
 
 
@@ -148,7 +149,7 @@ def test_bad_inputs(tmp_path):
     images = concept_images(_images(tmp_path / "images", 1))
     cases = [
         (TIConfig(token="dog", init_word="dog"), "already in the tokenizer"),
-        (TIConfig(token=TOKEN, init_word="dog", vectors=0), "--vectors"),
+        (TIConfig(token=TOKEN, init_word="dog", vectors=0), "`vectors`"),
         (TIConfig(token=TOKEN, init_word="dog", augmentation=Augmentation(33)), "multiple of 2"),
         (TIConfig(token=TOKEN, init_word="dog", kind="texture"), "object' or 'style"),
     ]

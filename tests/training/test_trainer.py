@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from dlcv.cli import UserError
+from dlcv.io.checkpoint import load_checkpoint
 from dlcv.training import TrainConfig, train
-from dlcv.training.checkpoint import load_checkpoint
 from dlcv.training.trainer import lr_factor
 
 from ..conftest import REPO
@@ -95,7 +95,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 def test_existing_checkpoint_is_never_overwritten_without_resume(tmp_path):
     train(make_model(), loss_fn, next_batch, config(tmp_path, steps=2))
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(UserError, match="`resume`"):
         train(make_model(), loss_fn, next_batch, config(tmp_path, steps=2))
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     with pytest.raises(UserError, match="no checkpoint"):

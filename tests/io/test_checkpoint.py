@@ -1,0 +1,74 @@
+import builtins
+import os
+import pickle
+import stat
+
+import pytest
+import torch
+
+from dlcv.cli import UserError
+from dlcv.io.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+
+
+def test_checkpoint_round_trip_leaves_no_temporary_files(tmp_path):
+    path = save_checkpoint({"w": torch.ones(2), "step": 3, "cfg": {"a": [1, 2]}}, tmp_path / "c.pt")
+    state = load_checkpoint(path)
+    assert state["step"] == 3 and torch.equal(state["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_foreign_pickles_and_missing_files_are_user_errors(tmp_path):
+    import argparse  # any class outside the weights-only allow-list stands in for foreign code
+
+    torch.save({"obj": argparse.Namespace(a=1)}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="evil.pt"):
+        load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserError, match="junk.safetensors"):
+        load_weights(tmp_path / "junk.safetensors")
+
+
+def test_weights_carry_their_config(tmp_path):
+    save_weights({"a": torch.arange(3.0)}, tmp_path / "m.safetensors", {"model": {"width": 4}})
+    tensors, cfg = load_weights(tmp_path / "m.safetensors")
+    assert torch.equal(tensors["a"], torch.arange(3.0)) and cfg == {"model": {"width": 4}}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        weights = save_weights({"a": torch.zeros(2)}, tmp_path / "m.safetensors")
+        checkpoint = save_checkpoint({"step": 1}, tmp_path / "c.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(weights.stat().st_mode) == mode
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == mode
+
+
+class _Trap:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (builtins.open, (self.marker, "w"))
+
+
+def test_messages_say_what_the_file_is_and_never_suggest_turning_the_safety_off(tmp_path):
+    marker = tmp_path / "code_ran"
+    torch.save({"w": torch.zeros(1), "x": _Trap(marker)}, tmp_path / "zip.pt")
+    (tmp_path / "legacy.pt").write_bytes(pickle.dumps({"x": _Trap(marker)}, protocol=4))
+    (tmp_path / "text.pt").write_text("hello\n")
+    messages = {}
+    for name in ("zip.pt", "legacy.pt", "text.pt"):
+        with pytest.raises(UserError) as err:
+            load_checkpoint(tmp_path / name)
+        messages[name] = str(err.value)
+    assert not marker.exists()
+    assert "needs io.open to load" in messages["zip.pt"] and "needs io.open" in messages["legacy.pt"]
+    assert "it is a text file, not a training checkpoint" in messages["text.pt"]
+    assert all("weights_only" not in m and "\n" not in m for m in messages.values())
+    with pytest.raises(UserError, match="expected a .safetensors model, but it is a zip archive"):
+        load_weights(tmp_path / "zip.pt", expected="a .safetensors model")
