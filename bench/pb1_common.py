@@ -85,11 +85,18 @@ def ensure_graders(data: Path, out: Path, epochs: int = 30) -> Path:
     return out
 
 
+def load_graders(graders: Path) -> dict:
+    """``{"mnistm": classifier, "svhn": classifier}`` from a folder of ``{name}_classifier.safetensors``."""
+    from dlcv.digits.classifiers import load_digit_classifier
+
+    names = ("mnistm", "svhn")
+    return {name: load_digit_classifier(graders / f"{name}_classifier.safetensors") for name in names}
+
+
 def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: float | None = None,
                 sampler: str | None = None, steps: int | None = None, seed: int = 0) -> dict:
     """Generate ``per_class`` images of each of the 20 classes with the model's own sampler
     settings (or the ones given) and classify them: ``{"mnistm": acc, "svhn": acc, ...}``."""
-    from dlcv.digits.classifiers import load_digit_classifier
     from dlcv.digits.grading import accuracy_stats, predict
     from dlcv.digits.model import build_schedule, load_model
     from dlcv.digits.sampling import sample_course_set
@@ -107,8 +114,7 @@ def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: fl
     seconds = time.perf_counter() - began
     digits = torch.arange(10).repeat_interleave(per_class)
     result: dict = {**settings, "per_class": per_class, "sampling_s": round(seconds, 1)}
-    for i, name in enumerate(("mnistm", "svhn")):
-        clf = load_digit_classifier(graders / f"{name}_classifier.safetensors")
+    for i, (name, clf) in enumerate(load_graders(graders).items()):
         part = images[i * 10 * per_class : (i + 1) * 10 * per_class]
         result[name] = accuracy_stats(predict(clf, part), digits)["acc"]
     return result

@@ -42,6 +42,7 @@ from pb1_common import (  # noqa: E402
     SLOW_MACHINE_STEPS_PER_S,
     ensure_graders,
     grade_model,
+    load_graders,
     plot_curves,
     reference_speed,
     train_steps_per_second,
@@ -273,15 +274,13 @@ def pca_bound(args: argparse.Namespace, graders: Path) -> None:
     import torch
 
     from dlcv.data.digits import load_joint_digits
-    from dlcv.digits.classifiers import load_digit_classifier
     from dlcv.digits.grading import accuracy_stats, predict
     from dlcv.digits.model import build_model, load_config
 
     torch.set_num_threads(2)
     train, _ = load_joint_digits(args.data, "train", progress=False)
     test, labels = load_joint_digits(args.data, "test", progress=False)
-    classifiers = {n: load_digit_classifier(graders / f"{n}_classifier.safetensors")
-                   for n in ("mnistm", "svhn")}  # fmt: skip
+    classifiers = load_graders(graders)
     rows = []
     for k in args.pca_bound:
         model = build_model(load_config("demo", [f"model.components={k}"]))
