@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "default: the model's")  # fmt: skip
     p.add_argument("--steps", type=int, help="DDIM / DPM-Solver++ steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 = no guidance")
-    p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--eta", type=float, help="fresh noise of DDIM / DPM-Solver++: 0 = deterministic (ODE), "
+                   "1 = DDPM-like (SDE); default: the model's")  # fmt: skip
     p.add_argument("--n-per-digit", type=int, default=50, help="images per digit per dataset (%(default)s)")
     p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (%(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     guidance = args.guidance if args.guidance is not None else float(s.get("guidance", 2.0))
     eta = args.eta if args.eta is not None else float(s.get("eta", 0.0))
     prepare_course_folders(args.out_dir, args.n_per_digit)  # before the sampling: fail or warn now
-    print(f"{path}: {sampler} {steps if sampler != 'ddpm' else 1000} steps, guidance {guidance}, on {device}")
+    shown_steps = steps if sampler != "ddpm" else 1000
+    print(f"{path}: {sampler} {shown_steps} steps, guidance {guidance}, eta {eta:g}, on {device}")
     start = time.perf_counter()
     images = sample_course_set(
         model, build_schedule(cfg), args.n_per_digit, sampler=sampler, steps=steps,

@@ -34,6 +34,7 @@ from dlcv.digits.model import (
 )
 from dlcv.digits.sampling import sample_labels
 from dlcv.io.images import save_grid
+from dlcv.runtime import seed_everything
 from dlcv.training import TrainConfig, train
 
 #: Library arguments this command line exposes under another flag (see dlcv.cli.ArgumentError).
@@ -55,9 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "measured speed as it goes; the cosine follows)")  # fmt: skip
     p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    p.add_argument("--keep-models", action="store_true",
-                   help="also keep the model of every checkpoint (train.ckpt_every) as "
-                   "models/step_N.safetensors")
+    p.add_argument(
+        "--keep-models",
+        action="store_true",
+        help="also keep the model of every checkpoint (train.ckpt_every) as models/step_N.safetensors",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-amp", action="store_true",
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
                                        limit_per_dataset=args.limit)  # fmt: skip
     print(f"data: {len(images)} images from {args.data}")
 
+    seed_everything(args.seed)  # the network's initial weights: the same seed, the same model
     model = build_model(cfg)
     if hasattr(model, "fit_basis"):  # a latent model: its (linear) encoder comes from the data
         kept = model.fit_basis(images, seed=args.seed)

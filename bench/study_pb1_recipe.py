@@ -56,15 +56,24 @@ OPTIONS: dict[str, list[str]] = {
     # ---- the first recipe, a pixel-space UNet, and its variations
     "unet": [UNET],
     "unet-v": [UNET, "diffusion.prediction=v"],
-    "unet-edm": [UNET, "diffusion.prediction=edm", "train.min_snr_gamma=null",
-                 "train.timestep_sampling=lognormal"],
+    "unet-edm": [
+        UNET,
+        "diffusion.prediction=edm",
+        "train.min_snr_gamma=null",
+        "train.timestep_sampling=lognormal",
+    ],
     "unet-eps-lognormal": [UNET, "train.timestep_sampling=lognormal"],
     "unet-adagn": [UNET, "model.scale_shift_norm=true"],
     "unet-wide48": [UNET, "model.base_channels=48"],
     "unet-noattn": [UNET, "model.attention_levels=[]"],
     "unet-nrb1": [UNET, "model.num_res_blocks=1"],
-    "unet-patch4": [UNET, "model.patch_size=4", "model.channel_mults=[1]", "model.attention_levels=[0]",
-                    "model.base_channels=96"],
+    "unet-patch4": [
+        UNET,
+        "model.patch_size=4",
+        "model.channel_mults=[1]",
+        "model.attention_levels=[0]",
+        "model.base_channels=96",
+    ],
     "unet-fullres": [UNET, "model.patch_size=1", "model.channel_mults=[1,2,2]"],
     "unet-lr4e-3": [UNET, "train.lr=4e-3"],
     "unet-batch16": [UNET, "train.batch_size=16"],
@@ -115,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--table-only", action="store_true", help="only rebuild study.md and study.png")
     p.add_argument("--sweep", metavar="MODEL", help="grade one trained model under each of --settings")
     p.add_argument("--settings", nargs="*", default=["ddim:25:3", "ddim:25:4", "dpm++:25:4"],
-                   metavar="SAMPLER:STEPS:GUIDANCE", help="for --sweep (%(default)s)")  # fmt: skip
+                   metavar="SAMPLER:STEPS:GUIDANCE[:ETA]", help="for --sweep (%(default)s)")  # fmt: skip
     p.add_argument("--pca-bound", nargs="*", type=int, metavar="K",
                    help="grade the test images reconstructed from K principal components")  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -156,8 +165,10 @@ def run_option(args: argparse.Namespace, name: str, overrides: list[str], steps:
     result["train_wall_s_1thread"] = round(train_s, 1)
     write_json(Path(args.out) / "results" / f"{name}.json", result)
     last = result["points"][-1]
-    print(f"{name}: MNIST-M {last['mnistm']:.3f}, SVHN {last['svhn']:.3f} after {last['step']} steps",
-          flush=True)
+    print(
+        f"{name}: MNIST-M {last['mnistm']:.3f}, SVHN {last['svhn']:.3f} after {last['step']} steps",
+        flush=True,
+    )
 
 
 def grade_worker(args: argparse.Namespace) -> None:
@@ -258,14 +269,15 @@ def sweep(args: argparse.Namespace, graders: Path) -> None:
     torch.set_num_threads(2)
     rows = []
     for spec in args.settings:
-        sampler, steps, guidance = spec.split(":")
+        sampler, steps, guidance, *eta = spec.split(":")
+        eta = float(eta[0]) if eta else 0.0
         r = grade_model(Path(args.sweep), graders, args.per_class, sampler=sampler, steps=int(steps),
-                        guidance=float(guidance), seed=args.seed)  # fmt: skip
-        rows.append(f"| {sampler} | {steps} | {float(guidance):g} | {r['sampling_s']:.0f} "
+                        guidance=float(guidance), eta=eta, seed=args.seed)  # fmt: skip
+        rows.append(f"| {sampler} | {steps} | {float(guidance):g} | {eta:g} | {r['sampling_s']:.0f} "
                     f"| {r['mnistm']:.3f} | {r['svhn']:.3f} |")  # fmt: skip
         print(rows[-1], flush=True)
-    write_markdown(Path(args.out) / "sweep.md",
-                   "| sampler | steps | guidance | sampling s (2 thr) | MNIST-M | SVHN |", rows)  # fmt: skip
+    header = "| sampler | steps | guidance | eta | sampling s (2 thr) | MNIST-M | SVHN |"
+    write_markdown(Path(args.out) / "sweep.md", header, rows)
 
 
 def pca_bound(args: argparse.Namespace, graders: Path) -> None:
@@ -339,8 +351,9 @@ def main(argv: list[str] | None = None) -> None:
         batch = int(cfg.train.batch_size)
         speed = speeds[json.dumps([str(cfg.model), batch])]
         steps = int(args.budget_minutes * 60 * SLOW_MACHINE_STEPS_PER_S * speed / ref)
-        print(f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps",
-              flush=True)
+        print(
+            f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps", flush=True
+        )
         write_json(out / "results" / f"{name}.json", {
             "name": name, "overrides": overrides, "base": args.base, "steps_per_s": speed,
             "reference_steps_per_s": ref, "batch_size": batch, "steps": steps,

@@ -45,8 +45,8 @@ def sampler_timesteps(sampler: str, steps: int, schedule: NoiseSchedule) -> list
 
 
 def is_stochastic(sampler: str, eta: float) -> bool:
-    """Whether the sampler draws fresh noise on its way (DDPM, DDIM with ``eta > 0``)."""
-    return sampler == "ddpm" or (sampler == "ddim" and eta > 0)
+    """Whether the sampler draws fresh noise on its way (DDPM; DDIM and DPM-Solver++ with ``eta > 0``)."""
+    return sampler == "ddpm" or eta > 0
 
 
 def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -121,7 +121,8 @@ def sample_batches(
             x = ddim_sample(eps_fn, x, schedule, timesteps, eta=eta, clip_x0=clip_x0,
                             generator=generators or None, callback=step)  # fmt: skip
         elif sampler == "dpm++":
-            x = dpmpp_2m_sample(eps_fn, x, schedule, timesteps, clip_x0=clip_x0, callback=step)
+            x = dpmpp_2m_sample(eps_fn, x, schedule, timesteps, eta=eta, clip_x0=clip_x0,
+                                generator=generators or None, callback=step)  # fmt: skip
         else:
             x = ddpm_sample(eps_fn, x, schedule, generator=generators or None, clip_x0=clip_x0, callback=step)
         x = x[:count]

@@ -1,4 +1,4 @@
-"""Samplers as plain functions: DDPM ancestral sampling, DDIM and DPM-Solver++(2M).
+"""Samplers as plain functions: DDPM ancestral sampling, DDIM and DPM-Solver++(2M) (ODE or SDE).
 
 Notation (the papers', with our 0-based timesteps)
 ---------------------------------------------------
@@ -267,13 +267,16 @@ def ddim_sample(
 # fmt: off
 def dpmpp_2m_sample(
     eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: Timesteps, *,
-    clip_x0: X0Clip = False, alpha_bar_final: float | None = None,
-    callback: StepCallback | None = None, progress: bool = False,
+    eta: float = 0.0, generator: Generators = None, clip_x0: X0Clip = False,
+    alpha_bar_final: float | None = None, callback: StepCallback | None = None, progress: bool = False,
 ) -> torch.Tensor:
     # fmt: on
     """DPM-Solver++(2M): the second-order multistep solver of the diffusion ODE in data
     prediction (Lu et al., "DPM-Solver++", 2022, Algorithm 2), deterministic like DDIM with
-    ``eta = 0`` but accurate with fewer steps (10-20 instead of 50).
+    ``eta = 0`` but accurate with fewer steps (10-20 instead of 50); with ``eta = 1`` the
+    same multistep solver of the diffusion SDE (SDE-DPM-Solver++(2M), the paper's Appendix,
+    diffusers' ``algorithm_type="sde-dpmsolver++"``), which adds fresh noise each step and so
+    forgets part of the errors earlier steps made, like DDPM but in 25-50 steps.
 
     With ``alpha_i = sqrt(alpha_bar_i)``, ``sigma_i = sqrt(1 - alpha_bar_i)``,
     ``lambda_i = log(alpha_i / sigma_i)``, each step ``i``:
@@ -283,10 +286,15 @@ def dpmpp_2m_sample(
     3. ``D_i = x0_i`` on the first and the last step (first order: DDIM's update; the last
        step stays first order for stability with few steps), otherwise
        ``D_i = (1 + 1 / (2 r_i)) x0_i - 1 / (2 r_i) x0_{i-1}`` with ``r_i = h_{i-1} / h_i``
-    4. ``x_{i+1} = (sigma_{i+1} / sigma_i) x_i - alpha_{i+1} (exp(-h_i) - 1) D_i``
+    4. ``x_{i+1} = (sigma_{i+1} / sigma_i) exp(-eta h_i) x_i
+       + alpha_{i+1} (1 - exp(-(1 + eta) h_i)) D_i
+       + sigma_{i+1} sqrt(1 - exp(-2 eta h_i)) noise``:
+       at ``eta = 0`` the exponential integrator of the ODE (Eq. 9 / Algorithm 2), at
+       ``eta = 1`` the SDE's, whose first-order step is DDPM's posterior (DDIM with ``eta = 1``)
 
     The last step goes to ``alpha_bar_final`` as in :func:`ddim_sample` (``1.0``: to ``x_0``
-    itself, where the update reduces to ``x0``).
+    itself, where the update reduces to ``x0``). ``eta`` between 0 and 1 scales the noise
+    as in k-diffusion's ``sample_dpmpp_2m_sde``.
     """
     timesteps = _descending(timesteps, "DPM-Solver")
     alpha_bar = schedule.alpha_bar
@@ -311,9 +319,12 @@ def dpmpp_2m_sample(
         if x0_prev is not None and i != len(timesteps) - 1:
             r = h_prev / h
             d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
-        # 4. the exponential-integrator update
+        # 4. the exponential-integrator update, plus the SDE's fresh noise when eta > 0
         sigma_ratio = ((1.0 - alpha_bar_next) / (1.0 - levels[i])) ** 0.5
-        x = sigma_ratio * x - alpha_bar_next**0.5 * math.expm1(-h) * d
+        x = sigma_ratio * math.exp(-eta * h) * x - alpha_bar_next**0.5 * math.expm1(-(1.0 + eta) * h) * d
+        if eta > 0:
+            noise_std = (1.0 - alpha_bar_next) ** 0.5 * (-math.expm1(-2.0 * eta * h)) ** 0.5
+            x = x + noise_std * _randn_like(x, generator)
         x0_prev, h_prev = x0, h
     if callback is not None:
         callback(-1, x)

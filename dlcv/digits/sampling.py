@@ -90,7 +90,7 @@ def sample_labels(
 
     A seed and an image index give the same image whatever ``batch_size`` (on the CPU,
     bit for bit): the initial noise is drawn at once on the CPU from ``seed`` (or given),
-    the fresh noise of DDPM and DDIM with ``eta > 0`` comes from one generator per image
+    the fresh noise of DDPM, DDIM and DPM-Solver++ with ``eta > 0`` comes from one generator per image
     (seeded from ``seed`` up front), and every forward pass holds a whole multiple of
     :data:`BATCH_MULTIPLE` images. ``callback`` sees only the first batch. ``progress``
     shows one bar over all batches and steps.

@@ -73,3 +73,23 @@ def test_a_latent_pca_model_trains_generates_and_keeps_its_basis(tmp_path, digit
     assert images.returncode == 0, images.stderr
     pngs = sorted((tmp_path / "gen" / "svhn").glob("*.png"))
     assert len(pngs) == 20 and Image.open(pngs[0]).size == (28, 28)
+
+
+def test_the_same_seed_gives_the_same_model(tmp_path, digits_root):
+    """A run is a function of its seed: the initial weights, the batches and the noise are
+    all drawn from it, so two runs give the same tensors and another seed other ones."""
+    from safetensors.torch import load_file
+
+    from ..digits.test_latent_mlp import LATENT_YAML
+
+    config = tmp_path / "latent.yaml"
+    config.write_text(LATENT_YAML)
+    models = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        result = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(tmp_path / name),
+                            "--config", str(config), "--device", "cpu", "--seed", str(seed))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        models.append(load_file(tmp_path / name / "model.safetensors"))
+    a, b, c = models
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if "pca" not in k)

@@ -24,8 +24,6 @@ def toy_eps(x, t):
     return torch.tanh(x * 0.7 + t.float().view(-1, 1, 1, 1) / 1000.0)
 
 
-
-
 def test_ddim_timesteps_follow_the_course_convention():
     steps = ddim_timesteps(50)
     assert steps[0] == 981 and steps[-1] == 1 and len(steps) == 50
@@ -135,3 +133,40 @@ def test_dpmpp_2m_first_step_is_ddim():
     one = dpmpp_2m_sample(toy_eps, x, SCHEDULE, [801])
     ref = ddim_sample(toy_eps, x, SCHEDULE, [801])
     torch.testing.assert_close(one, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 copy keyword, inside diffusers
+@pytest.mark.parametrize("steps", [8, 25])
+def test_dpmpp_2m_sde_equals_diffusers_sde_dpm_solver(steps):
+    """eta = 1 is SDE-DPM-Solver++(2M): diffusers' ``algorithm_type="sde-dpmsolver++"``
+    given the same fresh noise at each step."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    ref = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=2e-2, beta_schedule="linear",
+        algorithm_type="sde-dpmsolver++", solver_order=2, lower_order_final=True, euler_at_final=False,
+        final_sigmas_type="zero", timestep_spacing="leading", steps_offset=1,
+    )  # fmt: skip
+    ref.set_timesteps(steps)
+    timesteps = ref.timesteps.tolist()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    x_ref, g = x.clone(), torch.Generator().manual_seed(9)
+    for t in ref.timesteps:
+        noise = torch.randn(x.shape, generator=g)
+        x_ref = ref.step(toy_eps(x_ref, t.expand(2)), t, x_ref, variance_noise=noise).prev_sample
+    ours = dpmpp_2m_sample(toy_eps, x, SCHEDULE, timesteps, eta=1.0, alpha_bar_final=1.0,
+                           generator=torch.Generator().manual_seed(9))  # fmt: skip
+    torch.testing.assert_close(ours, x_ref, rtol=1e-4, atol=1e-4)
+    ode = dpmpp_2m_sample(toy_eps, x, SCHEDULE, timesteps, alpha_bar_final=1.0)
+    assert (ours - ode).abs().max() > 1e-2  # the noise matters
+
+
+def test_dpmpp_2m_sde_first_step_is_ddpm_posterior():
+    """One SDE step (first order) is DDIM with eta = 1, i.e. DDPM's posterior, given the same noise."""
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    end = float(SCHEDULE.alpha_bar[601])
+    step_one = dpmpp_2m_sample(toy_eps, x, SCHEDULE, [801], eta=1.0, alpha_bar_final=end,
+                               generator=torch.Generator().manual_seed(4))  # fmt: skip
+    ddim_one = ddim_sample(toy_eps, x, SCHEDULE, [801], eta=1.0, alpha_bar_final=end,
+                           generator=torch.Generator().manual_seed(4))  # fmt: skip
+    torch.testing.assert_close(step_one, ddim_one, rtol=1e-5, atol=1e-5)
