@@ -14,7 +14,8 @@ On real MNIST-M and SVHN in the course layout (../shared/data/digits_mini by def
 3. trains the recipe with the real ``PB1/train.py`` (2 threads), keeping a model every
    ``--every`` slow-machine minutes;
 4. grades every kept model on the course set (``--per-class`` images per class, 20 classes,
-   with the recipe's sampler) and prints the curve as a table and a PNG.
+   with the sampler of ``--config`` and ``--set``, so a finished run can be graded again after
+   the preset's sampler changes) and prints the curve as a table and a PNG.
 
 Everything goes to ``--out`` (``curve.md``, ``curve.png``, ``curve.json``).
 """
@@ -26,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,7 +96,6 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. one training run, keeping models
     run = out / "run"
-    began = time.perf_counter()
     if not (run / "models" / f"step_{steps:07d}.safetensors").is_file():  # else finished: reuse
         cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", args.data, "--out", str(run),
                "--config", args.config, "--steps", str(steps), "--keep-models", "--seed", str(args.seed),
@@ -105,27 +104,33 @@ def main(argv: list[str] | None = None) -> None:
             cmd.append("--resume")  # an interrupted run continues where it stopped
         env = {**os.environ, "OMP_NUM_THREADS": str(args.train_threads or args.threads)}
         subprocess.run(cmd, check=True, env=env)
-    train_wall = time.perf_counter() - began
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # the run's own clock (a reused run takes no time now); each resumed process restarts it
+    clock = [m["elapsed_s"] for m in metrics]
+    train_wall = sum(a for a, b in zip(clock, clock[1:] + [0.0], strict=True) if b < a)
     measured = sum(m["images_per_s"] for m in metrics) / len(metrics)
 
-    # 4. grade every kept model
+    # 4. grade every kept model with the recipe's sampler
+    from dlcv.digits.model import load_config
+
+    recipe = load_config(args.config, list(args.set))
+    sampling = {k: recipe.sample[k] for k in ("sampler", "steps", "guidance", "eta")}
+    print(f"grading with {sampling}")
     torch.set_num_threads(args.threads)
     points = []
     for model in sorted((run / "models").glob("step_*.safetensors")):
         step = int(model.stem.split("_")[1])
-        graded = grade_model(model, graders, args.per_class, seed=args.seed)
+        graded = grade_model(model, graders, args.per_class, seed=args.seed, **sampling)
         minutes = step / slow_steps / 60
         points.append({"step": step, "slow_minutes": round(minutes, 2), **graded})
         print(f"step {step}: {minutes:.1f} slow-machine min, MNIST-M {graded['mnistm']:.3f}, "
               f"SVHN {graded['svhn']:.3f}", flush=True)  # fmt: skip
 
-    from dlcv.digits.model import load_config
-
-    batch = int(load_config(args.config, list(args.set)).train.batch_size)
+    batch = int(recipe.train.batch_size)
+    shown = "{sampler} {steps} steps, guidance {guidance:g}, eta {eta:g}".format(**sampling)
     lines = [
         f"PB1 recipe `{args.config}` {' '.join(args.set)} on {args.data}: one run of {steps} steps, "
-        f"graded on {20 * args.per_class} generated images per point.",
+        f"graded on {20 * args.per_class} generated images per point ({shown}).",
         "",
         f"This machine: reference network {ref:.2f} steps/s (2 threads; the slow machine: "
         f"{SLOW_MACHINE_STEPS_PER_S}); the recipe {speed:.2f} steps/s alone, "
