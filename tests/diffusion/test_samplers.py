@@ -106,25 +106,31 @@ def test_ddpm_sample_is_seeded_and_captures_states():
     assert torch.equal(cap.states[19], x[[0]]) and torch.equal(cap.states[-1], a[[0]])
 
 
+def _diffusers_dpm_solver(algorithm_type: str, steps: int):
+    """diffusers' DPMSolverMultistepScheduler set up as our DPM-Solver++(2M): SD v1's linear
+    schedule and "leading" timesteps, a first-order last step ending at x_0 (sigma = 0)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    ref = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=2e-2, beta_schedule="linear",
+        algorithm_type=algorithm_type, solver_order=2, lower_order_final=True, euler_at_final=False,
+        final_sigmas_type="zero", timestep_spacing="leading", steps_offset=1,
+    )  # fmt: skip
+    ref.set_timesteps(steps)
+    return ref
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 copy keyword, inside diffusers
 @pytest.mark.parametrize("steps", [8, 20])
 def test_dpmpp_2m_equals_diffusers_dpm_solver_multistep(steps):
     """Our DPM-Solver++(2M) against diffusers' DPMSolverMultistepScheduler on the same
     timesteps, ending at x_0 (sigma = 0) with a first-order last step."""
-    from diffusers import DPMSolverMultistepScheduler
-
-    ref = DPMSolverMultistepScheduler(
-        num_train_timesteps=1000, beta_start=1e-4, beta_end=2e-2, beta_schedule="linear",
-        algorithm_type="dpmsolver++", solver_order=2, lower_order_final=True, euler_at_final=False,
-        final_sigmas_type="zero", timestep_spacing="leading", steps_offset=1,
-    )  # fmt: skip
-    ref.set_timesteps(steps)
-    timesteps = ref.timesteps.tolist()
+    ref = _diffusers_dpm_solver("dpmsolver++", steps)
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     x_ref = x.clone()
     for t in ref.timesteps:
         x_ref = ref.step(toy_eps(x_ref, t.expand(2)), t, x_ref).prev_sample
-    ours = dpmpp_2m_sample(toy_eps, x, SCHEDULE, timesteps, alpha_bar_final=1.0)
+    ours = dpmpp_2m_sample(toy_eps, x, SCHEDULE, ref.timesteps.tolist(), alpha_bar_final=1.0)
     torch.testing.assert_close(ours, x_ref, rtol=1e-4, atol=1e-4)
 
 
@@ -140,14 +146,7 @@ def test_dpmpp_2m_first_step_is_ddim():
 def test_dpmpp_2m_sde_equals_diffusers_sde_dpm_solver(steps):
     """eta = 1 is SDE-DPM-Solver++(2M): diffusers' ``algorithm_type="sde-dpmsolver++"``
     given the same fresh noise at each step."""
-    from diffusers import DPMSolverMultistepScheduler
-
-    ref = DPMSolverMultistepScheduler(
-        num_train_timesteps=1000, beta_start=1e-4, beta_end=2e-2, beta_schedule="linear",
-        algorithm_type="sde-dpmsolver++", solver_order=2, lower_order_final=True, euler_at_final=False,
-        final_sigmas_type="zero", timestep_spacing="leading", steps_offset=1,
-    )  # fmt: skip
-    ref.set_timesteps(steps)
+    ref = _diffusers_dpm_solver("sde-dpmsolver++", steps)
     timesteps = ref.timesteps.tolist()
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     x_ref, g = x.clone(), torch.Generator().manual_seed(9)
