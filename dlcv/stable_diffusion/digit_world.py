@@ -71,14 +71,22 @@ def world_config(
     attention_levels: int = 0,
     pooled_text: bool = True,
     scaling_factor: float = 1.0,
+    pool: int = 1,
+    scale_shift: bool = True,
 ) -> SDConfig:
-    """The world's architecture: SD v1's classes and settings, small, on 28x28 pixels."""
+    """The world's architecture: SD v1's classes and settings, small, on 28x28 pixels.
+
+    ``pool`` (1 or 2) is the autoencoder's downsampling (:func:`pixel_autoencoder`): the UNet
+    works on the pixels themselves (28x28) or on their 2x2 means (14x14, four times cheaper).
+    """
+    if pool not in (1, 2):
+        raise ValueError(f"pool must be 1 or 2, got {pool}")
     ch = list(channels)
     plain = len(ch) - attention_levels  # levels without cross-attention (the middle block always has it)
     return SDConfig(
         unet={
             **SD_V1_UNET,
-            "sample_size": SIZE,
+            "sample_size": SIZE // pool,
             "in_channels": 3,
             "out_channels": 3,
             "down_block_types": ["DownBlock2D"] * plain + ["CrossAttnDownBlock2D"] * attention_levels,
@@ -94,13 +102,16 @@ def world_config(
             # alone learns that far more slowly.
             "addition_embed_type": "text" if pooled_text else None,
             "addition_embed_type_num_heads": 4,
+            # The time (and pooled caption) embedding scales and shifts the normalised features
+            # (AdaGN) rather than only adding to them.
+            "resnet_time_scale_shift": "scale_shift" if scale_shift else "default",
         },
         vae={
             **SD_V1_VAE,
             "sample_size": SIZE,
-            "down_block_types": ["DownEncoderBlock2D"],
-            "up_block_types": ["UpDecoderBlock2D"],
-            "block_out_channels": [8],
+            "down_block_types": ["DownEncoderBlock2D"] * pool,
+            "up_block_types": ["UpDecoderBlock2D"] * pool,
+            "block_out_channels": [8] * pool,
             "layers_per_block": 1,
             "latent_channels": 3,
             "norm_num_groups": 1,
@@ -119,21 +130,27 @@ def world_config(
 
 
 @torch.no_grad()
-def identity_autoencoder(config: SDConfig) -> AutoencoderKL:
-    """An ``AutoencoderKL`` of ``config.vae`` (one level, 8 channels, GroupNorm of one group,
-    3 latent channels) whose encoder and decoder are the identity to about 1e-5.
+def pixel_autoencoder(config: SDConfig) -> AutoencoderKL:
+    """An ``AutoencoderKL`` of ``config.vae`` (one or two levels of 8 channels, GroupNorm of one
+    group, 3 latent channels) built, not trained: with one level its encoder and decoder are the
+    identity to about 1e-5; with two, the encoder takes 2x2 means and the decoder repeats each
+    latent pixel 2x2 (nearest neighbour).
 
     Every residual branch (ResNet blocks, the mid-block attention) is zeroed, so the blocks
     pass their input through. ``conv_in`` writes ``[x, -x, K, -K]`` (K large); the final
     GroupNorm then only divides by about ``K/2`` (the mean is exactly zero, and the variance
     is ``K^2/4`` up to ``mean(x^2)/4``), and since ``silu(a) - silu(-a) = a``, ``conv_out``
-    recovers ``x`` exactly from the two signed copies. The posterior's log-variance is -30
-    (the clamp's floor): sampling it adds noise of standard deviation 3e-7.
+    recovers ``x`` exactly from the two signed copies. The encoder's downsampling convolution
+    (stride 2, on the input padded right and below) averages its 2x2 top-left taps, which keeps
+    the constants; the decoder's upsampling (nearest neighbour, then a convolution) gets the
+    identity convolution. The posterior's log-variance is -30 (the clamp's floor): sampling
+    it adds noise of standard deviation 3e-7.
     """
     vae_cfg = config.vae
+    levels = len(vae_cfg["block_out_channels"])
     shape = (vae_cfg["block_out_channels"], vae_cfg["norm_num_groups"], vae_cfg["latent_channels"])
-    if shape != ([8], 1, 3):
-        raise ValueError("identity_autoencoder needs one level of 8 channels, one norm group, 3 latents")
+    if shape != ([8] * levels, 1, 3) or levels not in (1, 2):
+        raise ValueError("pixel_autoencoder needs one or two levels of 8 channels, one norm group, 3 latents")
     with quiet_diffusers():
         vae = AutoencoderKL(**vae_cfg, scaling_factor=config.scaling_factor)
     for module in vae.modules():
@@ -160,11 +177,12 @@ def identity_autoencoder(config: SDConfig) -> AutoencoderKL:
             conv.weight[c, c, 1, 1] = _BIG / 2
             conv.weight[c, n + c, 1, 1] = -_BIG / 2
 
-    def eye(conv: nn.Conv2d) -> None:
+    def eye(conv: nn.Conv2d, taps: tuple[tuple[int, int], ...] = ((0, 0),)) -> None:  # mean of the taps
         conv.weight.zero_()
         conv.bias.zero_()
         for c in range(min(conv.in_channels, conv.out_channels)):
-            conv.weight[c, c, 0, 0] = 1.0
+            for ky, kx in taps:
+                conv.weight[c, c, ky, kx] = 1.0 / len(taps)
 
     signed_copies(vae.encoder.conv_in, 3)
     recombine(vae.encoder.conv_out, 3)
@@ -173,6 +191,12 @@ def identity_autoencoder(config: SDConfig) -> AutoencoderKL:
     eye(vae.post_quant_conv)
     signed_copies(vae.decoder.conv_in, 3)
     recombine(vae.decoder.conv_out, 3)
+    for block in vae.encoder.down_blocks:
+        for down in block.downsamplers or ():
+            eye(down.conv, ((0, 0), (0, 1), (1, 0), (1, 1)))
+    for block in vae.decoder.up_blocks:
+        for up in block.upsamplers or ():
+            eye(up.conv, ((1, 1),))
     for norm in (vae.encoder.conv_norm_out, vae.decoder.conv_norm_out):
         norm.weight.fill_(1.0)
         norm.bias.zero_()
@@ -186,7 +210,7 @@ def build_world(seed: int = 0, config: SDConfig | None = None) -> StableDiffusio
     with quiet_diffusers():
         unet = UNet2DConditionModel(**config.unet)
     text_encoder = CLIPTextModel(CLIPTextConfig(**config.text_encoder))
-    sd = StableDiffusion(unet, identity_autoencoder(config), text_encoder, offline_clip_tokenizer(), config)
+    sd = StableDiffusion(unet, pixel_autoencoder(config), text_encoder, offline_clip_tokenizer(), config)
     for net in (sd.unet, sd.vae, sd.text_encoder):
         net.eval().requires_grad_(False)
     return sd
@@ -233,16 +257,22 @@ def world_data(n: int, held_out: int, seed: int = 0, generic_fraction: float = 0
 
 
 class WorldNet(nn.Module):
-    """The UNet and the text encoder as one module, for the trainer (checkpoint, EMA, optimiser)."""
+    """The UNet and the text encoder as one module, for the trainer (checkpoint, EMA, optimiser),
+    with a linear caption classifier on the text encoder's pooled output (training only)."""
 
     def __init__(self, unet: UNet2DConditionModel, text_encoder: CLIPTextModel) -> None:
         super().__init__()
         self.unet = unet
         self.text_encoder = text_encoder
+        self.caption_head = nn.Linear(text_encoder.config.hidden_size, len(DIGIT_WORDS) + 1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        cond = self.text_encoder(ids).last_hidden_state
-        return self.unet(x, t, encoder_hidden_states=cond, return_dict=False)[0]
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted noise and the caption logits (the ten digits, then "no digit named")."""
+        text = self.text_encoder(ids)
+        pred = self.unet(x, t, encoder_hidden_states=text.last_hidden_state, return_dict=False)[0]
+        return pred, self.caption_head(text.pooler_output)
 
 
 @dataclass
@@ -257,11 +287,14 @@ class WorldTraining:
     uncond_fraction: float = 0.2  # of the generic-caption images: captioned ""
     generic_fraction: float = 0.5
     x0_weight_max: float = 50.0  # the loss weight max(1, 1/SNR) is clipped here
-    # False (the default): the text encoder stays as built, frozen like SD's CLIP while SD was
-    # trained. Trained jointly from scratch on so few steps, it collapses every caption to the
-    # same hidden states (the UNet first treats their differences as noise) and the world
-    # never learns to listen to its captions.
-    train_text_encoder: bool = False
+    # True: the text encoder's transformer is trained with the UNet, its token-embedding table
+    # stays frozen (Textual Inversion later learns rows of it, and the held-out digit's and the
+    # styles' words never get trained), and caption_loss_weight > 0 adds a loss that names the
+    # digit from the encoder's pooled output, which keeps the captions apart: trained from
+    # scratch on the denoising loss alone, the encoder collapses every caption to the same
+    # hidden states. False: the encoder stays random and frozen.
+    train_text_encoder: bool = True
+    caption_loss_weight: float = 1.0
     seed: int = 0
 
 
@@ -274,6 +307,14 @@ def caption_bank(tokenizer, held_out: int) -> dict[str, torch.Tensor]:
     return {"named": named, "generic": generic, "empty": tokenize_captions(tokenizer, [""])}
 
 
+@torch.no_grad()
+def encode_images(sd: StableDiffusion, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """The scaled latents (the posterior means times ``scaling_factor``) of uint8 ``images``."""
+    x = images.float() / 127.5 - 1.0
+    means = [sd.vae.encode(x[k : k + batch]).latent_dist.mean for k in range(0, len(x), batch)]
+    return torch.cat(means) * sd.config.scaling_factor
+
+
 def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, device: str = "cpu") -> None:
     """Train ``sd``'s UNet and text encoder on the captioned digits; the EMA weights end in ``sd``.
 
@@ -283,7 +324,7 @@ def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, d
     """
     data = world_data(opts.n_images, opts.held_out, opts.seed, opts.generic_fraction)
     bank = caption_bank(sd.tokenizer, opts.held_out)
-    x_all = data.images.float() / 127.5 - 1.0
+    x_all = encode_images(sd, data.images)
     n_templates = len(WORLD_TEMPLATES)
     abar = sd.schedule.alpha_bar.float()
 
@@ -293,23 +334,30 @@ def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, d
         empty = torch.rand(opts.batch_size, generator=generator) < opts.uncond_fraction
         ids = torch.where(data.generic[i, None], bank["generic"][j], bank["named"][data.digits[i], j])
         ids = torch.where((data.generic[i] & empty)[:, None], bank["empty"], ids)
-        return {"x": x_all[i], "ids": ids}
+        label = torch.where(data.generic[i], len(DIGIT_WORDS), data.digits[i])
+        return {"x": x_all[i], "ids": ids, "label": label}
 
     def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        x0 = batch["x"] * sd.config.scaling_factor
+        x0 = batch["x"]
         t = torch.randint(0, len(abar), (len(x0),), generator=generator)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        pred = net(sd.schedule.add_noise(x0, noise, t.to(x0.device)), t.to(x0.device), batch["ids"])
+        pred, logits = net(sd.schedule.add_noise(x0, noise, t.to(x0.device)), t.to(x0.device), batch["ids"])
         per_sample = (pred.float() - noise).pow(2).flatten(1).mean(1)
         # An epsilon model, as SD's; its error weighted like an x0 error (1 / SNR) at high noise,
         # where only the caption can tell what to draw: plain epsilon-MSE leaves that band almost
         # weightless, and a small world then learns to ignore its captions.
         weight = ((1.0 - abar[t]) / abar[t]).clamp(1.0, opts.x0_weight_max).to(x0.device)
-        return (weight * per_sample).sum() / weight.sum()
+        loss = (weight * per_sample).sum() / weight.sum()
+        if opts.train_text_encoder and opts.caption_loss_weight:
+            naming = nn.functional.cross_entropy(logits.float(), batch["label"])
+            loss = loss + opts.caption_loss_weight * naming
+        return loss
 
     sd.unet.train().requires_grad_(True)
     sd.text_encoder.train(opts.train_text_encoder).requires_grad_(opts.train_text_encoder)
+    sd.text_encoder.get_input_embeddings().requires_grad_(False)
     net = WorldNet(sd.unet, sd.text_encoder)
+    net.caption_head.requires_grad_(opts.train_text_encoder and opts.caption_loss_weight > 0)
     ckpt = Path(out_dir) / "checkpoint.pt"
     cfg = TrainConfig(out_dir=Path(out_dir), steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
                       warmup_steps=min(100, opts.steps // 10), grad_clip=1.0, ema_decay=0.995,
