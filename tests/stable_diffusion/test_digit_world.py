@@ -72,3 +72,4 @@ def test_the_world_loads_like_stable_diffusion(tmp_path):
         assert float((loaded.vae.decode(loaded.vae.encode(x).latent_dist.mean).sample - x).abs().max()) < 1e-4
     for a, b in zip(sd.unet.state_dict().values(), loaded.unet.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
