@@ -73,3 +73,16 @@ def test_the_world_loads_like_stable_diffusion(tmp_path):
     for a, b in zip(sd.unet.state_dict().values(), loaded.unet.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
+
+
+def test_the_untrained_world_ignores_its_captions_exactly():
+    sd = build_world(seed=0, config=world_config(pool=2))
+    x = torch.randn(2, 3, 14, 14, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([900, 100])
+    ids = caption_bank(sd.tokenizer, held_out=7)
+    with torch.no_grad():
+        three = sd.text_encoder(ids["named"][3, :2]).last_hidden_state
+        generic = sd.text_encoder(ids["generic"][:2]).last_hidden_state
+        assert not torch.allclose(three, generic)
+        out = [sd.unet(x, t, encoder_hidden_states=h).sample for h in (three, generic)]
+    assert torch.equal(out[0], out[1])
