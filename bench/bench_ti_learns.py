@@ -1,14 +1,17 @@
 """See Textual Inversion learn a concept on a CPU, with the project's own PB3 code.
 
     python bench/bench_ti_learns.py [--out ti_learns_out]        (make demo-ti)
+    python bench/bench_ti_learns.py --world-only                 (the world's named-digit rate)
 
 1. Builds a small text-to-image world (:mod:`dlcv.stable_diffusion.digit_world`: a diffusers
    ``UNet2DConditionModel`` with cross-attention and a transformers ``CLIPTextModel`` with the
-   project's CLIP tokenizer, on 28x28 pixels through an identity ``AutoencoderKL``) and trains it
-   on the procedural digits in both styles. Captions name the digit ("a photo of a digit three")
-   but never the style, and the held-out digit (seven) only ever gets generic captions ("a photo
-   of a digit"): the model can draw it, and both styles, but has no word for them. The world is
-   saved as a diffusers folder in OUT/world and reused by later runs.
+   project's CLIP tokenizer, on the 2x2 means of the 28x28 pixels through a built
+   ``AutoencoderKL``) and trains it on the procedural digits in both styles. Captions name the
+   digit ("a photo of a digit three") but never the style, and the held-out digit (seven) only
+   ever gets generic captions ("a photo of a digit"): the model can draw it, and both styles,
+   but has no word for them. The world is saved as a diffusers folder in OUT/world and reused
+   by later runs. How far it follows its words is measured first: images of "a photo of a
+   digit three" etc. (every digit but the held-out one), graded (the named-digit rate).
 2. Trains two small classifiers with the digit grader's machinery: digits (both styles) and
    styles (MNIST-M-like vs SVHN-like).
 3. Runs ``PB3/train.py`` (the real entry point: loss, hook, templates, checkpointing,
@@ -46,6 +49,7 @@ if str(REPO) not in sys.path:
 from dlcv.cli import UserError, run  # noqa: E402
 from dlcv.io.images import list_images, load_rgb, save_grid, save_png  # noqa: E402
 from dlcv.stable_diffusion import digit_world as world  # noqa: E402
+from dlcv.stable_diffusion import generation as sampling  # noqa: E402
 from dlcv.stable_diffusion.embeddings import token_stem  # noqa: E402
 from dlcv.stable_diffusion.loading import load_stable_diffusion  # noqa: E402
 from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS, init_vectors, save_learned_embeds  # noqa: E402
@@ -68,17 +72,19 @@ SVHN = world.STYLES.index("svhn")
 class Settings:
     """Every length of the check (steps, images); the defaults are ``make demo-ti``'s."""
 
-    world_steps: int = 3000
-    world_batch: int = 16
+    world_steps: int = 1500
+    world_batch: int = 64
     world_images: int = 10000
-    world_channels: tuple[int, ...] = (8, 16, 32)
-    world_lr: float = 5e-3
-    world_scaling: float = 1.0  # the latents are the pixels in [-1, 1]
+    world_channels: tuple[int, ...] = (16, 32, 64)
+    world_attention: int = 1  # UNet levels with cross-attention (besides the middle block)
+    world_pool: int = 2  # the latents are the 2x2 means of the pixels in [-1, 1] (14x14)
+    world_lr: float = 2e-3
+    world_generic: float = 0.3  # of the named digits' images: captioned generically
     grader_steps: int = 600
     grader_images: int = 4000
     ti_steps: int = 300
     ti_batch: int = 8
-    ti_lr: float = 5e-3
+    ti_lr: float = 2e-2  # the world's token embeddings are 25x wider than CLIP's
     n_images: int = 40
     sampler_steps: int = 25
     guidance: float = 5.0
@@ -106,12 +112,13 @@ def build_world(out: Path, s: Settings) -> Path:
         _say(f"world: reusing {folder}")
         return folder
     began = time.perf_counter()
-    config = world.world_config(s.world_channels, scaling_factor=s.world_scaling)
+    config = world.world_config(s.world_channels, attention_levels=s.world_attention, pool=s.world_pool)
     sd = world.build_world(s.seed, config)
     opts = world.WorldTraining(steps=s.world_steps, batch_size=s.world_batch, lr=s.world_lr,
-                               n_images=s.world_images, held_out=s.held_out, seed=s.seed)  # fmt: skip
+                               n_images=s.world_images, held_out=s.held_out,
+                               generic_fraction=s.world_generic, seed=s.seed)  # fmt: skip
     _say(f"world: training the UNet ({sum(p.numel() for p in sd.unet.parameters()) / 1e6:.2f} M parameters) "
-         f"and the text encoder for {s.world_steps} steps of {s.world_batch} images")
+         f"for {s.world_steps} steps of {s.world_batch} images")
     world.train_world(sd, out / "world_run", opts)
     world.save_world(sd, folder)
     (folder / "done.json").write_text(json.dumps(asdict(opts), indent=2))
@@ -195,6 +202,24 @@ def generate(world_dir: Path, prompt: str, embeddings: Path, out: Path, s: Setti
 
 
 @torch.no_grad()
+def named_digit_rate(world_dir: Path, digit_clf: torch.nn.Module, s: Settings, per_digit: int = 10) -> dict:
+    """How far the world itself listens to its captions: images of "a photo of a digit NAME" for
+    every named digit (not the held-out one), generated with the bench's sampler (guided DDIM,
+    the same code as ``PB3/inference.py``), graded by the digit classifier.
+
+    Textual Inversion can only steer a world that follows its words: this rate is what to
+    look at first (chance is about 0.1). Returns ``{"rate", "per_digit": {digit: rate}}``.
+    """
+    sd = load_stable_diffusion(world_dir)
+    options = sampling.SamplingOptions(s.sampler_steps, s.guidance, solver="ddim", resolution=world.SIZE)
+    per: dict[int, float] = {}
+    for digit in (d for d in range(10) if d != s.held_out):
+        images = sampling.generate(sd, world.caption(digit), per_digit, options, s.seed, per_digit)
+        per[digit] = float((predict(digit_clf, images) == digit).float().mean())
+    return {"rate": sum(per.values()) / len(per), "per_digit": per}
+
+
+@torch.no_grad()
 def denoising_gain(world_dir: Path, token: str, init: str, learned: Path, s: Settings, n: int = 48) -> dict:
     """How much better the learned token than its initial embedding explains fresh images of the
     held-out digit (not the 5 training images), against images of the other digits.
@@ -216,11 +241,11 @@ def denoising_gain(world_dir: Path, token: str, init: str, learned: Path, s: Set
     others = [d for d in range(10) if d != s.held_out]
     sets = {"held_out": [s.held_out] * n, "others": [others[i % len(others)] for i in range(n)]}
     t = torch.randint(600, 950, (n,), generator=g)  # noisy enough for the caption to matter
-    noise = torch.randn(n, 3, world.SIZE, world.SIZE, generator=g)
     errors: dict[str, dict[str, float]] = {}
     for name, digits in sets.items():
-        x0 = world.render_digits(digits, [i % 2 for i in range(n)], seed=s.seed + 4).float() / 127.5 - 1.0
-        x_t = sd.schedule.add_noise(x0 * sd.config.scaling_factor, noise, t)
+        z0 = world.encode_images(sd, world.render_digits(digits, [i % 2 for i in range(n)], seed=s.seed + 4))
+        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(s.seed + 5))
+        x_t = sd.schedule.add_noise(z0, noise, t)
         errors[name] = {}
         for which, vector in (("initial", start), ("learned", load_embedding(learned, token)[1])):
             table[ids] = vector.to(table.dtype)
@@ -231,12 +256,20 @@ def denoising_gain(world_dir: Path, token: str, init: str, learned: Path, s: Set
     return {"errors": errors, "gain": gains}
 
 
-def check(out: Path, s: Settings) -> dict:
-    """The whole check; returns the rates (also in OUT/results.json)."""
+def check(out: Path, s: Settings, world_only: bool = False) -> dict:
+    """The whole check; returns the rates (also in OUT/results.json). With ``world_only``, stops
+    after the world's own named-digit rate (:func:`named_digit_rate`)."""
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     world_dir = build_world(out, s)
     digit_clf, style_clf = build_graders(out, s)
+    named = named_digit_rate(world_dir, digit_clf, s)
+    _say(f"world: named-digit rate {named['rate']:.2f} (\"{world.caption(0)}\" etc., every digit but the "
+         f"held-out one; chance 0.10)")  # fmt: skip
+    if world_only:
+        result = {"settings": asdict(s), "world_named_digit_rate": named}
+        (out / "results.json").write_text(json.dumps(result, indent=2))
+        return result
     folders = concept_folders(out, s)
     runs = {
         OBJECT_TOKEN: learn(world_dir, folders[OBJECT_TOKEN], OBJECT_TOKEN, OBJECT_INIT, "object",
@@ -272,7 +305,7 @@ def check(out: Path, s: Settings) -> dict:
     rows = ("object_before", "object_after", "style_before", "style_after")
     grid = torch.cat([images[k][:per_row] for k in rows])
     save_grid(grid, out / "ti_learns.png", nrow=per_row)
-    result = {"settings": asdict(s), "rates": rates, "denoising_gain": gain,
+    result = {"settings": asdict(s), "world_named_digit_rate": named, "rates": rates, "denoising_gain": gain,
               "seconds": round(time.perf_counter() - began, 1),
               "prompts": {"object": OBJECT_PROMPT, "style": STYLE_PROMPT}}  # fmt: skip
     (out / "results.json").write_text(json.dumps(result, indent=2))
@@ -296,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
                        help=f"(default: {getattr(defaults, name)})")  # fmt: skip
     p.add_argument("--guidance", type=float, default=defaults.guidance,
                    help=f"(default: {defaults.guidance})")
+    p.add_argument("--world-only", action="store_true",
+                   help="build (or reuse) the world and print its named-digit rate, then stop")  # fmt: skip
     args = p.parse_args(argv)
     for name in ("world_steps", "ti_steps", "n_images", "sampler_steps"):
         if getattr(args, name) < 1:
@@ -303,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     s = Settings(world_steps=args.world_steps, ti_steps=args.ti_steps, n_images=args.n_images,
                  sampler_steps=args.sampler_steps, guidance=args.guidance, seed=args.seed)  # fmt: skip
-    check(Path(args.out), s)
+    check(Path(args.out), s, world_only=args.world_only)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ def test_the_check_runs_end_to_end_and_reuses_its_world(tmp_path, capsys):
     assert re.fullmatch(r"TI object: before = \d\.\d\d, after = \d\.\d\d", lines[-2]), lines[-2]
     assert re.fullmatch(r"TI style: before = \d\.\d\d, after = \d\.\d\d", lines[-1]), lines[-1]
     rates = json.loads((tmp_path / "results.json").read_text())["rates"]
+    named = result["world_named_digit_rate"]
+    assert sorted(named["per_digit"]) == [d for d in range(10) if d != s.held_out] and 0 <= named["rate"] <= 1
+    assert any(line.startswith("world: named-digit rate ") for line in lines)
     assert rates == result["rates"]
     for when in ("before", "after"):
         for key in ("object_held_out_rate", "style_svhn_rate", "style_digit_rate"):
@@ -54,7 +57,7 @@ def test_the_check_runs_end_to_end_and_reuses_its_world(tmp_path, capsys):
     assert grid.shape[1:] == (2 + 4 * 30, 2 + s.n_images * 30)  # four rows of 28x28 images, 2 px apart
 
     world = load_stable_diffusion(tmp_path / "world")
-    assert world.config.resolution == 28 and world.config.vae_scale == 1
+    assert world.config.resolution == 28 and world.config.vae_scale == s.world_pool
     for token, init, name in ((bench.OBJECT_TOKEN, bench.OBJECT_INIT, "new1"),
                               (bench.STYLE_TOKEN, bench.STYLE_INIT, "new2")):  # fmt: skip
         run = tmp_path / "ti" / name

@@ -10,7 +10,7 @@ from dlcv.stable_diffusion.digit_world import (
     build_world,
     caption,
     caption_bank,
-    identity_autoencoder,
+    pixel_autoencoder,
     save_world,
     world_config,
     world_data,
@@ -19,7 +19,7 @@ from dlcv.stable_diffusion.loading import load_stable_diffusion
 
 
 def test_the_autoencoder_is_the_identity():
-    vae = identity_autoencoder(world_config())
+    vae = pixel_autoencoder(world_config())
     x = torch.rand(3, 3, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         posterior = vae.encode(x).latent_dist
@@ -27,6 +27,17 @@ def test_the_autoencoder_is_the_identity():
         assert float(posterior.std.max()) < 1e-6
         z = 1.7 * x  # sampled latents leave [-1, 1]: still the identity
         assert float((vae.decode(z).sample - z).abs().max()) < 1e-4
+
+
+def test_the_pooling_autoencoder_takes_2x2_means_and_repeats_them():
+    vae = pixel_autoencoder(world_config(pool=2))
+    x = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mean
+        assert z.shape == (2, 3, 14, 14)
+        assert float((z - torch.nn.functional.avg_pool2d(x, 2)).abs().max()) < 1e-5
+        back = vae.decode(1.7 * z).sample
+        assert float((back - (1.7 * z).repeat_interleave(2, -1).repeat_interleave(2, -2)).abs().max()) < 1e-4
 
 
 def test_captions_name_digits_but_never_the_held_out_one_nor_a_style():
@@ -61,3 +72,17 @@ def test_the_world_loads_like_stable_diffusion(tmp_path):
         assert float((loaded.vae.decode(loaded.vae.encode(x).latent_dist.mean).sample - x).abs().max()) < 1e-4
     for a, b in zip(sd.unet.state_dict().values(), loaded.unet.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+
+def test_the_untrained_world_ignores_its_captions_exactly():
+    sd = build_world(seed=0, config=world_config(pool=2))
+    x = torch.randn(2, 3, 14, 14, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([900, 100])
+    ids = caption_bank(sd.tokenizer, held_out=7)
+    with torch.no_grad():
+        three = sd.text_encoder(ids["named"][3, :2]).last_hidden_state
+        generic = sd.text_encoder(ids["generic"][:2]).last_hidden_state
+        assert not torch.allclose(three, generic)
+        out = [sd.unet(x, t, encoder_hidden_states=h).sample for h in (three, generic)]
+    assert torch.equal(out[0], out[1])
