@@ -56,11 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "measured speed as it goes; the cosine follows)")  # fmt: skip
     p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    p.add_argument(
-        "--keep-models",
-        action="store_true",
-        help="also keep the model of every checkpoint (train.ckpt_every) as models/step_N.safetensors",
-    )
+    p.add_argument("--keep-models", action="store_true",
+                   help="also keep the model of every checkpoint (train.ckpt_every) as "
+                   "models/step_N.safetensors")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-amp", action="store_true",

@@ -26,9 +26,8 @@ SLOW_MACHINE_STEPS_PER_S = 3.1  # the reference network on the slower 2-core mac
 REFERENCE_CONFIG = str(Path(__file__).resolve().parent / "configs" / "pb1_unet_cpu.yaml")
 
 
-def train_steps_per_second(
-    config: str, overrides: list[str], threads: int = 2, steps: int = 30, repeats: int = 3
-) -> float:
+def train_steps_per_second(config: str, overrides: list[str], threads: int = 2, steps: int = 30,
+                           repeats: int = 3) -> float:
     """Training steps/s of a PB1 config on this CPU: the loss, backward pass and AdamW step of
     PB1/train.py on random digits; the best of ``repeats`` timings of ``steps`` steps after 5
     untimed ones (single timings vary by 10-20% on a shared machine)."""
@@ -94,17 +93,9 @@ def load_graders(graders: Path) -> dict:
     return {name: load_digit_classifier(graders / f"{name}_classifier.safetensors") for name in names}
 
 
-def grade_model(
-    model_path: Path,
-    graders: Path,
-    per_class: int,
-    *,
-    guidance: float | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    eta: float | None = None,
-    seed: int = 0,
-) -> dict:
+def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: float | None = None,
+                sampler: str | None = None, steps: int | None = None, eta: float | None = None,
+                seed: int = 0) -> dict:
     """Generate ``per_class`` images of each of the 20 classes with the model's own sampler
     settings (or the ones given) and classify them: ``{"mnistm": acc, "svhn": acc, ...}``."""
     from dlcv.digits.grading import accuracy_stats, predict
@@ -131,12 +122,8 @@ def grade_model(
     return result
 
 
-def plot_curves(
-    curves: dict[str, list[tuple[float, float, float]]],
-    path: Path,
-    title: str,
-    targets: tuple[float, ...] = (0.90, 0.95),
-) -> Path:
+def plot_curves(curves: dict[str, list[tuple[float, float, float]]], path: Path, title: str,
+                targets: tuple[float, ...] = (0.90, 0.95)) -> Path:
     """Accuracy against training time: one colour per run, MNIST-M solid and SVHN dashed;
     ``curves[name] = [(minutes, mnistm, svhn), ...]``."""
     import matplotlib

@@ -56,24 +56,15 @@ OPTIONS: dict[str, list[str]] = {
     # ---- the first recipe, a pixel-space UNet, and its variations
     "unet": [UNET],
     "unet-v": [UNET, "diffusion.prediction=v"],
-    "unet-edm": [
-        UNET,
-        "diffusion.prediction=edm",
-        "train.min_snr_gamma=null",
-        "train.timestep_sampling=lognormal",
-    ],
+    "unet-edm": [UNET, "diffusion.prediction=edm", "train.min_snr_gamma=null",
+                 "train.timestep_sampling=lognormal"],
     "unet-eps-lognormal": [UNET, "train.timestep_sampling=lognormal"],
     "unet-adagn": [UNET, "model.scale_shift_norm=true"],
     "unet-wide48": [UNET, "model.base_channels=48"],
     "unet-noattn": [UNET, "model.attention_levels=[]"],
     "unet-nrb1": [UNET, "model.num_res_blocks=1"],
-    "unet-patch4": [
-        UNET,
-        "model.patch_size=4",
-        "model.channel_mults=[1]",
-        "model.attention_levels=[0]",
-        "model.base_channels=96",
-    ],
+    "unet-patch4": [UNET, "model.patch_size=4", "model.channel_mults=[1]", "model.attention_levels=[0]",
+                    "model.base_channels=96"],
     "unet-fullres": [UNET, "model.patch_size=1", "model.channel_mults=[1,2,2]"],
     "unet-lr4e-3": [UNET, "train.lr=4e-3"],
     "unet-batch16": [UNET, "train.batch_size=16"],
@@ -165,10 +156,8 @@ def run_option(args: argparse.Namespace, name: str, overrides: list[str], steps:
     result["train_wall_s_1thread"] = round(train_s, 1)
     write_json(Path(args.out) / "results" / f"{name}.json", result)
     last = result["points"][-1]
-    print(
-        f"{name}: MNIST-M {last['mnistm']:.3f}, SVHN {last['svhn']:.3f} after {last['step']} steps",
-        flush=True,
-    )
+    print(f"{name}: MNIST-M {last['mnistm']:.3f}, SVHN {last['svhn']:.3f} after {last['step']} steps",
+          flush=True)
 
 
 def grade_worker(args: argparse.Namespace) -> None:
@@ -351,9 +340,8 @@ def main(argv: list[str] | None = None) -> None:
         batch = int(cfg.train.batch_size)
         speed = speeds[json.dumps([str(cfg.model), batch])]
         steps = int(args.budget_minutes * 60 * SLOW_MACHINE_STEPS_PER_S * speed / ref)
-        print(
-            f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps", flush=True
-        )
+        print(f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps",
+              flush=True)
         write_json(out / "results" / f"{name}.json", {
             "name": name, "overrides": overrides, "base": args.base, "steps_per_s": speed,
             "reference_steps_per_s": ref, "batch_size": batch, "steps": steps,
