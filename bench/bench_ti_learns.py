@@ -85,6 +85,7 @@ class Settings:
     ti_steps: int = 300
     ti_batch: int = 8
     ti_lr: float = 2e-2  # the world's token embeddings are 25x wider than CLIP's
+    ti_vectors: int = 1
     n_images: int = 40
     sampler_steps: int = 25
     guidance: float = 5.0
@@ -163,7 +164,8 @@ def concept_folders(out: Path, s: Settings) -> dict[str, Path]:
 def learn(world_dir: Path, images: Path, token: str, init: str, kind: str, out: Path, s: Settings) -> Path:
     """``PB3/train.py`` on ``images``; returns the folder holding ``learned_embeds.safetensors``."""
     done = out / "done.json"
-    if done.is_file() and json.loads(done.read_text()).get("steps") == s.ti_steps:
+    recipe = {"steps": s.ti_steps, "lr": s.ti_lr, "vectors": s.ti_vectors, "batch": s.ti_batch}
+    if done.is_file() and json.loads(done.read_text()) == recipe:
         _say(f"{token}: reusing {out}")
         return out
     if out.exists():
@@ -172,19 +174,20 @@ def learn(world_dir: Path, images: Path, token: str, init: str, kind: str, out: 
     _load_script("train")([
         "--sd-ckpt", str(world_dir), "--images", str(images), "--token", token, "--init-word", init,
         f"--{kind}", "--out", str(out), "--steps", str(s.ti_steps), "--batch-size", str(s.ti_batch),
+        "--vectors", str(s.ti_vectors),
         "--lr", str(s.ti_lr), "--resolution", str(world.SIZE), "--crop-min", "1", "--no-flip",
         "--validate-images", "0", "--ckpt-every", str(s.ti_steps), "--log-every", "25",
         "--seed", str(s.seed), "--device", "cpu",
     ])  # fmt: skip
-    done.write_text(json.dumps({"steps": s.ti_steps}))
+    done.write_text(json.dumps(recipe))
     _say(f"{token}: {s.ti_steps} steps in {time.perf_counter() - began:.0f} s")
     return out
 
 
-def initial_embedding(world_dir: Path, token: str, init: str, out: Path) -> Path:
+def initial_embedding(world_dir: Path, token: str, init: str, out: Path, vectors: int = 1) -> Path:
     """The token at its initial embedding (the init word's), saved like a learned one."""
     sd = load_stable_diffusion(world_dir)
-    save_learned_embeds({token: init_vectors(sd, init)}, out, {"note": f"initialised from {init!r}"})
+    save_learned_embeds({token: init_vectors(sd, init, vectors)}, out, {"note": f"initialised from {init!r}"})
     return out
 
 
@@ -229,13 +232,14 @@ def denoising_gain(world_dir: Path, token: str, init: str, learned: Path, s: Set
     ``1 - learned / initial``. A token that moved toward the held-out digit gains on its images
     more than on the others'.
     """
-    from dlcv.stable_diffusion.embeddings import add_embeddings, load_embedding
+    from dlcv.stable_diffusion.embeddings import add_embeddings, expand_placeholders, load_embedding
     from dlcv.stable_diffusion.generation import encode_text
 
     sd = load_stable_diffusion(world_dir)
-    start = init_vectors(sd, init)
-    add_embeddings(sd.tokenizer, sd.text_encoder, {token: start})
-    ids = sd.tokenizer(token, add_special_tokens=False).input_ids
+    final = load_embedding(learned, token)[1]
+    start = init_vectors(sd, init, len(final))
+    ids = add_embeddings(sd.tokenizer, sd.text_encoder, {token: start})[token]
+    prompt = expand_placeholders(f"a photo of a {token}", {token: len(final)})
     table = sd.text_encoder.get_input_embeddings().weight
     g = torch.Generator().manual_seed(s.seed + 3)
     others = [d for d in range(10) if d != s.held_out]
@@ -247,9 +251,9 @@ def denoising_gain(world_dir: Path, token: str, init: str, learned: Path, s: Set
         noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(s.seed + 5))
         x_t = sd.schedule.add_noise(z0, noise, t)
         errors[name] = {}
-        for which, vector in (("initial", start), ("learned", load_embedding(learned, token)[1])):
+        for which, vector in (("initial", start), ("learned", final)):
             table[ids] = vector.to(table.dtype)
-            cond = encode_text(sd, [f"a photo of a {token}"]).expand(n, -1, -1)
+            cond = encode_text(sd, [prompt]).expand(n, -1, -1)
             pred = sd.unet(x_t, t, encoder_hidden_states=cond).sample
             errors[name][which] = float((pred - noise).pow(2).mean())
     gains = {name: 1.0 - e["learned"] / e["initial"] for name, e in errors.items()}
@@ -277,10 +281,9 @@ def check(out: Path, s: Settings, world_only: bool = False) -> dict:
         STYLE_TOKEN: learn(world_dir, folders[STYLE_TOKEN], STYLE_TOKEN, STYLE_INIT, "style",
                            out / "ti" / token_stem(STYLE_TOKEN), s),
     }  # fmt: skip
-    before = {
-        OBJECT_TOKEN: initial_embedding(world_dir, OBJECT_TOKEN, OBJECT_INIT, out / "before" / "new1"),
-        STYLE_TOKEN: initial_embedding(world_dir, STYLE_TOKEN, STYLE_INIT, out / "before" / "new2"),
-    }
+    before = {token: initial_embedding(world_dir, token, init, out / "before" / token_stem(token),
+                                       s.ti_vectors)
+              for token, init in ((OBJECT_TOKEN, OBJECT_INIT), (STYLE_TOKEN, STYLE_INIT))}  # fmt: skip
     gain = denoising_gain(world_dir, OBJECT_TOKEN, OBJECT_INIT, runs[OBJECT_TOKEN] / LEARNED_EMBEDS, s)
     _say(f"{OBJECT_TOKEN}: noise-prediction error on fresh images, relative drop from the initial to the "
          f"learned embedding: held-out digit {gain['gain']['held_out']:+.3f}, other digits "

@@ -38,7 +38,7 @@ as they load Stable Diffusion. ``bench/bench_ti_learns.py`` builds it and runs t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,19 +263,50 @@ def render_digits(digits: Sequence[int], styles: Sequence[int], seed: int) -> to
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def caption(digit: int | None, template: str = "a photo of a {}") -> str:
-    """A world caption: ``digit`` named ("a photo of a digit three"), or generic when None."""
-    return template.format(GENERIC_WORD if digit is None else f"{GENERIC_WORD} {DIGIT_WORDS[digit]}")
+#: Appearance words a world caption may carry, measured from the image's pixels (never a style's
+#: name): its fine grain and its colourfulness. They describe any image, and each style only
+#: leans one way (the SVHN-like renderer draws smooth, pale images more often than the
+#: MNIST-M-like one), as a caption in SD's data describes a painting without naming its painter.
+APPEARANCE_WORDS: tuple[tuple[str, str], ...] = (("smooth", "grainy"), ("pale", "vivid"))
+_GRAIN_SPLIT, _VIVID_SPLIT = 0.04, 0.06  # thresholds of the two measures (in [0, 1] units)
+
+
+def appearance(images: torch.Tensor) -> torch.Tensor:
+    """Which appearance words describe uint8 ``images`` ``(N, 3, H, W)``: ``(N, 2)`` indices into
+    :data:`APPEARANCE_WORDS` (grain: the mean absolute difference of the luma from its 3x3 mean,
+    above 0.04 is grainy; colour: the mean absolute deviation of the channels from their mean,
+    above 0.06 is vivid)."""
+    x = images.float() / 255.0
+    luma = (x * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
+    local = nn.functional.avg_pool2d(luma, 3, 1, 1, count_include_pad=False)
+    grain = (luma - local).abs().mean((1, 2, 3))
+    vivid = (x - x.mean(1, keepdim=True)).abs().mean((1, 2, 3))
+    return torch.stack([grain > _GRAIN_SPLIT, vivid > _VIVID_SPLIT], dim=1).long()
+
+
+#: The appearance-word combinations a caption can carry: (grain word or None, colour word or None).
+WORD_SETS: tuple[tuple[str | None, str | None], ...] = tuple(
+    (g, c) for g in (None, *APPEARANCE_WORDS[0]) for c in (None, *APPEARANCE_WORDS[1])
+)
+
+
+def caption(digit: int | None, template: str = "a photo of a {}", words: Sequence[str | None] = ()) -> str:
+    """A world caption: ``digit`` named ("a photo of a digit three"), or generic when None, with
+    optional appearance ``words`` before it ("a photo of a smooth pale digit three")."""
+    name = GENERIC_WORD if digit is None else f"{GENERIC_WORD} {DIGIT_WORDS[digit]}"
+    return template.format(" ".join([*(w for w in words if w), name]))
 
 
 @dataclass
 class WorldData:
-    """The world's training set: images, digits, styles, and which images are captioned generically."""
+    """The world's training set: images, digits, styles, appearance, and which images are captioned
+    generically."""
 
     images: torch.Tensor  # uint8 (N, 3, 28, 28)
     digits: torch.Tensor  # long (N,)
     styles: torch.Tensor  # long (N,): 0 MNIST-M-like, 1 SVHN-like
     generic: torch.Tensor  # bool (N,): captioned without the digit's name
+    looks: torch.Tensor  # long (N, 2): :func:`appearance`
 
 
 def world_data(n: int, held_out: int, seed: int = 0, generic_fraction: float = 0.5) -> WorldData:
@@ -287,20 +318,7 @@ def world_data(n: int, held_out: int, seed: int = 0, generic_fraction: float = 0
     styles = torch.randperm(n, generator=g) % 2
     generic = (torch.rand(n, generator=g) < generic_fraction) | (digits == held_out)
     images = render_digits(digits.tolist(), styles.tolist(), seed)
-    return WorldData(images, digits, styles, generic)
-
-
-class WorldNet(nn.Module):
-    """The UNet and the text encoder as one module, for the trainer (checkpoint, EMA, optimiser)."""
-
-    def __init__(self, unet: UNet2DConditionModel, text_encoder: CLIPTextModel) -> None:
-        super().__init__()
-        self.unet = unet
-        self.text_encoder = text_encoder
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        cond = self.text_encoder(ids).last_hidden_state
-        return self.unet(x, t, encoder_hidden_states=cond, return_dict=False)[0]
+    return WorldData(images, digits, styles, generic, appearance(images))
 
 
 @dataclass
@@ -314,28 +332,37 @@ class WorldTraining:
     held_out: int = 7
     uncond_fraction: float = 0.2  # of the generic-caption images: captioned ""
     generic_fraction: float = 0.5
+    # Each appearance word (grain, colour) is in an image's caption with this probability, drawn
+    # per step. 0: captions name the digit only, and no token can steer a style (the UNet never
+    # saw text that varied with it; measured: Textual Inversion's style rate 0.00 -> 0.03).
+    appearance_fraction: float = 0.5
     x0_weight_max: float = 50.0  # the loss weight max(1, 1/SNR) is clipped here
     # After the warm-up, cosine decay to this fraction of lr. 1 (constant): the world learns to
     # listen to its captions late in a short run, and a decayed rate stops that (named-digit
     # rate 0.28 constant, 0.11 decayed to 0, in the bench's 1,500 steps).
     min_lr_ratio: float = 1.0
-    # False (the default): the text encoder stays as built, frozen like SD's CLIP while SD was
-    # trained. True trains its transformer with the UNet, the token-embedding table frozen
-    # (Textual Inversion later learns rows of it; the held-out digit's and the styles' words
-    # never get trained). Measured: trained from scratch on minutes of steps, it collapses every
-    # caption to nearly the same hidden states (the UNet first treats their differences as
-    # noise), even with an added loss that names the digit from the pooled output.
-    train_text_encoder: bool = False
     seed: int = 0
 
 
 def caption_bank(tokenizer, held_out: int) -> dict[str, torch.Tensor]:
-    """Token ids of every world caption: ``named`` ``(10, T, 77)`` (the held-out digit's row is
-    never used), ``generic`` ``(T, 77)`` and ``empty`` ``(1, 77)``."""
-    named = torch.stack([tokenize_captions(tokenizer, [caption(d, t) for t in WORLD_TEMPLATES])
-                         for d in range(10)])  # fmt: skip
-    generic = tokenize_captions(tokenizer, [caption(None, t) for t in WORLD_TEMPLATES])
-    return {"named": named, "generic": generic, "empty": tokenize_captions(tokenizer, [""])}
+    """Token ids of every world caption: ``named`` ``(10, W, T, 77)`` (digit, appearance-word set
+    of :data:`WORD_SETS`, template; the held-out digit's row is never used), ``generic``
+    ``(W, T, 77)`` and ``empty`` ``(1, 77)``."""
+
+    def ids(digit: int | None) -> torch.Tensor:
+        return torch.stack([tokenize_captions(tokenizer, [caption(digit, t, words) for t in WORLD_TEMPLATES])
+                            for words in WORD_SETS])  # fmt: skip
+
+    return {"named": torch.stack([ids(d) for d in range(10)]), "generic": ids(None),
+            "empty": tokenize_captions(tokenizer, [""])}  # fmt: skip
+
+
+@torch.no_grad()
+def encode_captions(text_encoder: CLIPTextModel, ids: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The frozen text encoder's hidden states of token ``ids`` ``(..., 77)``: ``(..., 77, width)``."""
+    flat = ids.reshape(-1, ids.shape[-1])
+    states = [text_encoder(flat[k : k + batch]).last_hidden_state for k in range(0, len(flat), batch)]
+    return torch.cat(states).reshape(*ids.shape, -1)
 
 
 @torch.no_grad()
@@ -346,32 +373,51 @@ def encode_images(sd: StableDiffusion, images: torch.Tensor, batch: int = 500) -
     return torch.cat(means) * sd.config.scaling_factor
 
 
-def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, device: str = "cpu") -> None:
-    """Train ``sd``'s UNet and text encoder on the captioned digits; the EMA weights end in ``sd``.
+def train_world(
+    sd: StableDiffusion,
+    out_dir: str | Path,
+    opts: WorldTraining,
+    device: str = "cpu",
+    on_sample: Callable[[nn.Module, int], None] | None = None,
+    sample_every: int = 0,
+) -> None:
+    """Train ``sd``'s UNet on the captioned digits; the EMA weights end in ``sd``.
 
-    The run lives in ``out_dir`` (``checkpoint.pt``, ``metrics.jsonl``; an interrupted run
-    resumes). Captions are drawn per step: a named template for a named image, a generic
-    template (or, with probability ``uncond_fraction``, the empty caption) for a generic one.
+    The text encoder stays frozen, as SD's CLIP was while SD was trained (and trained here from
+    scratch for minutes, it collapses every caption to nearly the same states), so the hidden
+    states of every caption are computed once. The run lives in ``out_dir`` (``checkpoint.pt``,
+    ``metrics.jsonl``; an interrupted run resumes). Captions are drawn per step: a named template
+    for a named image, a generic template (or, with probability ``uncond_fraction``, the empty
+    caption) for a generic one, each with the image's appearance words at ``appearance_fraction``.
+    ``on_sample(ema_unet, step)`` is called every ``sample_every`` steps and at the end.
     """
     data = world_data(opts.n_images, opts.held_out, opts.seed, opts.generic_fraction)
     bank = caption_bank(sd.tokenizer, opts.held_out)
+    sd.text_encoder.eval().requires_grad_(False)
+    states = {name: encode_captions(sd.text_encoder, ids).to(device) for name, ids in bank.items()}
     x_all = encode_images(sd, data.images)
     n_templates = len(WORLD_TEMPLATES)
     abar = sd.schedule.alpha_bar.float()
 
     def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
-        i = torch.randint(len(x_all), (opts.batch_size,), generator=generator)
-        j = torch.randint(n_templates, (opts.batch_size,), generator=generator)
-        empty = torch.rand(opts.batch_size, generator=generator) < opts.uncond_fraction
-        ids = torch.where(data.generic[i, None], bank["generic"][j], bank["named"][data.digits[i], j])
-        ids = torch.where((data.generic[i] & empty)[:, None], bank["empty"], ids)
-        return {"x": x_all[i], "ids": ids}
+        b = opts.batch_size
+        i = torch.randint(len(x_all), (b,), generator=generator)
+        j = torch.randint(n_templates, (b,), generator=generator)
+        shown = torch.rand(b, 2, generator=generator) < opts.appearance_fraction
+        word = torch.where(shown, data.looks[i] + 1, 0)  # 0: no word; 1, 2: APPEARANCE_WORDS[k][0 or 1]
+        w = word[:, 0] * 3 + word[:, 1]  # the index in WORD_SETS
+        empty = data.generic[i] & (torch.rand(b, generator=generator) < opts.uncond_fraction)
+        cond = torch.where(data.generic[i, None, None], states["generic"][w, j],
+                           states["named"][data.digits[i], w, j])  # fmt: skip
+        cond = torch.where(empty[:, None, None], states["empty"], cond)
+        return {"x": x_all[i], "cond": cond}
 
-    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    def loss_fn(unet: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         x0 = batch["x"]
         t = torch.randint(0, len(abar), (len(x0),), generator=generator)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        pred = net(sd.schedule.add_noise(x0, noise, t.to(x0.device)), t.to(x0.device), batch["ids"])
+        x_t = sd.schedule.add_noise(x0, noise, t.to(x0.device))
+        pred = unet(x_t, t.to(x0.device), encoder_hidden_states=batch["cond"], return_dict=False)[0]
         per_sample = (pred.float() - noise).pow(2).flatten(1).mean(1)
         # An epsilon model, as SD's; its error weighted like an x0 error (1 / SNR) at high noise,
         # where only the caption can tell what to draw: plain epsilon-MSE leaves that band almost
@@ -380,21 +426,16 @@ def train_world(sd: StableDiffusion, out_dir: str | Path, opts: WorldTraining, d
         return (weight * per_sample).sum() / weight.sum()
 
     sd.unet.train().requires_grad_(True)
-    sd.text_encoder.train(opts.train_text_encoder).requires_grad_(opts.train_text_encoder)
-    sd.text_encoder.get_input_embeddings().requires_grad_(False)
-    net = WorldNet(sd.unet, sd.text_encoder)
     ckpt = Path(out_dir) / "checkpoint.pt"
     cfg = TrainConfig(out_dir=Path(out_dir), steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
                       warmup_steps=min(100, opts.steps // 10), min_lr_ratio=opts.min_lr_ratio,
-                      grad_clip=1.0, ema_decay=0.995,
+                      grad_clip=1.0, ema_decay=0.995, sample_every=sample_every,
                       log_every=max(1, min(100, opts.steps // 10)), ckpt_every=max(1, opts.steps // 4),
                       seed=opts.seed, mixed_precision=False, resume=ckpt.is_file(),
                       device=device)  # fmt: skip
-    trained = train(net, loss_fn, next_batch, cfg, config={"world": opts.__dict__})
-    sd.unet.load_state_dict(trained.unet.state_dict())
-    sd.text_encoder.load_state_dict(trained.text_encoder.state_dict())
-    for part in (sd.unet, sd.text_encoder):
-        part.eval().requires_grad_(False)
+    trained = train(sd.unet, loss_fn, next_batch, cfg, on_sample=on_sample, config={"world": opts.__dict__})
+    sd.unet.load_state_dict(trained.state_dict())
+    sd.unet.eval().requires_grad_(False)
 
 
 def save_world(sd: StableDiffusion, folder: str | Path) -> Path:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 
 from dlcv.stable_diffusion.digit_world import (
+    APPEARANCE_WORDS,
     DIGIT_WORDS,
+    WORD_SETS,
     WORLD_TEMPLATES,
+    appearance,
     build_world,
     caption,
     caption_bank,
+    encode_captions,
+    render_digits,
     pixel_autoencoder,
     save_world,
     world_config,
@@ -47,16 +52,17 @@ def test_captions_name_digits_but_never_the_held_out_one_nor_a_style():
     assert 0.3 < float(named[data.digits != 7].float().mean()) < 0.7
     assert set(data.styles.tolist()) == {0, 1} and data.images.shape == (400, 3, 28, 28)
     assert caption(3) == "a photo of a digit three" and caption(None) == "a photo of a digit"
+    assert caption(3, words=("smooth", None)) == "a photo of a smooth digit three"
     drawn = [None, *(d for d in range(10) if d != 7)]  # the captions training can draw
-    words = {w for t in WORLD_TEMPLATES for d in drawn for w in caption(d, t).split()}
-    assert DIGIT_WORDS[7] not in words and DIGIT_WORDS[3] in words
-    assert not words & {"svhn", "mnist", "style", "printed", "handwritten", "colour", "color"}
+    words = {w for t in WORLD_TEMPLATES for d in drawn for ws in WORD_SETS for w in caption(d, t, ws).split()}
+    assert DIGIT_WORDS[7] not in words and DIGIT_WORDS[3] in words and "grainy" in words
+    assert not words & {"svhn", "mnist", "style", "printed", "handwritten", "house", "number", "colour", "color"}
     from dlcv.clip_tokenizer import offline_clip_tokenizer
 
     tokenizer = offline_clip_tokenizer()
     bank = caption_bank(tokenizer, held_out=7)
     seven = tokenizer("seven", add_special_tokens=False).input_ids[0]
-    assert bank["named"].shape[:2] == (10, len(WORLD_TEMPLATES))
+    assert bank["named"].shape[:3] == (10, len(WORD_SETS), len(WORLD_TEMPLATES))
     assert not (bank["generic"] == seven).any() and (bank["named"][7] == seven).any()  # row 7 is never drawn
 
 
@@ -74,6 +80,27 @@ def test_the_world_loads_like_stable_diffusion(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_appearance_words_describe_the_pixels_and_lean_with_the_style():
+    flat = torch.full((1, 3, 28, 28), 128, dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    noisy = torch.randint(0, 256, (1, 3, 28, 28), generator=g, dtype=torch.uint8)
+    assert appearance(flat).tolist() == [[0, 0]]  # smooth, pale
+    assert appearance(noisy).tolist() == [[1, 1]]  # grainy, vivid
+    assert [pair[0] for pair in APPEARANCE_WORDS] == ["smooth", "pale"]
+    digits = [d % 10 for d in range(400)]
+    mnistm, svhn = (appearance(render_digits(digits, [k] * 400, seed=1)).float().mean(0) for k in (0, 1))
+    assert (svhn < mnistm - 0.25).all()  # SVHN-like images are smoother and paler more often
+    assert ((0.05 < svhn) & (mnistm < 0.95)).all()  # but neither word names a style
+
+
+def test_caption_states_are_the_text_encoders():
+    sd = build_world(seed=0)
+    ids = caption_bank(sd.tokenizer, held_out=7)["named"][:2, :3, :2]
+    states = encode_captions(sd.text_encoder, ids, batch=5)
+    assert states.shape == (2, 3, 2, 77, sd.text_encoder.config.hidden_size)
+    with torch.no_grad():
+        assert torch.allclose(states[1, 2], sd.text_encoder(ids[1, 2]).last_hidden_state, atol=1e-5)
+
 
 def test_the_untrained_world_ignores_its_captions_exactly():
     sd = build_world(seed=0, config=world_config(pool=2))
@@ -81,8 +108,8 @@ def test_the_untrained_world_ignores_its_captions_exactly():
     t = torch.tensor([900, 100])
     ids = caption_bank(sd.tokenizer, held_out=7)
     with torch.no_grad():
-        three = sd.text_encoder(ids["named"][3, :2]).last_hidden_state
-        generic = sd.text_encoder(ids["generic"][:2]).last_hidden_state
+        three = sd.text_encoder(ids["named"][3, 0, :2]).last_hidden_state
+        generic = sd.text_encoder(ids["generic"][0, :2]).last_hidden_state
         assert not torch.allclose(three, generic)
         out = [sd.unet(x, t, encoder_hidden_states=h).sample for h in (three, generic)]
     assert torch.equal(out[0], out[1])
