@@ -2,16 +2,21 @@
 
     python bench/bench_ti_learns.py [--out ti_learns_out]        (make demo-ti)
     python bench/bench_ti_learns.py --world-only                 (the world's named-digit rate)
+    python bench/bench_ti_learns.py --train-world [--export-world dlcv/assets/digit_world]
 
-1. Builds a small text-to-image world (:mod:`dlcv.stable_diffusion.digit_world`: a diffusers
+1. Takes a small text-to-image world (:mod:`dlcv.stable_diffusion.digit_world`: a diffusers
    ``UNet2DConditionModel`` with cross-attention and a transformers ``CLIPTextModel`` with the
    project's CLIP tokenizer, on the 2x2 means of the 28x28 pixels through a built
-   ``AutoencoderKL``) and trains it on the procedural digits in both styles. Captions name the
-   digit ("a photo of a digit three") but never the style, and the held-out digit (seven) only
-   ever gets generic captions ("a photo of a digit"): the model can draw it, and both styles,
-   but has no word for them. The world is saved as a diffusers folder in OUT/world and reused
-   by later runs. How far it follows its words is measured first: images of "a photo of a
-   digit three" etc. (every digit but the held-out one), graded (the named-digit rate).
+   ``AutoencoderKL``), trained on the procedural digits in both styles. Captions name the
+   digit ("a photo of a digit three") and may describe its look (smooth or grainy, pale or
+   vivid) and shape (looped, straight, barred), but never name the style, and the held-out
+   digit (seven) only ever gets generic captions ("a photo of a digit"): the model can draw it,
+   and both styles, but has no word for them. The world ships with the package (training it
+   takes longer than the demo: ``--train-world`` does, with the recipe of :class:`Settings`,
+   and ``--export-world`` writes it in the shipped form); it is written as a diffusers folder
+   to OUT/world and reused by later runs. How far it follows its words is measured first:
+   images of "a photo of a digit three" etc. (every digit but the held-out one), graded (the
+   named-digit rate).
 2. Trains two small classifiers with the digit grader's machinery: digits (both styles) and
    styles (MNIST-M-like vs SVHN-like).
 3. Runs ``PB3/train.py`` (the real entry point: loss, hook, templates, checkpointing,
@@ -70,9 +75,10 @@ SVHN = world.STYLES.index("svhn")
 
 @dataclass
 class Settings:
-    """Every length of the check (steps, images); the defaults are ``make demo-ti``'s."""
+    """Every length of the check (steps, images); the defaults are ``make demo-ti``'s. The
+    ``world_*`` fields are the shipped world's recipe (what ``--train-world`` trains)."""
 
-    world_steps: int = 1500
+    world_steps: int = 3000
     world_batch: int = 64
     world_images: int = 10000
     world_channels: tuple[int, ...] = (16, 32, 64)
@@ -80,13 +86,16 @@ class Settings:
     world_pool: int = 2  # the latents are the 2x2 means of the pixels in [-1, 1] (14x14)
     world_lr: float = 2e-3
     world_generic: float = 0.3  # of the named digits' images: captioned generically
+    world_appearance: float = 0.5  # each appearance word (grain, colour) in a caption
+    world_shape: float = 0.5  # a named digit's shape words in its caption
+    world_seed: int = 0
     grader_steps: int = 600
     grader_images: int = 4000
-    ti_steps: int = 300
+    ti_steps: int = 800
     ti_batch: int = 8
     ti_lr: float = 2e-2  # the world's token embeddings are 25x wider than CLIP's
-    ti_vectors: int = 1
-    n_images: int = 40
+    ti_vectors: int = 2  # vectors per token
+    n_images: int = 100
     sampler_steps: int = 25
     guidance: float = 5.0
     held_out: int = 7
@@ -106,24 +115,46 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def build_world(out: Path, s: Settings) -> Path:
-    """Train the world (or reuse OUT/world) and return its diffusers folder."""
+def world_recipe(s: Settings) -> tuple[dict, world.WorldTraining]:
+    """The world's architecture (:func:`world.world_config` arguments) and training, from ``s``."""
+    arch = {"channels": list(s.world_channels), "attention_levels": s.world_attention, "pool": s.world_pool}
+    opts = world.WorldTraining(steps=s.world_steps, batch_size=s.world_batch, lr=s.world_lr,
+                               n_images=s.world_images, held_out=s.held_out, generic_fraction=s.world_generic,
+                               appearance_fraction=s.world_appearance, shape_fraction=s.world_shape,
+                               seed=s.world_seed)  # fmt: skip
+    return arch, opts
+
+
+def build_world(out: Path, s: Settings, train: bool = False, export: Path | None = None) -> Path:
+    """The world's diffusers folder OUT/world: reused when there, else the package's shipped world
+    (:data:`world.SHIPPED_WORLD`), or with ``train`` trained from scratch (and with ``export``
+    written there in the shipped form)."""
     folder = out / "world"
     if (folder / "unet" / "config.json").is_file() and (folder / "done.json").is_file():
         _say(f"world: reusing {folder}")
         return folder
+    if not train:
+        sd, info = world.load_shipped_world()
+        world.save_world(sd, folder)
+        (folder / "done.json").write_text(json.dumps(info, indent=2))
+        _say(f"world: the shipped one ({world.SHIPPED_WORLD}, {info['training']['steps']} steps; "
+             f"rebuild it with --train-world) -> {folder}")  # fmt: skip
+        return folder
     began = time.perf_counter()
-    config = world.world_config(s.world_channels, attention_levels=s.world_attention, pool=s.world_pool)
-    sd = world.build_world(s.seed, config)
-    opts = world.WorldTraining(steps=s.world_steps, batch_size=s.world_batch, lr=s.world_lr,
-                               n_images=s.world_images, held_out=s.held_out,
-                               generic_fraction=s.world_generic, seed=s.seed)  # fmt: skip
+    arch, opts = world_recipe(s)
+    sd = world.build_world(s.world_seed, world.world_config(**arch))
     _say(f"world: training the UNet ({sum(p.numel() for p in sd.unet.parameters()) / 1e6:.2f} M parameters) "
          f"for {s.world_steps} steps of {s.world_batch} images")
     world.train_world(sd, out / "world_run", opts)
     world.save_world(sd, folder)
-    (folder / "done.json").write_text(json.dumps(asdict(opts), indent=2))
-    _say(f"world: {time.perf_counter() - began:.0f} s -> {folder}")
+    seconds = round(time.perf_counter() - began)
+    info = {"seed": s.world_seed, "architecture": arch, "training": asdict(opts), "train_seconds": seconds,
+            "threads": torch.get_num_threads()}  # fmt: skip
+    (folder / "done.json").write_text(json.dumps(info, indent=2))
+    if export is not None:
+        world.export_world(sd, export, info)
+        _say(f"world: exported to {export}")
+    _say(f"world: {seconds} s -> {folder}")
     return folder
 
 
@@ -260,16 +291,21 @@ def denoising_gain(world_dir: Path, token: str, init: str, learned: Path, s: Set
     return {"errors": errors, "gain": gains}
 
 
-def check(out: Path, s: Settings, world_only: bool = False) -> dict:
+def check(out: Path, s: Settings, world_only: bool = False, train_world: bool = False,
+          export_world: Path | None = None) -> dict:
     """The whole check; returns the rates (also in OUT/results.json). With ``world_only``, stops
     after the world's own named-digit rate (:func:`named_digit_rate`)."""
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    world_dir = build_world(out, s)
+    world_dir = build_world(out, s, train_world, export_world)
     digit_clf, style_clf = build_graders(out, s)
     named = named_digit_rate(world_dir, digit_clf, s)
     _say(f"world: named-digit rate {named['rate']:.2f} (\"{world.caption(0)}\" etc., every digit but the "
          f"held-out one; chance 0.10)")  # fmt: skip
+    if export_world is not None and (export_world / "world.json").is_file():  # what it measured
+        info = json.loads((export_world / "world.json").read_text())
+        info["named_digit_rate"] = round(named["rate"], 3)
+        (export_world / "world.json").write_text(json.dumps(info, indent=2) + "\n")
     if world_only:
         result = {"settings": asdict(s), "world_named_digit_rate": named}
         (out / "results.json").write_text(json.dumps(result, indent=2))
@@ -328,12 +364,18 @@ def main(argv: list[str] | None = None) -> None:
                    help="output folder; the world in it is reused (default: %(default)s)")
     defaults = Settings()
     for name in ("world_steps", "ti_steps", "n_images", "sampler_steps", "seed"):
+        note = "with --train-world; " if name == "world_steps" else ""
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
-                       help=f"(default: {getattr(defaults, name)})")  # fmt: skip
+                       help=f"({note}default: {getattr(defaults, name)})")  # fmt: skip
     p.add_argument("--guidance", type=float, default=defaults.guidance,
                    help=f"(default: {defaults.guidance})")
     p.add_argument("--world-only", action="store_true",
                    help="build (or reuse) the world and print its named-digit rate, then stop")  # fmt: skip
+    p.add_argument("--train-world", action="store_true",
+                   help="train the world from scratch (--world-steps steps) instead of using the shipped one")
+    p.add_argument("--export-world", type=Path, default=None, metavar="DIR",
+                   help="with --train-world: also write it in the shipped form to DIR "
+                        f"(the package's is {world.SHIPPED_WORLD.relative_to(REPO)})")  # fmt: skip
     args = p.parse_args(argv)
     for name in ("world_steps", "ti_steps", "n_images", "sampler_steps"):
         if getattr(args, name) < 1:
@@ -341,7 +383,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     s = Settings(world_steps=args.world_steps, ti_steps=args.ti_steps, n_images=args.n_images,
                  sampler_steps=args.sampler_steps, guidance=args.guidance, seed=args.seed)  # fmt: skip
-    check(Path(args.out), s, world_only=args.world_only)
+    if args.export_world is not None and not args.train_world:
+        raise UserError("--export-world needs --train-world")
+    check(Path(args.out), s, world_only=args.world_only, train_world=args.train_world,
+          export_world=args.export_world)
 
 
 if __name__ == "__main__":

@@ -21,23 +21,32 @@ concept?" is asked of a small model of the same families instead:
   only ever captioned with the generic "a photo of a digit"-type captions. Part of the other
   digits' images get generic captions too, and the unconditional caption ("", for
   classifier-free guidance) is given to images of that same generic group, so that guidance
-  does not by itself favour the held-out digit. The model can draw the held-out digit and
-  both styles but has no word for any of them. The UNet predicts the noise, as SD's does;
-  its error is weighted like an x0 error (``1/SNR``, clipped) at high noise, the band where
-  only the caption tells what to draw.
+  does not by itself favour the held-out digit. Captions may also carry words that describe
+  the image without naming its style (:data:`APPEARANCE_WORDS`, measured from the pixels:
+  smooth or grainy, pale or vivid) and the named digits' shapes (:data:`SHAPE_WORDS`: looped,
+  straight, barred; never the held-out digit's), as SD's captions describe what a picture
+  looks like: without them no token can steer a style (the caption would carry nothing about
+  it) and a token for the held-out digit only finds the nearest named digit. The model can
+  draw the held-out digit and both styles but has no word for any of them. The UNet predicts
+  the noise, as SD's does; its error is weighted like an x0 error (``1/SNR``, clipped) at
+  high noise, the band where only the caption tells what to draw.
 
-How far such a world, trained within the demo's minutes on a CPU, listens to its captions is
-what limits the check (a named-digit rate of 0.28 after the bench's 1,500 steps, 0.89 after
-2,500): ``python bench/bench_ti_learns.py --world-only`` prints it (images of "a photo of a
-digit three" etc. graded), and the README's Problem 3 section lists what was measured.
+Training such a world takes longer than the demo's minutes on a CPU, so a trained one ships
+with the package (:data:`SHIPPED_WORLD`, :func:`export_world`, :func:`load_shipped_world`:
+the UNet in float16 and the text encoder without its token table, which is redrawn from the
+seed, about 2.5 MB); ``python bench/bench_ti_learns.py --train-world`` trains it again from
+scratch. How far a world listens to its captions is what limits the check:
+``--world-only`` prints its named-digit rate (images of "a photo of a digit three" etc.
+graded), and ``docs/ti_world.md`` keeps what was measured on the way.
 
 The world is saved as a diffusers folder (``unet/ vae/ text_encoder/ tokenizer/ scheduler/``),
 so ``PB3/train.py --sd-ckpt WORLD`` and the generation path of ``PB3/inference.py`` load it
-as they load Stable Diffusion. ``bench/bench_ti_learns.py`` builds it and runs the check.
+as they load Stable Diffusion. ``bench/bench_ti_learns.py`` writes it and runs the check.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,19 +244,74 @@ def build_world(
     seed: int = 0, config: SDConfig | None = None, token_scale: float = TOKEN_SCALE
 ) -> StableDiffusion:
     """The untrained world: random UNet (its caption paths zeroed, :func:`silence_captions`) and
-    text encoder (seeded; the token-embedding table scaled by ``token_scale``, see
-    :data:`TOKEN_SCALE`), the pixel autoencoder."""
+    text encoder (seeded; its token-embedding table drawn by :func:`token_table`), the pixel
+    autoencoder."""
     config = config or world_config()
     torch.manual_seed(seed)
     with quiet_diffusers():
         unet = silence_captions(UNet2DConditionModel(**config.unet))
     text_encoder = CLIPTextModel(CLIPTextConfig(**config.text_encoder))
     with torch.no_grad():
-        text_encoder.get_input_embeddings().weight.mul_(token_scale)
+        table = text_encoder.get_input_embeddings().weight
+        std = text_encoder.config.initializer_range * token_scale
+        table.copy_(token_table(seed, tuple(table.shape), std))
     sd = StableDiffusion(unet, pixel_autoencoder(config), text_encoder, offline_clip_tokenizer(), config)
     for net in (sd.unet, sd.vae, sd.text_encoder):
         net.eval().requires_grad_(False)
     return sd
+
+
+def token_table(seed: int, shape: tuple[int, int], std: float) -> torch.Tensor:
+    """The text encoder's token-embedding table: normal, ``std`` wide, from its own generator, so
+    that the same seed gives the same table whatever library draws the rest (the shipped world
+    stores everything else and redraws this 49,408-row table)."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * std
+
+
+#: The trained world shipped with the package (:func:`export_world`, :func:`load_shipped_world`).
+SHIPPED_WORLD = Path(__file__).resolve().parents[1] / "assets" / "digit_world"
+
+
+def _token_table_key(text_encoder: CLIPTextModel) -> str:
+    """The state-dict name of the token-embedding table (it differs between transformers versions)."""
+    table = text_encoder.get_input_embeddings().weight
+    return next(name for name, p in text_encoder.named_parameters() if p is table)
+
+
+def export_world(sd: StableDiffusion, folder: str | Path, info: dict) -> Path:
+    """Write a trained world compactly: ``unet.safetensors`` (float16), ``text_encoder.safetensors``
+    (its transformer, float32, without the token table that :func:`build_world` redraws from the
+    seed) and ``world.json`` (``info``: at least ``seed`` and ``architecture``, the keyword
+    arguments of :func:`world_config`; also how it was trained and what it measured)."""
+    from safetensors.torch import save_file
+
+    if not {"seed", "architecture"} <= set(info):
+        raise ValueError("info needs 'seed' and 'architecture'")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    unet = {k: v.detach().to(torch.float16).contiguous() for k, v in sd.unet.state_dict().items()}
+    skip = _token_table_key(sd.text_encoder)
+    text = {k: v.detach().float().contiguous() for k, v in sd.text_encoder.state_dict().items() if k != skip}
+    save_file(unet, str(folder / "unet.safetensors"))
+    save_file(text, str(folder / "text_encoder.safetensors"))
+    (folder / "world.json").write_text(json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def load_shipped_world(folder: str | Path = SHIPPED_WORLD) -> tuple[StableDiffusion, dict]:
+    """The world written by :func:`export_world` (float32) and its ``world.json``."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    info = json.loads((folder / "world.json").read_text())
+    sd = build_world(info["seed"], world_config(**info["architecture"]))
+    unet = load_file(str(folder / "unet.safetensors"))
+    sd.unet.load_state_dict({k: v.float() for k, v in unet.items()})
+    missing, unexpected = sd.text_encoder.load_state_dict(load_file(str(folder / "text_encoder.safetensors")),
+                                                          strict=False)  # fmt: skip
+    if [k for k in missing if k != _token_table_key(sd.text_encoder)] or unexpected:
+        raise ValueError(f"{folder}: the text encoder's weights do not fit ({missing=}, {unexpected=})")
+    return sd, info
 
 
 def render_digits(digits: Sequence[int], styles: Sequence[int], seed: int) -> torch.Tensor:
@@ -288,6 +352,14 @@ def appearance(images: torch.Tensor) -> torch.Tensor:
 WORD_SETS: tuple[tuple[str | None, str | None], ...] = tuple(
     (g, c) for g in (None, *APPEARANCE_WORDS[0]) for c in (None, *APPEARANCE_WORDS[1])
 )
+
+
+#: Shape words of each digit (:attr:`WorldTraining.shape_fraction`): what its strokes look like,
+#: shared between digits. The held-out digit's are never in a caption (for a seven they would be
+#: "straight barred"; the world trained without them draws fours from those words).
+SHAPE_WORDS: dict[int, tuple[str, ...]] = {0: ("looped",), 1: ("straight",), 2: (), 3: (), 4: ("straight",),
+                                           5: ("barred",), 6: ("looped",), 7: ("straight", "barred"),
+                                           8: ("looped",), 9: ("looped",)}  # fmt: skip
 
 
 def caption(digit: int | None, template: str = "a photo of a {}", words: Sequence[str | None] = ()) -> str:
@@ -336,6 +408,7 @@ class WorldTraining:
     # per step. 0: captions name the digit only, and no token can steer a style (the UNet never
     # saw text that varied with it; measured: Textual Inversion's style rate 0.00 -> 0.03).
     appearance_fraction: float = 0.5
+    shape_fraction: float = 0.0  # each named digit's image: its shape words shown (not the held-out's)
     x0_weight_max: float = 50.0  # the loss weight max(1, 1/SNR) is clipped here
     # After the warm-up, cosine decay to this fraction of lr. 1 (constant): the world learns to
     # listen to its captions late in a short run, and a decayed rate stops that (named-digit
@@ -345,15 +418,19 @@ class WorldTraining:
 
 
 def caption_bank(tokenizer, held_out: int) -> dict[str, torch.Tensor]:
-    """Token ids of every world caption: ``named`` ``(10, W, T, 77)`` (digit, appearance-word set
-    of :data:`WORD_SETS`, template; the held-out digit's row is never used), ``generic``
-    ``(W, T, 77)`` and ``empty`` ``(1, 77)``."""
+    """Token ids of every world caption: ``named`` ``(10, W, 2, T, 77)`` (digit, appearance-word set
+    of :data:`WORD_SETS`, without or with the digit's :data:`SHAPE_WORDS`, template; the held-out
+    digit's row is never used), ``generic`` ``(10, W, 2, T, 77)`` (the same without the digit's
+    name: only its shape words, if any, tell it) and ``empty`` ``(1, 77)``."""
 
-    def ids(digit: int | None) -> torch.Tensor:
-        return torch.stack([tokenize_captions(tokenizer, [caption(digit, t, words) for t in WORLD_TEMPLATES])
-                            for words in WORD_SETS])  # fmt: skip
+    def ids(digit: int, named: bool) -> torch.Tensor:
+        return torch.stack([torch.stack([
+            tokenize_captions(tokenizer, [caption(digit if named else None, t, (*words, *shape))
+                                          for t in WORLD_TEMPLATES])
+            for shape in ((), SHAPE_WORDS[digit])]) for words in WORD_SETS])  # fmt: skip
 
-    return {"named": torch.stack([ids(d) for d in range(10)]), "generic": ids(None),
+    return {"named": torch.stack([ids(d, True) for d in range(10)]),
+            "generic": torch.stack([ids(d, False) for d in range(10)]),
             "empty": tokenize_captions(tokenizer, [""])}  # fmt: skip
 
 
@@ -407,8 +484,10 @@ def train_world(
         word = torch.where(shown, data.looks[i] + 1, 0)  # 0: no word; 1, 2: APPEARANCE_WORDS[k][0 or 1]
         w = word[:, 0] * 3 + word[:, 1]  # the index in WORD_SETS
         empty = data.generic[i] & (torch.rand(b, generator=generator) < opts.uncond_fraction)
-        cond = torch.where(data.generic[i, None, None], states["generic"][w, j],
-                           states["named"][data.digits[i], w, j])  # fmt: skip
+        d = data.digits[i]
+        shape = ((torch.rand(b, generator=generator) < opts.shape_fraction) & (d != opts.held_out)).long()
+        cond = torch.where(data.generic[i, None, None], states["generic"][d, w, shape, j],
+                           states["named"][d, w, shape, j])  # fmt: skip
         cond = torch.where(empty[:, None, None], states["empty"], cond)
         return {"x": x_all[i], "cond": cond}
 

@@ -14,9 +14,12 @@ from dlcv.stable_diffusion.digit_world import (
     caption,
     caption_bank,
     encode_captions,
-    render_digits,
+    export_world,
+    load_shipped_world,
     pixel_autoencoder,
+    render_digits,
     save_world,
+    token_table,
     world_config,
     world_data,
 )
@@ -56,13 +59,14 @@ def test_captions_name_digits_but_never_the_held_out_one_nor_a_style():
     drawn = [None, *(d for d in range(10) if d != 7)]  # the captions training can draw
     words = {w for t in WORLD_TEMPLATES for d in drawn for ws in WORD_SETS for w in caption(d, t, ws).split()}
     assert DIGIT_WORDS[7] not in words and DIGIT_WORDS[3] in words and "grainy" in words
-    assert not words & {"svhn", "mnist", "style", "printed", "handwritten", "house", "number", "colour", "color"}
+    assert not words & {"svhn", "mnist", "style", "printed", "handwritten", "house", "colour", "color"}
     from dlcv.clip_tokenizer import offline_clip_tokenizer
 
     tokenizer = offline_clip_tokenizer()
     bank = caption_bank(tokenizer, held_out=7)
     seven = tokenizer("seven", add_special_tokens=False).input_ids[0]
-    assert bank["named"].shape[:3] == (10, len(WORD_SETS), len(WORLD_TEMPLATES))
+    layout = (10, len(WORD_SETS), 2, len(WORLD_TEMPLATES))  # digit, appearance words, shape words, template
+    assert bank["named"].shape[:4] == layout == bank["generic"].shape[:4]
     assert not (bank["generic"] == seven).any() and (bank["named"][7] == seven).any()  # row 7 is never drawn
 
 
@@ -95,7 +99,7 @@ def test_appearance_words_describe_the_pixels_and_lean_with_the_style():
 
 def test_caption_states_are_the_text_encoders():
     sd = build_world(seed=0)
-    ids = caption_bank(sd.tokenizer, held_out=7)["named"][:2, :3, :2]
+    ids = caption_bank(sd.tokenizer, held_out=7)["named"][:2, :3, 0, :2]
     states = encode_captions(sd.text_encoder, ids, batch=5)
     assert states.shape == (2, 3, 2, 77, sd.text_encoder.config.hidden_size)
     with torch.no_grad():
@@ -108,8 +112,34 @@ def test_the_untrained_world_ignores_its_captions_exactly():
     t = torch.tensor([900, 100])
     ids = caption_bank(sd.tokenizer, held_out=7)
     with torch.no_grad():
-        three = sd.text_encoder(ids["named"][3, 0, :2]).last_hidden_state
-        generic = sd.text_encoder(ids["generic"][0, :2]).last_hidden_state
+        three = sd.text_encoder(ids["named"][3, 0, 0, :2]).last_hidden_state
+        generic = sd.text_encoder(ids["generic"][3, 0, 0, :2]).last_hidden_state
         assert not torch.allclose(three, generic)
         out = [sd.unet(x, t, encoder_hidden_states=h).sample for h in (three, generic)]
     assert torch.equal(out[0], out[1])
+
+
+def test_an_exported_world_loads_back_with_the_same_weights(tmp_path):
+    arch = {"channels": [8, 16, 32], "attention_levels": 1, "pool": 2}
+    sd = build_world(seed=3, config=world_config(**arch))
+    with torch.no_grad():
+        for p in sd.unet.parameters():  # as if trained: the zeroed caption paths too
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    export_world(sd, tmp_path / "w", {"seed": 3, "architecture": arch, "training": {"steps": 1}})
+    assert {p.name for p in (tmp_path / "w").iterdir()} == {"unet.safetensors", "text_encoder.safetensors",
+                                                            "world.json"}  # fmt: skip
+    back, info = load_shipped_world(tmp_path / "w")
+    assert info["training"] == {"steps": 1}
+    for a, b in zip(sd.unet.state_dict().values(), back.unet.state_dict().values(), strict=True):
+        assert b.dtype == torch.float32 and torch.allclose(a, b, rtol=1e-3, atol=1e-4)  # stored as float16
+    text = zip(sd.text_encoder.state_dict().values(), back.text_encoder.state_dict().values(), strict=True)
+    for a, b in text:
+        assert torch.equal(a, b)  # the token table redrawn from the seed, the rest stored
+    other = build_world(seed=4, config=world_config(**arch)).text_encoder.get_input_embeddings().weight
+    assert not torch.equal(other, back.text_encoder.get_input_embeddings().weight)
+
+
+def test_the_token_table_is_drawn_from_the_seed_alone():
+    a, b = token_table(0, (50, 4), 0.5), token_table(0, (50, 4), 0.5)
+    assert torch.equal(a, b) and 0.4 < float(a.std()) < 0.6
+    assert not torch.equal(a, token_table(1, (50, 4), 0.5))
