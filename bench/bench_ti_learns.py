@@ -22,7 +22,7 @@
 3. Runs ``PB3/train.py`` (the real entry point: loss, hook, templates, checkpointing,
    ``--images`` input, ``learned_embeds.safetensors``) on 5 images of the held-out digit
    (``<new1>``, an object initialised from "digit") and on 5 SVHN-like images of mixed digits
-   (``<new2>``, a style initialised from "photo").
+   (``<new2>``, a style initialised from "photo"), two vectors per token.
 4. Generates through ``PB3/inference.py`` (guided DDIM) from "a photo of <new1>" and "the digit
    five in the style of <new2>", with the token at its initial embedding (before) and learned
    (after), and grades the images: the held-out digit's rate for the object; the SVHN-like rate
@@ -131,6 +131,8 @@ def build_world(out: Path, s: Settings, train: bool = False, export: Path | None
     written there in the shipped form)."""
     folder = out / "world"
     if (folder / "unet" / "config.json").is_file() and (folder / "done.json").is_file():
+        if export is not None:
+            raise UserError(f"--export-world: {folder} already holds a world; train into a fresh --out")
         _say(f"world: reusing {folder}")
         return folder
     if not train:

@@ -15,8 +15,10 @@ import json
 import re
 import sys
 
+import pytest
 import torch
 
+from dlcv.cli import UserError
 from dlcv.io.images import load_rgb
 from dlcv.stable_diffusion.embeddings import load_embedding
 from dlcv.stable_diffusion.loading import load_stable_diffusion
@@ -98,3 +100,15 @@ def test_a_short_textual_inversion_on_the_shipped_world_moves_toward_both_concep
     assert after["style_digit_rate"] >= 0.5  # a style, not the digits of its 5 images
     gain = result["denoising_gain"]["gain"]
     assert gain["held_out"] > gain["others"]  # fresh sevens, not only the 5 it saw
+
+
+def test_exporting_a_world_needs_one_trained_into_a_fresh_folder(tmp_path):
+    bench = _bench()
+    with pytest.raises(UserError, match="--export-world needs --train-world"):
+        bench.main(["--out", str(tmp_path), "--export-world", str(tmp_path / "x")])
+    (tmp_path / "world" / "unet").mkdir(parents=True)
+    (tmp_path / "world" / "unet" / "config.json").write_text("{}")
+    (tmp_path / "world" / "done.json").write_text("{}")
+    with pytest.raises(UserError, match="already holds a world"):
+        bench.main(["--out", str(tmp_path), "--train-world", "--export-world", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
