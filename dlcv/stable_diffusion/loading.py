@@ -10,6 +10,7 @@ from :func:`dlcv.clip_tokenizer.offline_clip_tokenizer`. Weights are read with
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -206,9 +207,12 @@ def load_from_diffusers(
                 f"{folder} is not a diffusers Stable Diffusion folder: {sub}/config.json is missing"
             )
     kwargs = {"local_files_only": True, "torch_dtype": dtype}
+    # diffusers defaults to low_cpu_mem_usage=True, which needs accelerate, and warns when it is
+    # missing (then loads as with False): ask for what it will do anyway.
+    lean = {"low_cpu_mem_usage": importlib.util.find_spec("accelerate") is not None}
     try:
-        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kwargs)
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **kwargs)
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kwargs, **lean)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **kwargs, **lean)
         text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **kwargs)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the diffusers folder {folder}: {str(err).splitlines()[0]}") from None

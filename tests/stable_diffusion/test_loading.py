@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import pytest
@@ -85,6 +86,12 @@ def test_diffusers_folder_loads_offline_with_its_own_tokenizer(tiny_sd_folder, m
     sd = load_stable_diffusion(tiny_sd_folder)
     assert sd.tokenizer("a <x> dog").input_ids == build_tiny_sd().tokenizer("a <x> dog").input_ids
     assert sd.schedule.alpha_bar.shape == (1000,)
+
+
+def test_a_diffusers_folder_loads_without_the_accelerate_warning(tiny_sd_folder, caplog):
+    with caplog.at_level(logging.WARNING):
+        load_stable_diffusion(tiny_sd_folder)
+    assert not [r for r in caplog.records if "accelerate" in r.getMessage()]
 
 
 def test_missing_file_is_named():
