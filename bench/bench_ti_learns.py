@@ -126,9 +126,10 @@ def world_recipe(s: Settings) -> tuple[dict, world.WorldTraining]:
 
 
 def build_world(out: Path, s: Settings, train: bool = False, export: Path | None = None) -> Path:
-    """The world's diffusers folder OUT/world: reused when there, else the package's shipped world
-    (:data:`world.SHIPPED_WORLD`), or with ``train`` trained from scratch (and with ``export``
-    written there in the shipped form)."""
+    """The world's diffusers folder OUT/world (its ``done.json``: how it was made): reused when
+    there, else the package's shipped world (:data:`world.SHIPPED_WORLD`), or with ``train``
+    trained from scratch. ``export`` (where :func:`check` will write it in the shipped form)
+    refuses a reused world."""
     folder = out / "world"
     if (folder / "unet" / "config.json").is_file() and (folder / "done.json").is_file():
         if export is not None:
@@ -153,9 +154,6 @@ def build_world(out: Path, s: Settings, train: bool = False, export: Path | None
     info = {"seed": s.world_seed, "architecture": arch, "training": asdict(opts), "train_seconds": seconds,
             "threads": torch.get_num_threads()}  # fmt: skip
     (folder / "done.json").write_text(json.dumps(info, indent=2))
-    if export is not None:
-        world.export_world(sd, export, info)
-        _say(f"world: exported to {export}")
     _say(f"world: {seconds} s -> {folder}")
     return folder
 
@@ -304,10 +302,11 @@ def check(out: Path, s: Settings, world_only: bool = False, train_world: bool = 
     named = named_digit_rate(world_dir, digit_clf, s)
     _say(f"world: named-digit rate {named['rate']:.2f} (\"{world.caption(0)}\" etc., every digit but the "
          f"held-out one; chance 0.10)")  # fmt: skip
-    if export_world is not None and (export_world / "world.json").is_file():  # what it measured
-        info = json.loads((export_world / "world.json").read_text())
-        info["named_digit_rate"] = round(named["rate"], 3)
-        (export_world / "world.json").write_text(json.dumps(info, indent=2) + "\n")
+    if export_world is not None:  # the shipped form says how it was made and what it measured
+        made = json.loads((world_dir / "done.json").read_text())
+        info = made | {"named_digit_rate": round(named["rate"], 3)}
+        world.export_world(load_stable_diffusion(world_dir), export_world, info)
+        _say(f"world: exported to {export_world}")
     if world_only:
         result = {"settings": asdict(s), "world_named_digit_rate": named}
         (out / "results.json").write_text(json.dumps(result, indent=2))

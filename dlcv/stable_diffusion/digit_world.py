@@ -61,6 +61,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from dlcv.clip_tokenizer import offline_clip_tokenizer
 from dlcv.data.synthetic_digits import render_mnistm_style, render_svhn_style
+from dlcv.io.checkpoint import load_weights, save_weights
 from dlcv.stable_diffusion.config import SD_V1_TEXT_ENCODER, SD_V1_UNET, SD_V1_VAE, SDConfig
 from dlcv.stable_diffusion.loading import StableDiffusion, quiet_diffusers
 from dlcv.stable_diffusion.ti_data import OBJECT_TEMPLATES, tokenize_captions
@@ -283,32 +284,28 @@ def export_world(sd: StableDiffusion, folder: str | Path, info: dict) -> Path:
     (its transformer, float32, without the token table that :func:`build_world` redraws from the
     seed) and ``world.json`` (``info``: at least ``seed`` and ``architecture``, the keyword
     arguments of :func:`world_config`; also how it was trained and what it measured)."""
-    from safetensors.torch import save_file
-
     if not {"seed", "architecture"} <= set(info):
         raise ValueError("info needs 'seed' and 'architecture'")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    unet = {k: v.detach().to(torch.float16).contiguous() for k, v in sd.unet.state_dict().items()}
     skip = _token_table_key(sd.text_encoder)
-    text = {k: v.detach().float().contiguous() for k, v in sd.text_encoder.state_dict().items() if k != skip}
-    save_file(unet, str(folder / "unet.safetensors"))
-    save_file(text, str(folder / "text_encoder.safetensors"))
+    unet = {k: v.to(torch.float16) for k, v in sd.unet.state_dict().items()}
+    save_weights(unet, folder / "unet.safetensors")
+    save_weights({k: v.float() for k, v in sd.text_encoder.state_dict().items() if k != skip},
+                 folder / "text_encoder.safetensors")  # fmt: skip
     (folder / "world.json").write_text(json.dumps(info, indent=2) + "\n")
     return folder
 
 
 def load_shipped_world(folder: str | Path = SHIPPED_WORLD) -> tuple[StableDiffusion, dict]:
     """The world written by :func:`export_world` (float32) and its ``world.json``."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     info = json.loads((folder / "world.json").read_text())
     sd = build_world(info["seed"], world_config(**info["architecture"]))
-    unet = load_file(str(folder / "unet.safetensors"))
+    unet, _ = load_weights(folder / "unet.safetensors")
     sd.unet.load_state_dict({k: v.float() for k, v in unet.items()})
-    missing, unexpected = sd.text_encoder.load_state_dict(load_file(str(folder / "text_encoder.safetensors")),
-                                                          strict=False)  # fmt: skip
+    text, _ = load_weights(folder / "text_encoder.safetensors")
+    missing, unexpected = sd.text_encoder.load_state_dict(text, strict=False)
     if [k for k in missing if k != _token_table_key(sd.text_encoder)] or unexpected:
         raise ValueError(f"{folder}: the text encoder's weights do not fit ({missing=}, {unexpected=})")
     return sd, info

@@ -112,3 +112,15 @@ def test_exporting_a_world_needs_one_trained_into_a_fresh_folder(tmp_path):
     with pytest.raises(UserError, match="already holds a world"):
         bench.main(["--out", str(tmp_path), "--train-world", "--export-world", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
+
+
+def test_a_trained_world_is_exported_in_the_shipped_form(tmp_path):
+    bench = _bench()
+    s = bench.Settings(**TINY)
+    result = bench.check(tmp_path / "run", s, world_only=True, train_world=True, export_world=tmp_path / "w")
+    shipped, info = bench.world.load_shipped_world(tmp_path / "w")
+    assert info["named_digit_rate"] == round(result["world_named_digit_rate"]["rate"], 3)
+    assert info["training"]["steps"] == s.world_steps and info["seed"] == s.world_seed
+    trained = load_stable_diffusion(tmp_path / "run" / "world")
+    for a, b in zip(trained.unet.state_dict().values(), shipped.unet.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)  # the UNet is stored in float16
