@@ -19,6 +19,7 @@ from dlcv.stable_diffusion.digit_world import (
     pixel_autoencoder,
     render_digits,
     save_world,
+    through_autoencoder,
     token_table,
     world_config,
     world_data,
@@ -46,6 +47,18 @@ def test_the_pooling_autoencoder_takes_2x2_means_and_repeats_them():
         assert float((z - torch.nn.functional.avg_pool2d(x, 2)).abs().max()) < 1e-5
         back = vae.decode(1.7 * z).sample
         assert float((back - (1.7 * z).repeat_interleave(2, -1).repeat_interleave(2, -2)).abs().max()) < 1e-4
+
+
+def test_images_through_the_worlds_autoencoder_are_what_it_can_draw():
+    images = render_digits([1, 7, 3], [0, 1, 0], seed=0)
+    for pool in (1, 2):
+        sd = build_world(0, world_config(pool=pool))
+        drawn = through_autoencoder(sd, images)
+        assert drawn.dtype == torch.uint8 and drawn.shape == images.shape
+        means = torch.nn.functional.avg_pool2d(images.float(), pool)
+        expected = means.repeat_interleave(pool, -1).repeat_interleave(pool, -2)
+        assert float((drawn.float() - expected).abs().max()) <= 1.0  # rounding to uint8
+    assert not torch.equal(drawn, images)  # the 2x2 world loses the finest detail
 
 
 def test_captions_name_digits_but_never_the_held_out_one_nor_a_style():
