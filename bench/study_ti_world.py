@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--check-from", type=int, default=0, help="first step checked (default: only the end)")
     p.add_argument("--check-every", type=int, default=500, help="steps between checks (default: 500)")
     args = p.parse_args(argv)
-    if args.check_every < 1:
-        raise UserError(f"--check-every must be >= 1, got {args.check_every}")
+    if args.check_every < 1 or args.check_from < 0:
+        raise UserError(f"--check-every must be >= 1 and --check-from >= 0, got {args.check_every} and "
+                        f"{args.check_from}")  # fmt: skip
     s = settings(args.set)
     check_from = args.check_from or s.world_steps
     torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -52,3 +52,5 @@ def test_settings_take_typed_values_and_refuse_unknown_keys():
         study.settings(["no_such_field=1"])
     with pytest.raises(UserError, match="does not read as int"):
         study.settings(["ti_steps=many"])
+    with pytest.raises(UserError, match="--check-every must be >= 1"):
+        study.main(["--out", "unused", "--check-every", "0"])
