@@ -58,7 +58,7 @@ from dlcv.io.images import list_images, load_rgb, save_grid, save_png  # noqa: E
 from dlcv.stable_diffusion import digit_world as world  # noqa: E402
 from dlcv.stable_diffusion import generation as sampling  # noqa: E402
 from dlcv.stable_diffusion.embeddings import token_stem  # noqa: E402
-from dlcv.stable_diffusion.loading import load_stable_diffusion  # noqa: E402
+from dlcv.stable_diffusion.loading import StableDiffusion, load_stable_diffusion  # noqa: E402
 from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS, init_vectors, save_learned_embeds  # noqa: E402
 
 # The digit grader's machinery (the only imports from the PB1 side of the package).
@@ -128,6 +128,19 @@ def world_recipe(s: Settings) -> tuple[dict, world.WorldTraining]:
     return arch, opts
 
 
+def world_info(s: Settings) -> dict:
+    """How a world of ``s``'s recipe is made (its ``done.json``; the shipped ``world.json``)."""
+    arch, opts = world_recipe(s)
+    return {"seed": s.world_seed, "architecture": arch, "training": asdict(opts)}
+
+
+def write_world(sd: StableDiffusion, folder: Path, info: dict) -> Path:
+    """``sd`` as a diffusers folder with ``done.json`` (``info``): what :func:`build_world` reuses."""
+    world.save_world(sd, folder)
+    (folder / "done.json").write_text(json.dumps(info, indent=2))
+    return folder
+
+
 def build_world(out: Path, s: Settings, train: bool = False, export: Path | None = None) -> Path:
     """The world's diffusers folder OUT/world (its ``done.json``: how it was made): reused when
     there, else the package's shipped world (:data:`world.SHIPPED_WORLD`), or with ``train``
@@ -141,8 +154,7 @@ def build_world(out: Path, s: Settings, train: bool = False, export: Path | None
         return folder
     if not train:
         sd, info = world.load_shipped_world()
-        world.save_world(sd, folder)
-        (folder / "done.json").write_text(json.dumps(info, indent=2))
+        write_world(sd, folder, info)
         _say(f"world: the shipped one ({world.SHIPPED_WORLD}, {info['training']['steps']} steps; "
              f"rebuild it with --train-world) -> {folder}")  # fmt: skip
         return folder
@@ -152,11 +164,8 @@ def build_world(out: Path, s: Settings, train: bool = False, export: Path | None
     _say(f"world: training the UNet ({sum(p.numel() for p in sd.unet.parameters()) / 1e6:.2f} M parameters) "
          f"for {s.world_steps} steps of {s.world_batch} images")
     world.train_world(sd, out / "world_run", opts)
-    world.save_world(sd, folder)
     seconds = round(time.perf_counter() - began)
-    info = {"seed": s.world_seed, "architecture": arch, "training": asdict(opts), "train_seconds": seconds,
-            "threads": torch.get_num_threads()}  # fmt: skip
-    (folder / "done.json").write_text(json.dumps(info, indent=2))
+    write_world(sd, folder, world_info(s) | {"train_seconds": seconds, "threads": torch.get_num_threads()})
     _say(f"world: {seconds} s -> {folder}")
     return folder
 

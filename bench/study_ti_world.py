@@ -57,13 +57,13 @@ def settings(pairs: list[str]) -> bench.Settings:
 def study(out: Path, s: bench.Settings, check_from: int, check_every: int) -> list[dict]:
     """Train the world of ``s`` in ``out`` and check it at the planned steps; returns the checks."""
     out.mkdir(parents=True, exist_ok=True)
-    arch, opts = bench.world_recipe(s)
-    sd = bench.world.build_world(s.world_seed, bench.world.world_config(**arch))
     log = out / "checks.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    done = _read_checks(log)
     if any(line["step"] == s.world_steps for line in done):
         print(f"{out}: finished ({len(done)} checks in {log})", flush=True)
         return done
+    arch, opts = bench.world_recipe(s)
+    sd = bench.world.build_world(s.world_seed, bench.world.world_config(**arch))
     began = time.perf_counter()
 
     def on_sample(unet: torch.nn.Module, step: int) -> None:
@@ -72,10 +72,8 @@ def study(out: Path, s: bench.Settings, check_from: int, check_every: int) -> li
         folder = out / f"check_{step:06d}"
         if (folder / "results.json").is_file():
             return
-        bench.world.save_world(dataclasses.replace(sd, unet=unet), folder / "world")
-        info = {"seed": s.world_seed, "architecture": arch, "training": dataclasses.asdict(opts),
-                "step": step}  # fmt: skip
-        (folder / "world" / "done.json").write_text(json.dumps(info, indent=2))
+        info = bench.world_info(s) | {"step": step}
+        bench.write_world(dataclasses.replace(sd, unet=unet), folder / "world", info)
         if (out / "graders").is_dir():
             shutil.copytree(out / "graders", folder / "graders", dirs_exist_ok=True)
         with torch.enable_grad():
@@ -93,6 +91,10 @@ def study(out: Path, s: bench.Settings, check_from: int, check_every: int) -> li
         print("check", json.dumps(line), flush=True)
 
     bench.world.train_world(sd, out / "run", opts, on_sample=on_sample, sample_every=check_every)
+    return _read_checks(log)
+
+
+def _read_checks(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
 
 
