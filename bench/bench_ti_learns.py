@@ -9,9 +9,11 @@
    project's CLIP tokenizer, on the 2x2 means of the 28x28 pixels through a built
    ``AutoencoderKL``), trained on the procedural digits in both styles. Captions name the
    digit ("a photo of a digit three") and may describe its look (smooth or grainy, pale or
-   vivid) and shape (looped, straight, barred), but never name the style, and the held-out
-   digit (seven) only ever gets generic captions ("a photo of a digit"): the model can draw it,
-   and both styles, but has no word for them. The world ships with the package (training it
+   vivid) and its shape (open or looped, top- or bottom-heavy, narrow- or broad-based, measured
+   from its strokes), and carry a word that says nothing about it, but never name the style,
+   and the held-out digit (seven) only ever gets generic captions ("a photo of a digit", "a
+   photo of an open top-heavy digit"): the model can draw it, and both styles, but has no word
+   for them. The world ships with the package (training it
    takes longer than the demo: ``--train-world`` does, with the recipe of :class:`Settings`,
    and ``--export-world`` writes it in the shipped form); it is written as a diffusers folder
    to OUT/world and reused by later runs. How far it follows its words is measured first:
@@ -71,7 +73,7 @@ OBJECT_INIT, STYLE_INIT = world.GENERIC_WORD, "photo"
 OBJECT_PROMPT = f"a photo of {OBJECT_TOKEN}"
 STYLE_DIGIT = 5
 STYLE_PROMPT = f"the digit {world.DIGIT_WORDS[STYLE_DIGIT]} in the style of {STYLE_TOKEN}"
-STYLE_IMAGE_DIGITS = (0, 2, 3, 4, 8)  # the style's 5 training images: mixed digits, SVHN-like
+STYLE_IMAGE_DIGITS = (1, 2, 3, 4, 9)  # the style's 5 training images: mixed digits, SVHN-like (docs/ti_world.md)
 SVHN = world.STYLES.index("svhn")
 GRADER_VIEW = "through the world's autoencoder"  # what the graders were trained on (older runs: raw pixels)
 
@@ -90,7 +92,8 @@ class Settings:
     world_lr: float = 2e-3
     world_generic: float = 0.3  # of the named digits' images: captioned generically
     world_appearance: float = 0.5  # each appearance word (grain, colour) in a caption
-    world_shape: float = 0.5  # a named digit's shape words in its caption
+    world_shape: float = 0.5  # each shape word (measured from the digit's strokes) in a caption
+    world_filler: float = 0.25  # a caption carries a filler word (one that says nothing of the image)
     world_seed: int = 0
     grader_steps: int = 600
     grader_images: int = 4000
@@ -124,7 +127,7 @@ def world_recipe(s: Settings) -> tuple[dict, world.WorldTraining]:
     opts = world.WorldTraining(steps=s.world_steps, batch_size=s.world_batch, lr=s.world_lr,
                                n_images=s.world_images, held_out=s.held_out, generic_fraction=s.world_generic,
                                appearance_fraction=s.world_appearance, shape_fraction=s.world_shape,
-                               seed=s.world_seed)  # fmt: skip
+                               filler_fraction=s.world_filler, seed=s.world_seed)  # fmt: skip
     return arch, opts
 
 

@@ -159,22 +159,27 @@ def _mnistm_textures(n: int, rng: np.random.Generator) -> np.ndarray:
     return _luma_guard(tex, side, rng.uniform(38, 60, n))
 
 
-def render_mnistm_style(digits: Sequence[int], rng: np.random.Generator) -> np.ndarray:
-    """MNIST-M-like images ``(N, 28, 28, 3)`` uint8 of the given digits.
+def render_mnistm_style(
+    digits: Sequence[int], rng: np.random.Generator, return_masks: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """MNIST-M-like images ``(N, 28, 28, 3)`` uint8 of the given digits (and, with
+    ``return_masks``, the digits' stroke coverage ``(N, 28, 28)`` in ``[0, 1]``).
 
     A procedural handwritten digit ``m`` in ``[0, 1]`` is blended into a texture ``T`` as
     ``|T - 255 m|`` (the MNIST-M recipe of Ganin & Lempitsky, 2015).
     """
     d = _check_digits(digits)
     out = np.empty((len(d), SIZE, SIZE, 3), dtype=np.uint8)
+    masks = np.empty((len(d), SIZE, SIZE), dtype=np.float32)
     for lo in range(0, len(d), _CHUNK):
         part = d[lo : lo + _CHUNK]
         mask = _handwritten_masks(part, rng).astype(np.float64)
+        masks[lo : lo + len(part)] = mask
         tex = _mnistm_textures(len(part), rng)
         img = np.abs(tex - 255.0 * mask[..., None])
         img += rng.normal(0, 1, img.shape) * rng.uniform(0, 4, (len(part), 1, 1, 1))
         out[lo : lo + len(part)] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return out
+    return (out, masks) if return_masks else out
 
 
 # --------------------------------------------------------------------------- SVHN
@@ -246,8 +251,9 @@ def _glyph_bank() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return np.stack(cells), np.array(hs, float), np.array(ws, float), p / p.sum()
 
 
-def _svhn_masks(digits: np.ndarray, rng: np.random.Generator, ss: int = 2) -> np.ndarray:
-    """Coverage ``(N, 28, 28)`` of a centred printed digit with partial neighbours."""
+def _svhn_masks(digits: np.ndarray, rng: np.random.Generator, ss: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage ``(N, 28, 28)`` of a centred printed digit with partial neighbours, and of the
+    centred digit alone."""
     n = len(digits)
     bank, gh, gw, font_p = _glyph_bank()
     blank = len(bank) - 1
@@ -284,25 +290,33 @@ def _svhn_masks(digits: np.ndarray, rng: np.random.Generator, ss: int = 2) -> np
     lx, ly = c * dx + s * dy, -s * dx + c * dy  # line coordinates (undo the rotation)
     centre = _GLYPH_CELL / 2
     cover = np.zeros_like(lx, dtype=np.float32)
+    covers = []
     for off, g in zip(offsets, glyphs, strict=True):
         u = lx - off[:, None, None] + shear[:, None, None] * ly
         k = (gh[g] / height)[:, None, None]
         bx = centre + u * k / wf[:, None, None]
         by = centre + ly * k
         cover = np.maximum(cover, sample_bilinear(bank, g[:, None, None], by, bx))
-    return cover.reshape(n, SIZE, ss, SIZE, ss).mean(axis=(2, 4))
+        covers.append(cover)
+    all_digits, main = (c.reshape(n, SIZE, ss, SIZE, ss).mean(axis=(2, 4)) for c in (cover, covers[0]))
+    return all_digits, main
 
 
-def render_svhn_style(digits: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+def render_svhn_style(
+    digits: Sequence[int], rng: np.random.Generator, return_masks: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """SVHN-like images ``(N, 28, 28, 3)`` uint8: a centred printed digit, partially
-    visible neighbours, coloured background, blur and noise."""
+    visible neighbours, coloured background, blur and noise (and, with ``return_masks``, the
+    centred digit's coverage ``(N, 28, 28)`` in ``[0, 1]``, without the neighbours)."""
     d = _check_digits(digits)
     out = np.empty((len(d), SIZE, SIZE, 3), dtype=np.uint8)
+    masks = np.empty((len(d), SIZE, SIZE), dtype=np.float32)
     ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64) / SIZE - 0.5
     for lo in range(0, len(d), _CHUNK):
         part = d[lo : lo + _CHUNK]
         n = len(part)
-        mask = _svhn_masks(part, rng).astype(np.float64)[..., None]
+        mask, masks[lo : lo + n] = _svhn_masks(part, rng)
+        mask = mask.astype(np.float64)[..., None]
         light_on_dark = rng.random(n) < 0.5
         lb = np.where(light_on_dark, rng.uniform(15, 140, n), rng.uniform(115, 245, n))
         contrast = rng.uniform(85, 200, n)
@@ -325,7 +339,7 @@ def render_svhn_style(digits: Sequence[int], rng: np.random.Generator) -> np.nda
         img = gaussian_blur(img, rng.uniform(0.0, 0.9, n))
         img += rng.normal(0, 1, img.shape) * rng.uniform(0.5, 6, (n, 1, 1, 1))
         out[lo : lo + n] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return out
+    return (out, masks) if return_masks else out
 
 
 # --------------------------------------------------------------------------- writing

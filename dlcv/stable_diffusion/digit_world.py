@@ -22,12 +22,15 @@ concept?" is asked of a small model of the same families instead:
   digits' images get generic captions too, and the unconditional caption ("", for
   classifier-free guidance) is given to images of that same generic group, so that guidance
   does not by itself favour the held-out digit. Captions may also carry words that describe
-  the image without naming its style (:data:`APPEARANCE_WORDS`, measured from the pixels:
-  smooth or grainy, pale or vivid) and the named digits' shapes (:data:`SHAPE_WORDS`: looped,
-  straight, barred; never the held-out digit's), as SD's captions describe what a picture
-  looks like: without them no token can steer a style (the caption would carry nothing about
-  it) and a token for the held-out digit only finds the nearest named digit. The model can
-  draw the held-out digit and both styles but has no word for any of them. The UNet predicts
+  the image without naming its style or its digit, as SD's captions describe what a picture
+  looks like: its look (:data:`APPEARANCE_WORDS`, measured from the pixels: smooth or grainy,
+  pale or vivid) and its digit's shape (:data:`SHAPE_WORDS`, measured from the digit's strokes,
+  the held-out digit's too: open or looped, top- or bottom-heavy, narrow- or broad-based), and
+  words that say nothing about it (:func:`filler_words`). Without descriptions no token can
+  steer a style (the caption would carry nothing about it) and a token for the held-out digit
+  only finds the nearest named digit; without filler words the world reads any word it never
+  saw as a description. The model can draw the held-out digit and both styles but has no word
+  for any of them. The UNet predicts
   the noise, as SD's does; its error is weighted like an x0 error (``1/SNR``, clipped) at
   high noise, the band where only the caption tells what to draw.
 
@@ -313,17 +316,22 @@ def load_shipped_world(folder: str | Path = SHIPPED_WORLD) -> tuple[StableDiffus
     return sd, info
 
 
-def render_digits(digits: Sequence[int], styles: Sequence[int], seed: int) -> torch.Tensor:
-    """uint8 images ``(N, 3, 28, 28)`` of ``digits`` in ``styles`` (0 MNIST-M-like, 1 SVHN-like)."""
+def render_digits(
+    digits: Sequence[int], styles: Sequence[int], seed: int, return_masks: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images ``(N, 3, 28, 28)`` of ``digits`` in ``styles`` (0 MNIST-M-like, 1 SVHN-like);
+    with ``return_masks``, also the digits' own ink coverage ``(N, 28, 28)`` in ``[0, 1]``."""
     d = np.asarray(digits, dtype=np.int64)
     s = np.asarray(styles, dtype=np.int64)
     out = np.empty((len(d), SIZE, SIZE, 3), dtype=np.uint8)
+    masks = np.zeros((len(d), SIZE, SIZE), dtype=np.float32)
     rng = np.random.default_rng(seed)
     for k, render in enumerate((render_mnistm_style, render_svhn_style)):
         pick = np.flatnonzero(s == k)
         if len(pick):
-            out[pick] = render(d[pick], rng)
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+            out[pick], masks[pick] = render(d[pick], rng, return_masks=True)
+    images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return (images, torch.from_numpy(masks)) if return_masks else images
 
 
 #: Appearance words a world caption may carry, measured from the image's pixels (never a style's
@@ -347,37 +355,77 @@ def appearance(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([grain > _GRAIN_SPLIT, vivid > _VIVID_SPLIT], dim=1).long()
 
 
-#: The appearance-word combinations a caption can carry: (grain word or None, colour word or None).
-WORD_SETS: tuple[tuple[str | None, str | None], ...] = tuple(
-    (g, c) for g in (None, *APPEARANCE_WORDS[0]) for c in (None, *APPEARANCE_WORDS[1])
-)
+#: Shape words a world caption may carry, measured from the digit's own strokes (its ink, not the
+#: background nor the neighbours of an SVHN-like digit): whether it encloses a loop, where the
+#: weight of its ink sits, and how wide its base is. They describe every digit, the held-out one
+#: too, and each is shared by several digits, as SD's captions describe what is in a picture
+#: ("a small dog with short legs") without naming it. A held-out seven is open, top-heavy and
+#: narrow-based; so are some ones (and, in part, fours and nines).
+SHAPE_WORDS: tuple[tuple[str, str], ...] = (("open", "looped"), ("top-heavy", "bottom-heavy"),
+                                            ("narrow-based", "broad-based"))  # fmt: skip
+_TOP_HEAVY, _NARROW_BASE = 0.42, 0.5  # splits of the ink's centre height and base width (fractions)
 
 
-#: Shape words of each digit (:attr:`WorldTraining.shape_fraction`): what its strokes look like,
-#: shared between digits. The held-out digit's are never in a caption (for a seven they would be
-#: "straight barred"; the world trained without them draws fours from those words).
-SHAPE_WORDS: dict[int, tuple[str, ...]] = {0: ("looped",), 1: ("straight",), 2: (), 3: (), 4: ("straight",),
-                                           5: ("barred",), 6: ("looped",), 7: ("straight", "barred"),
-                                           8: ("looped",), 9: ("looped",)}  # fmt: skip
+def shape(masks: torch.Tensor) -> torch.Tensor:
+    """Which shape words describe digits of ink coverage ``masks`` ``(N, H, W)`` in ``[0, 1]``:
+    ``(N, 3)`` indices into :data:`SHAPE_WORDS`. Ink is coverage above 0.5. Looped: more than two
+    background pixels that no path of background 4-neighbours joins to the border. Top-heavy: the
+    ink's centre of mass in the top 42% of its bounding box. Narrow-based: the bottom fifth of the
+    box's rows has ink in less than half of its columns."""
+    ink = masks > 0.5
+    _, h, w = ink.shape
+    background = ~ink
+    outside = torch.zeros_like(background)
+    outside[:, [0, -1], :] = background[:, [0, -1], :]
+    outside[:, :, [0, -1]] = background[:, :, [0, -1]]
+    while True:  # flood the background from the border
+        grown = outside.clone()
+        grown[:, 1:] |= outside[:, :-1]
+        grown[:, :-1] |= outside[:, 1:]
+        grown[:, :, 1:] |= outside[:, :, :-1]
+        grown[:, :, :-1] |= outside[:, :, 1:]
+        grown &= background
+        if torch.equal(grown, outside):
+            break
+        outside = grown
+    looped = (background & ~outside).flatten(1).sum(1) > 2
+    rows, cols = torch.arange(h), torch.arange(w)
+    has_row, has_col = ink.any(2), ink.any(1)
+    top = torch.where(has_row, rows, h).min(1).values
+    bottom = torch.where(has_row, rows, -1).max(1).values
+    left = torch.where(has_col, cols, w).min(1).values
+    right = torch.where(has_col, cols, -1).max(1).values
+    height, width = (bottom - top + 1).clamp_min(1), (right - left + 1).clamp_min(1)
+    weight = masks.float().sum((1, 2)).clamp_min(1e-6)
+    centre = (masks.float() * rows[:, None]).sum((1, 2)) / weight
+    top_heavy = (centre - top) / height < _TOP_HEAVY
+    base_rows = rows[None] >= (top + 0.8 * height).long()[:, None]
+    base = (ink & base_rows[:, :, None]).any(1).sum(1)
+    narrow = base / width < _NARROW_BASE
+    return torch.stack([looped, ~top_heavy, ~narrow], dim=1).long()
 
 
 def caption(digit: int | None, template: str = "a photo of a {}", words: Sequence[str | None] = ()) -> str:
     """A world caption: ``digit`` named ("a photo of a digit three"), or generic when None, with
-    optional appearance ``words`` before it ("a photo of a smooth pale digit three")."""
+    optional descriptive ``words`` before it ("a photo of a smooth pale open digit three")."""
     name = GENERIC_WORD if digit is None else f"{GENERIC_WORD} {DIGIT_WORDS[digit]}"
     return template.format(" ".join([*(w for w in words if w), name]))
 
 
+#: Every descriptive axis of a caption, in caption order: the appearance words, then the shape words.
+DESCRIPTIONS: tuple[tuple[str, str], ...] = (*APPEARANCE_WORDS, *SHAPE_WORDS)
+
+
 @dataclass
 class WorldData:
-    """The world's training set: images, digits, styles, appearance, and which images are captioned
-    generically."""
+    """The world's training set: images, digits, styles, which images are captioned generically,
+    and the words that describe each."""
 
     images: torch.Tensor  # uint8 (N, 3, 28, 28)
     digits: torch.Tensor  # long (N,)
     styles: torch.Tensor  # long (N,): 0 MNIST-M-like, 1 SVHN-like
     generic: torch.Tensor  # bool (N,): captioned without the digit's name
-    looks: torch.Tensor  # long (N, 2): :func:`appearance`
+    words: torch.Tensor  # long (N, 5): per axis of DESCRIPTIONS, its word (:func:`appearance`, :func:`shape`)
 
 
 def world_data(n: int, held_out: int, seed: int = 0, generic_fraction: float = 0.5) -> WorldData:
@@ -388,8 +436,50 @@ def world_data(n: int, held_out: int, seed: int = 0, generic_fraction: float = 0
     digits = digits[torch.randperm(n, generator=g)]
     styles = torch.randperm(n, generator=g) % 2
     generic = (torch.rand(n, generator=g) < generic_fraction) | (digits == held_out)
-    images = render_digits(digits.tolist(), styles.tolist(), seed)
-    return WorldData(images, digits, styles, generic, appearance(images))
+    images, masks = render_digits(digits.tolist(), styles.tolist(), seed, return_masks=True)
+    return WorldData(images, digits, styles, generic, torch.cat([appearance(images), shape(masks)], 1))
+
+
+def filler_words(tokenizer) -> list[str]:
+    """Words a world caption may carry that say nothing about its image: every alphabetic whole word
+    of the tokenizer's vocabulary (sorted) except the world's own (templates, digit names, the
+    descriptions). Real captions are full of such words; a world that never saw one reads an
+    unknown word (the "style" of "the digit five in the style of ...") as if it described the
+    image (measured: fives in 14 of 50 such images, 44 of 50 from "the digit five in a photo")."""
+    own = {GENERIC_WORD, *DIGIT_WORDS, *(w for t in WORLD_TEMPLATES for w in t.replace("{}", " ").split())}
+    own |= {part for pair in DESCRIPTIONS for word in pair for part in (word, *word.split("-"))}
+    whole = (t[: -len("</w>")] for t in tokenizer.get_vocab() if t.endswith("</w>"))
+    return sorted(w for w in whole if w.isascii() and w.isalpha() and w not in own)
+
+
+def world_captions(
+    data: WorldData,
+    index: torch.Tensor,
+    template: torch.Tensor,
+    shown: torch.Tensor,
+    empty: torch.Tensor,
+    fillers: Sequence[tuple[str, float] | None] = (),
+) -> list[str]:
+    """The captions of images ``index`` in one training step: :data:`WORLD_TEMPLATES` ``template``,
+    the digit named unless the image is generic, the image's words of the axes ``shown``
+    ``(B, 5)`` (:data:`DESCRIPTIONS`), or "" where ``empty``. ``fillers`` (per image, or none):
+    a word (:func:`filler_words`) inserted at a fraction of the caption's length."""
+    out = []
+    rows = zip(index.tolist(), template.tolist(), shown.tolist(), empty.tolist())
+    for k, (i, j, axes, blank) in enumerate(rows):
+        if blank:
+            out.append("")
+            continue
+        words = [pair[w] for pair, w, on in zip(DESCRIPTIONS, data.words[i].tolist(), axes) if on]
+        digit = None if data.generic[i] else int(data.digits[i])
+        text = caption(digit, WORLD_TEMPLATES[j], words)
+        if k < len(fillers) and fillers[k] is not None:
+            word, where = fillers[k]
+            parts = text.split()
+            at = min(int(where * (len(parts) + 1)), len(parts))
+            text = " ".join([*parts[:at], word, *parts[at:]])
+        out.append(text)
+    return out
 
 
 @dataclass
@@ -407,38 +497,17 @@ class WorldTraining:
     # per step. 0: captions name the digit only, and no token can steer a style (the UNet never
     # saw text that varied with it; measured: Textual Inversion's style rate 0.00 -> 0.03).
     appearance_fraction: float = 0.5
-    shape_fraction: float = 0.0  # each named digit's image: its shape words shown (not the held-out's)
+    # Each shape word (loop, weight, base) is in a caption with this probability, drawn per step,
+    # for every image (the held-out digit's too: they are measured, not given per digit).
+    shape_fraction: float = 0.0
+    # A caption carries one filler word (:func:`filler_words`, anywhere in it) with this probability.
+    filler_fraction: float = 0.0
     x0_weight_max: float = 50.0  # the loss weight max(1, 1/SNR) is clipped here
     # After the warm-up, cosine decay to this fraction of lr. 1 (constant): the world learns to
     # listen to its captions late in a short run, and a decayed rate stops that (named-digit
     # rate 0.28 constant, 0.11 decayed to 0, in the bench's 1,500 steps).
     min_lr_ratio: float = 1.0
     seed: int = 0
-
-
-def caption_bank(tokenizer, held_out: int) -> dict[str, torch.Tensor]:
-    """Token ids of every world caption: ``named`` ``(10, W, 2, T, 77)`` (digit, appearance-word set
-    of :data:`WORD_SETS`, without or with the digit's :data:`SHAPE_WORDS`, template; the held-out
-    digit's row is never used), ``generic`` ``(10, W, 2, T, 77)`` (the same without the digit's
-    name: only its shape words, if any, tell it) and ``empty`` ``(1, 77)``."""
-
-    def ids(digit: int, named: bool) -> torch.Tensor:
-        return torch.stack([torch.stack([
-            tokenize_captions(tokenizer, [caption(digit if named else None, t, (*words, *shape))
-                                          for t in WORLD_TEMPLATES])
-            for shape in ((), SHAPE_WORDS[digit])]) for words in WORD_SETS])  # fmt: skip
-
-    return {"named": torch.stack([ids(d, True) for d in range(10)]),
-            "generic": torch.stack([ids(d, False) for d in range(10)]),
-            "empty": tokenize_captions(tokenizer, [""])}  # fmt: skip
-
-
-@torch.no_grad()
-def encode_captions(text_encoder: CLIPTextModel, ids: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """The frozen text encoder's hidden states of token ``ids`` ``(..., 77)``: ``(..., 77, width)``."""
-    flat = ids.reshape(-1, ids.shape[-1])
-    states = [text_encoder(flat[k : k + batch]).last_hidden_state for k in range(0, len(flat), batch)]
-    return torch.cat(states).reshape(*ids.shape, -1)
 
 
 @torch.no_grad()
@@ -468,35 +537,36 @@ def train_world(
 ) -> None:
     """Train ``sd``'s UNet on the captioned digits; the EMA weights end in ``sd``.
 
-    The text encoder stays frozen, as SD's CLIP was while SD was trained (and trained here from
-    scratch for minutes, it collapses every caption to nearly the same states), so the hidden
-    states of every caption are computed once. The run lives in ``out_dir`` (``checkpoint.pt``,
-    ``metrics.jsonl``; an interrupted run resumes). Captions are drawn per step: a named template
-    for a named image, a generic template (or, with probability ``uncond_fraction``, the empty
-    caption) for a generic one, each with the image's appearance words at ``appearance_fraction``.
+    The text encoder stays frozen, as SD's CLIP was while SD was trained (trained here from
+    scratch for minutes, it collapses every caption to nearly the same states). The run lives in
+    ``out_dir`` (``checkpoint.pt``, ``metrics.jsonl``; an interrupted run resumes). Captions are
+    drawn per step (:func:`world_captions`): a named template for a named image, a generic
+    template (or, with probability ``uncond_fraction``, the empty caption) for a generic one, each
+    with the image's appearance words at ``appearance_fraction``, its shape words at
+    ``shape_fraction`` and a filler word at ``filler_fraction``.
     ``on_sample(ema_unet, step)`` is called every ``sample_every`` steps and at the end.
     """
     data = world_data(opts.n_images, opts.held_out, opts.seed, opts.generic_fraction)
-    bank = caption_bank(sd.tokenizer, opts.held_out)
-    sd.text_encoder.eval().requires_grad_(False)
-    states = {name: encode_captions(sd.text_encoder, ids).to(device) for name, ids in bank.items()}
+    sd.text_encoder.eval().requires_grad_(False).to(device)
     x_all = encode_images(sd, data.images)
-    n_templates = len(WORLD_TEMPLATES)
     abar = sd.schedule.alpha_bar.float()
+    fillers = filler_words(sd.tokenizer)
+    fractions = torch.tensor([opts.appearance_fraction] * len(APPEARANCE_WORDS)
+                             + [opts.shape_fraction] * len(SHAPE_WORDS))  # fmt: skip
 
     def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
         b = opts.batch_size
         i = torch.randint(len(x_all), (b,), generator=generator)
-        j = torch.randint(n_templates, (b,), generator=generator)
-        shown = torch.rand(b, 2, generator=generator) < opts.appearance_fraction
-        word = torch.where(shown, data.looks[i] + 1, 0)  # 0: no word; 1, 2: APPEARANCE_WORDS[k][0 or 1]
-        w = word[:, 0] * 3 + word[:, 1]  # the index in WORD_SETS
+        j = torch.randint(len(WORLD_TEMPLATES), (b,), generator=generator)
+        shown = torch.rand(b, len(DESCRIPTIONS), generator=generator) < fractions
         empty = data.generic[i] & (torch.rand(b, generator=generator) < opts.uncond_fraction)
-        d = data.digits[i]
-        shape = ((torch.rand(b, generator=generator) < opts.shape_fraction) & (d != opts.held_out)).long()
-        cond = torch.where(data.generic[i, None, None], states["generic"][d, w, shape, j],
-                           states["named"][d, w, shape, j])  # fmt: skip
-        cond = torch.where(empty[:, None, None], states["empty"], cond)
+        has = (torch.rand(b, generator=generator) < opts.filler_fraction).tolist()
+        word = torch.randint(len(fillers), (b,), generator=generator).tolist()
+        where = torch.rand(b, generator=generator).tolist()
+        extra = [(fillers[w], p) if h else None for h, w, p in zip(has, word, where)]
+        ids = tokenize_captions(sd.tokenizer, world_captions(data, i, j, shown, empty, extra)).to(device)
+        with torch.no_grad():
+            cond = sd.text_encoder(ids).last_hidden_state
         return {"x": x_all[i], "cond": cond}
 
     def loss_fn(unet: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:

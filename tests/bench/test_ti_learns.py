@@ -97,15 +97,16 @@ SHORT = dict(ti_steps=200, n_images=40, grader_steps=300, grader_images=3000)
 
 
 def test_a_short_textual_inversion_on_the_shipped_world_moves_toward_both_concepts(tmp_path):
-    """The demo shrunk (200 token steps, 40 images, graders of 300 steps; measured 0.28 -> 0.55
-    sevens, 0.38 -> 0.98 SVHN-like, fives 0.98): looser thresholds than the demo's targets, but
-    each fails if the learned token does not move toward its concept."""
+    """The demo shrunk (200 token steps, 40 images, graders of 300 steps; measured 0.10 -> 0.77
+    sevens, 0.15 -> 0.75 SVHN-like, fives 0.93 -> 0.80): looser thresholds than the demo's
+    targets, but each fails if the learned token does not move toward its concept."""
     bench = _bench()
     result = bench.check(tmp_path, bench.Settings(**SHORT))
     before, after = result["rates"]["before"], result["rates"]["after"]
-    assert after["object_held_out_rate"] >= before["object_held_out_rate"] + 0.1
+    assert before["object_held_out_rate"] <= 0.3  # "digit" does not already draw sevens
+    assert after["object_held_out_rate"] >= before["object_held_out_rate"] + 0.4
     assert after["style_svhn_rate"] >= before["style_svhn_rate"] + 0.4
-    assert after["style_digit_rate"] >= 0.5  # a style, not the digits of its 5 images
+    assert after["style_digit_rate"] >= 0.6  # a style, not the digits of its 5 images
     gain = result["denoising_gain"]["gain"]
     assert gain["held_out"] > gain["others"]  # fresh sevens, not only the 5 it saw
 

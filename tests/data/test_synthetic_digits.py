@@ -92,6 +92,18 @@ def test_render_shape_and_input_check(render) -> None:
         render([10], np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("render", [sd.render_mnistm_style, sd.render_svhn_style])
+def test_masks_come_with_the_same_images_and_cover_the_centred_digit(render) -> None:
+    digits = [1, 8, 7, 0]
+    images = render(digits, np.random.default_rng(5))
+    again, masks = render(digits, np.random.default_rng(5), return_masks=True)
+    assert np.array_equal(images, again)  # asking for the masks draws nothing more
+    assert masks.shape == (4, 28, 28) and masks.min() >= 0 and masks.max() <= 1
+    ink = masks > 0.5
+    assert ink[:, :, :3].sum() == 0 and ink[:, :, -3:].sum() == 0  # no neighbour at the edges
+    assert ink[1].sum() > ink[0].sum() and ink[:, 10:18, 10:18].any(axis=(1, 2)).sum() >= 3
+
+
 def test_luma_guard_keeps_texture_off_mid_grey() -> None:
     rng = np.random.default_rng(0)
     patch = rng.uniform(0, 255, (4, 28, 28, 3))

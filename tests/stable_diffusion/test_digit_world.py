@@ -6,25 +6,28 @@ import torch
 
 from dlcv.stable_diffusion.digit_world import (
     APPEARANCE_WORDS,
+    DESCRIPTIONS,
     DIGIT_WORDS,
-    WORD_SETS,
+    SHAPE_WORDS,
     WORLD_TEMPLATES,
     appearance,
     build_world,
     caption,
-    caption_bank,
-    encode_captions,
     export_world,
+    filler_words,
     load_shipped_world,
     pixel_autoencoder,
     render_digits,
     save_world,
+    shape,
     through_autoencoder,
     token_table,
+    world_captions,
     world_config,
     world_data,
 )
 from dlcv.stable_diffusion.loading import load_stable_diffusion
+from dlcv.stable_diffusion.ti_data import tokenize_captions
 
 
 def test_the_autoencoder_is_the_identity():
@@ -67,20 +70,61 @@ def test_captions_name_digits_but_never_the_held_out_one_nor_a_style():
     named = ~data.generic
     assert 0.3 < float(named[data.digits != 7].float().mean()) < 0.7
     assert set(data.styles.tolist()) == {0, 1} and data.images.shape == (400, 3, 28, 28)
+    assert data.words.shape == (400, len(DESCRIPTIONS)) and set(data.words.unique().tolist()) == {0, 1}
     assert caption(3) == "a photo of a digit three" and caption(None) == "a photo of a digit"
     assert caption(3, words=("smooth", None)) == "a photo of a smooth digit three"
-    drawn = [None, *(d for d in range(10) if d != 7)]  # the captions training can draw
-    words = {w for t in WORLD_TEMPLATES for d in drawn for ws in WORD_SETS for w in caption(d, t, ws).split()}
+    index = torch.arange(400)
+    g = torch.Generator().manual_seed(0)
+    template = torch.randint(len(WORLD_TEMPLATES), (400,), generator=g)
+    every_word, no_word = (torch.full((400, len(DESCRIPTIONS)), v) for v in (True, False))
+    none, both = torch.zeros(400, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
+    captions = [c for shown in (every_word, no_word)
+                for c in world_captions(data, index, template, shown, none)]  # fmt: skip
+    words = {w for c in captions for w in c.split()}
     assert DIGIT_WORDS[7] not in words and DIGIT_WORDS[3] in words and "grainy" in words
     assert not words & {"svhn", "mnist", "style", "printed", "handwritten", "house", "colour", "color"}
+    i = int(torch.nonzero(data.digits == 7)[0])  # the held-out digit gets its measured words, no name
+    seven = world_captions(data, index[i : i + 1], torch.tensor([0]), every_word[:1], none[:1])[0]
+    expected = [pair[k] for pair, k in zip(DESCRIPTIONS, data.words[i].tolist())]
+    assert seven == caption(None, WORLD_TEMPLATES[0], expected)
+    j = int(torch.nonzero(~data.generic)[0])
+    assert world_captions(data, index[j : j + 1], torch.tensor([1]), no_word[:1], none[:1]) == [
+        caption(int(data.digits[j]), WORLD_TEMPLATES[1])]
+    assert world_captions(data, index[:2], template[:2], every_word[:2], both) == ["", ""]
+
+
+def test_filler_words_are_plain_words_the_world_does_not_otherwise_use():
     from dlcv.clip_tokenizer import offline_clip_tokenizer
 
-    tokenizer = offline_clip_tokenizer()
-    bank = caption_bank(tokenizer, held_out=7)
-    seven = tokenizer("seven", add_special_tokens=False).input_ids[0]
-    layout = (10, len(WORD_SETS), 2, len(WORLD_TEMPLATES))  # digit, appearance words, shape words, template
-    assert bank["named"].shape[:4] == layout == bank["generic"].shape[:4]
-    assert not (bank["generic"] == seven).any() and (bank["named"][7] == seven).any()  # row 7 is never drawn
+    words = filler_words(offline_clip_tokenizer())
+    assert len(words) > 10000 and words == sorted(words) and "style" in words
+    assert all(w.isalpha() for w in words)
+    assert not set(words) & {*DIGIT_WORDS, "digit", "photo", "open", "top", "heavy", "smooth", "the", "a"}
+    data = world_data(20, held_out=7, seed=0)
+    args = (torch.arange(3), torch.zeros(3, dtype=torch.long), torch.zeros(3, 5, dtype=torch.bool),
+            torch.zeros(3, dtype=torch.bool))  # fmt: skip
+    plain = world_captions(data, *args)
+    filled = world_captions(data, *args, fillers=[("zebra", 0.0), None, ("zebra", 0.999)])
+    assert filled == [f"zebra {plain[0]}", plain[1], f"{plain[2]} zebra"]
+
+
+def test_shape_words_describe_the_strokes_and_are_shared_between_digits():
+    masks = torch.zeros(3, 28, 28)
+    masks[0, 6:22, 6:22] = 1.0
+    masks[0, 9:19, 9:19] = 0.0  # a ring: looped, centred, broad-based
+    masks[1, 4:8, 4:24] = 1.0
+    masks[1, 4:24, 13:15] = 1.0  # a T: open, top-heavy, narrow-based
+    masks[2, 20:24, 4:24] = 1.0
+    masks[2, 4:24, 13:15] = 1.0  # an inverted T: open, bottom-heavy, broad-based
+    assert shape(masks).tolist() == [[1, 1, 1], [0, 0, 0], [0, 1, 1]]
+    assert [pair[0] for pair in SHAPE_WORDS] == ["open", "top-heavy", "narrow-based"]
+    digits = [d % 10 for d in range(600)]
+    _, ink = render_digits(digits, [(d // 10) % 2 for d in range(600)], seed=2, return_masks=True)
+    first = (shape(ink) == 0).float()  # open, top-heavy, narrow-based
+    rate = torch.stack([first[torch.tensor(digits) == d].mean(0) for d in range(10)])  # (digit, axis)
+    assert (rate[7] > 0.8).all()  # a seven is open, top-heavy and narrow-based
+    assert ((rate > 0.2).sum(0) >= 2).all()  # each of those words describes another digit too
+    assert float(rate[[0, 6, 8]].max()) < 0.2  # loops are looped, whatever else
 
 
 def test_the_world_loads_like_stable_diffusion(tmp_path):
@@ -110,23 +154,13 @@ def test_appearance_words_describe_the_pixels_and_lean_with_the_style():
     assert ((0.05 < svhn) & (mnistm < 0.95)).all()  # but neither word names a style
 
 
-def test_caption_states_are_the_text_encoders():
-    sd = build_world(seed=0)
-    ids = caption_bank(sd.tokenizer, held_out=7)["named"][:2, :3, 0, :2]
-    states = encode_captions(sd.text_encoder, ids, batch=5)
-    assert states.shape == (2, 3, 2, 77, sd.text_encoder.config.hidden_size)
-    with torch.no_grad():
-        assert torch.allclose(states[1, 2], sd.text_encoder(ids[1, 2]).last_hidden_state, atol=1e-5)
-
-
 def test_the_untrained_world_ignores_its_captions_exactly():
     sd = build_world(seed=0, config=world_config(pool=2))
     x = torch.randn(2, 3, 14, 14, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([900, 100])
-    ids = caption_bank(sd.tokenizer, held_out=7)
+    ids = [tokenize_captions(sd.tokenizer, [caption(d), caption(d, "the {}")]) for d in (3, None)]
     with torch.no_grad():
-        three = sd.text_encoder(ids["named"][3, 0, 0, :2]).last_hidden_state
-        generic = sd.text_encoder(ids["generic"][3, 0, 0, :2]).last_hidden_state
+        three, generic = (sd.text_encoder(i).last_hidden_state for i in ids)
         assert not torch.allclose(three, generic)
         out = [sd.unet(x, t, encoder_hidden_states=h).sample for h in (three, generic)]
     assert torch.equal(out[0], out[1])
