@@ -45,8 +45,8 @@ test-min:
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/demo.py --out $(DEMO_OUT)
 
-# Textual Inversion learning a concept on the CPU (see the README's Problem 3): the world is
-# trained once into $(DEMO_TI_OUT)/world and reused by later runs.
+# Textual Inversion learning a concept on the CPU (see the README's Problem 3): the shipped world
+# is written once to $(DEMO_TI_OUT)/world and reused by later runs (so are the graders and tokens).
 DEMO_TI_OUT ?= demo_ti_out
 demo-ti: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python bench/bench_ti_learns.py --out $(DEMO_TI_OUT)

@@ -73,7 +73,7 @@ OBJECT_INIT, STYLE_INIT = world.GENERIC_WORD, "photo"
 OBJECT_PROMPT = f"a photo of {OBJECT_TOKEN}"
 STYLE_DIGIT = 5
 STYLE_PROMPT = f"the digit {world.DIGIT_WORDS[STYLE_DIGIT]} in the style of {STYLE_TOKEN}"
-STYLE_IMAGE_DIGITS = (1, 2, 3, 4, 9)  # the style's 5 training images: mixed digits, SVHN-like (docs/ti_world.md)
+STYLE_IMAGE_DIGITS = (1, 2, 3, 4, 9)  # the style's 5 images: mixed digits, SVHN-like (docs/ti_world.md)
 SVHN = world.STYLES.index("svhn")
 GRADER_VIEW = "through the world's autoencoder"  # what the graders were trained on (older runs: raw pixels)
 
