@@ -100,6 +100,7 @@ def test_filler_words_are_plain_words_the_world_does_not_otherwise_use():
     assert len(words) > 10000 and words == sorted(words) and "style" in words
     assert all(w.isalpha() for w in words)
     assert not set(words) & {*DIGIT_WORDS, "digit", "photo", "open", "top", "heavy", "smooth", "the", "a"}
+    assert not [w for w in words if w.startswith(("seven", "five"))]  # no "sevens", "seventh", "fives"
     data = world_data(20, held_out=7, seed=0)
     args = (torch.arange(3), torch.zeros(3, dtype=torch.long), torch.zeros(3, 5, dtype=torch.bool),
             torch.zeros(3, dtype=torch.bool))  # fmt: skip
