@@ -290,15 +290,16 @@ def _svhn_masks(digits: np.ndarray, rng: np.random.Generator, ss: int = 2) -> tu
     lx, ly = c * dx + s * dy, -s * dx + c * dy  # line coordinates (undo the rotation)
     centre = _GLYPH_CELL / 2
     cover = np.zeros_like(lx, dtype=np.float32)
-    covers = []
-    for off, g in zip(offsets, glyphs, strict=True):
+    main = cover
+    for i, (off, g) in enumerate(zip(offsets, glyphs, strict=True)):
         u = lx - off[:, None, None] + shear[:, None, None] * ly
         k = (gh[g] / height)[:, None, None]
         bx = centre + u * k / wf[:, None, None]
         by = centre + ly * k
         cover = np.maximum(cover, sample_bilinear(bank, g[:, None, None], by, bx))
-        covers.append(cover)
-    all_digits, main = (c.reshape(n, SIZE, ss, SIZE, ss).mean(axis=(2, 4)) for c in (cover, covers[0]))
+        if i == 0:
+            main = cover  # the centred digit alone (np.maximum made a new array)
+    all_digits, main = (c.reshape(n, SIZE, ss, SIZE, ss).mean(axis=(2, 4)) for c in (cover, main))
     return all_digits, main
 
 
