@@ -67,9 +67,9 @@ from dlcv.data.synthetic_digits import render_mnistm_style, render_svhn_style
 from dlcv.io.checkpoint import load_weights, save_weights
 from dlcv.io.images import to_uint8
 from dlcv.stable_diffusion.config import SD_V1_TEXT_ENCODER, SD_V1_UNET, SD_V1_VAE, SDConfig
-from dlcv.stable_diffusion.generation import decode_latents
+from dlcv.stable_diffusion.generation import decode_latents, encode_text
 from dlcv.stable_diffusion.loading import StableDiffusion, quiet_diffusers
-from dlcv.stable_diffusion.ti_data import OBJECT_TEMPLATES, tokenize_captions
+from dlcv.stable_diffusion.ti_data import OBJECT_TEMPLATES
 from dlcv.stable_diffusion.tiny import save_diffusers_folder
 from dlcv.training import TrainConfig, train
 
@@ -460,23 +460,24 @@ def world_captions(
     template: torch.Tensor,
     shown: torch.Tensor,
     empty: torch.Tensor,
-    fillers: Sequence[tuple[str, float] | None] = (),
+    fillers: Sequence[tuple[str, float] | None] | None = None,
 ) -> list[str]:
     """The captions of images ``index`` in one training step: :data:`WORLD_TEMPLATES` ``template``,
     the digit named unless the image is generic, the image's words of the axes ``shown``
-    ``(B, 5)`` (:data:`DESCRIPTIONS`), or "" where ``empty``. ``fillers`` (per image, or none):
-    a word (:func:`filler_words`) inserted at a fraction of the caption's length."""
+    ``(B, 5)`` (:data:`DESCRIPTIONS`), or "" where ``empty``. ``fillers`` (per image: None or a
+    word of :func:`filler_words` and where it goes, a fraction of the caption's length)."""
     out = []
-    rows = zip(index.tolist(), template.tolist(), shown.tolist(), empty.tolist())
-    for k, (i, j, axes, blank) in enumerate(rows):
+    fillers = fillers or [None] * len(index)
+    rows = zip(index.tolist(), template.tolist(), shown.tolist(), empty.tolist(), fillers)
+    for i, j, axes, blank, filler in rows:
         if blank:
             out.append("")
             continue
         words = [pair[w] for pair, w, on in zip(DESCRIPTIONS, data.words[i].tolist(), axes) if on]
         digit = None if data.generic[i] else int(data.digits[i])
         text = caption(digit, WORLD_TEMPLATES[j], words)
-        if k < len(fillers) and fillers[k] is not None:
-            word, where = fillers[k]
+        if filler is not None:
+            word, where = filler
             parts = text.split()
             at = min(int(where * (len(parts) + 1)), len(parts))
             text = " ".join([*parts[:at], word, *parts[at:]])
@@ -566,10 +567,7 @@ def train_world(
         word = torch.randint(len(fillers), (b,), generator=generator).tolist()
         where = torch.rand(b, generator=generator).tolist()
         extra = [(fillers[w], p) if h else None for h, w, p in zip(has, word, where)]
-        ids = tokenize_captions(sd.tokenizer, world_captions(data, i, j, shown, empty, extra)).to(device)
-        with torch.no_grad():
-            cond = sd.text_encoder(ids).last_hidden_state
-        return {"x": x_all[i], "cond": cond}
+        return {"x": x_all[i], "cond": encode_text(sd, world_captions(data, i, j, shown, empty, extra))}
 
     def loss_fn(unet: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         x0 = batch["x"]
