@@ -52,8 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
     p.add_argument("--batch-size", type=int, help="per process; shortcut for train.batch_size")
     p.add_argument("--time-budget", type=float,
-                   help="seconds: fit the run into a time instead of --steps (re-planned from the "
-                   "measured speed as it goes; the cosine follows)")  # fmt: skip
+                   help="seconds: the budget decides the run's length, re-planned from the measured "
+                   "speed as it goes (the cosine follows); the preset's steps do not cap it, "
+                   "--steps given too does")  # fmt: skip
     p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p.add_argument("--keep-models", action="store_true",
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # The config's train section names TrainConfig's fields; the command line adds the rest.
     optim = {f.name: tc[f.name] for f in fields(TrainConfig) if f.name in tc}
+    if args.time_budget is not None and args.steps is None:
+        optim["steps"] = None  # the budget alone decides the length
     train_cfg = TrainConfig(
         **optim,
         out_dir=Path(args.out),

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="base channels: 128 = the course UNet (113.7M parameters); 64 is ~4x smaller and faster",
     )
     p.add_argument("--dropout", type=float, default=0.1, help="dropout in the residual blocks")
-    p.add_argument("--steps", type=int, default=100_000, help="optimiser steps")
+    p.add_argument("--steps", type=int,
+                   help="optimiser steps (default: 100000, or no cap with --time-budget)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32, help="images per step and process")
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (cosine decay)")
     p.add_argument("--warmup", type=int, default=1000, help="linear warm-up steps")
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints")
     p.add_argument("--sample-every", type=int, default=0, help="steps between sample grids (0: at the end)")
     p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sample grids")
-    p.add_argument("--time-budget", type=float, help="seconds: plan the run to end in time")
+    p.add_argument("--time-budget", type=float,
+                   help="seconds: the budget decides the length (re-planned as it goes; "
+                   "--steps caps it)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
     p.add_argument("--seed", type=int, default=0, help="seeds data order, noise and samples")
@@ -96,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--image-size must be a positive multiple of {DOWN_FACTOR}")
     if args.width < 2 or args.width % 2:
         raise UserError(f"--width must be a positive even number of channels, got {args.width}")
-    if args.steps < 1 or args.batch_size < 1:
+    if args.steps is None and args.time_budget is None:
+        args.steps = 100_000
+    if (args.steps is not None and args.steps < 1) or args.batch_size < 1:
         raise UserError("--steps and --batch-size must be positive")
     if not 0 <= args.ema < 1:
         raise UserError("--ema must be in [0, 1)")

@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=7.5, help="guidance scale of validation images (7.5)")
     p.add_argument("--log-every", type=int, default=50, help="steps between metrics.jsonl lines (50)")
     p.add_argument("--time-budget", type=float,
-                   help="seconds per concept: plan the steps (and the cosine) to end in time")  # fmt: skip
+                   help="seconds per concept: plan the steps (and the cosine) to end in time, "
+                   "at most --steps")  # fmt: skip
     return p
 
 

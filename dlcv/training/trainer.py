@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -42,7 +43,7 @@ class TrainConfig:
     """Optimisation and bookkeeping settings (the model's own settings live with the caller)."""
 
     out_dir: Path
-    steps: int
+    steps: int | None  # None: only with time_budget, which then decides the length alone
     batch_size: int  # per process and micro-step
     lr: float = 2e-4
     weight_decay: float = 0.0
@@ -60,7 +61,7 @@ class TrainConfig:
     resume: bool = False
     device: str = "auto"
     channels_last: bool | None = None  # None: on CUDA only; True: on every device
-    time_budget: float | None = None  # seconds: end the run (and its cosine) in time
+    time_budget: float | None = None  # seconds: the budget decides the length (steps, if given, caps it)
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype:
         """The dtype the forward passes autocast to on ``device`` (fp32: no autocast)."""
@@ -111,16 +112,19 @@ class Pace:
         return (s1 - s0) / max(t1 - t0, 1e-9)
 
 
-def plan_to_budget(pace: Pace, budget: float, done: int, ceiling: int, warmup_steps: int = 10) -> int | None:
+def plan_to_budget(
+    pace: Pace, budget: float, done: int, ceiling: int | None = None, warmup_steps: int = 10
+) -> int | None:
     """The run's new last step for a time budget of ``budget`` seconds, re-planned at every
     step from the recent speed (``None`` until ``warmup_steps`` steps are timed): as many steps
-    as fit in the time left, at least one more, at most ``ceiling``; ``done`` once past the budget."""
+    as fit in the time left, at least one more, at most ``ceiling`` (no cap when ``None``);
+    ``done`` once past the budget."""
     if pace.elapsed >= budget:
         return done
     if done - pace.start_step < warmup_steps:
         return None
-    left = (budget - pace.elapsed) * pace.steps_per_second()
-    return min(ceiling, max(done + 1, done + int(left)))
+    planned = max(done + 1, done + int((budget - pace.elapsed) * pace.steps_per_second()))
+    return planned if ceiling is None else min(ceiling, planned)
 
 
 def _rank_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -139,7 +143,9 @@ def train(
     export: Callable[[nn.Module, Path, int], None] | None = None,
     config: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """Train ``model`` for ``cfg.steps`` optimiser steps; return the EMA model (or the model).
+    """Train ``model`` for ``cfg.steps`` optimiser steps, or as many as fit in
+    ``cfg.time_budget`` seconds (capped by ``cfg.steps`` when both are given); return the EMA
+    model (or the model).
 
     ``loss_fn(net, batch, generator)`` gets the (possibly DDP-wrapped) network, a
     batch already on the device and this process's CPU generator for any
@@ -147,6 +153,8 @@ def train(
     writes the inference artefact from the EMA weights at each checkpoint.
     ``config`` (plain data) is stored in the checkpoint for the caller.
     """
+    if cfg.steps is None and cfg.time_budget is None:
+        raise ArgumentError("`steps`: give a number of steps, a time budget, or both")
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     info = distributed.setup(cfg.device)
@@ -165,7 +173,9 @@ def train(
     optimizer = torch.optim.AdamW(
         trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
     )
-    plan = {"total": cfg.steps}  # a time budget may shorten the run; the cosine follows
+    # A time budget re-plans the total as it goes (within cfg.steps if given); the cosine follows.
+    ceiling = cfg.steps if cfg.steps is not None else sys.maxsize
+    plan = {"total": ceiling}
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup_steps, plan["total"], cfg.min_lr_ratio)
     )
@@ -197,7 +207,7 @@ def train(
         raise ArgumentError(
             f"{ckpt_path} already exists: pass `resume` to continue it, or choose another output folder"
         )
-    if start >= cfg.steps:
+    if start >= ceiling:
         raise ArgumentError(f"`resume`: the checkpoint is at step {start}, not below `steps` {cfg.steps}")
 
     def save(step: int) -> None:

@@ -116,6 +116,20 @@ def test_time_budget_shortens_the_run(tmp_path):
     assert 10 <= step < 100
 
 
+def test_a_time_budget_without_steps_decides_the_length_alone(tmp_path):
+    def slow_loss(net, batch, g):
+        import time
+
+        time.sleep(0.02)
+        return loss_fn(net, batch, g)
+
+    train(make_model(), slow_loss, next_batch, config(tmp_path, steps=None, time_budget=0.6))
+    step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
+    assert 10 <= step < 100
+    with pytest.raises(UserError, match="time budget"):
+        train(make_model(), loss_fn, next_batch, config(tmp_path / "none", steps=None))
+
+
 def test_time_budget_replans_after_a_slow_start_and_the_cosine_follows(tmp_path):
     """The first steps are 10x slower than the rest: the run must still use its whole budget
     (a plan fixed from the first steps would stop after about 20 steps) and end its cosine."""
@@ -147,6 +161,7 @@ def test_plan_to_budget_uses_the_recent_speed():
     assert pace.steps_per_second() == pytest.approx(10.0, rel=0.01)
     assert plan_to_budget(pace, 30.0, 110, 10_000) == pytest.approx(210, abs=2)
     assert plan_to_budget(pace, 30.0, 110, 150) == 150  # never past the configured steps
+    assert plan_to_budget(pace, 30.0, 110, None) == pytest.approx(210, abs=2)  # no steps: no cap
     assert plan_to_budget(pace, 15.0, 110, 10_000) == 110  # past the budget: stop now
     assert plan_to_budget(Pace(0), 30.0, 5, 10_000) is None  # too early to tell
 
