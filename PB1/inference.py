@@ -4,8 +4,9 @@
 
 Writes OUT/mnistm/{digit}_{idx:03d}.png and OUT/svhn/{digit}_{idx:03d}.png
 (idx 001..050), 28x28 RGB. The model is --ckpt, else $PB1_CKPT, else
-checkpoints/pb1/model.safetensors. Sampler settings default to those stored
-with the model (its config's `sample` section).
+checkpoints/pb1/model.safetensors, else the model shipped with the repository
+(dlcv/assets/pb1/, trained on real digits; see its MODEL_CARD.md). Sampler
+settings default to those stored with the model (its config's `sample` section).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dlcv.cli import UserError, run
 from dlcv.digits.model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
 from dlcv.digits.sampling import (
     SAMPLERS,
+    SampleSettings,
     check_sampling_options,
     prepare_course_folders,
     sample_course_set,
@@ -29,7 +31,8 @@ from dlcv.runtime import configure_backends, pick_device
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", required=True, help="output folder (mnistm/ and svhn/ are created in it)")
-    p.add_argument("--ckpt", help=f"model file (default: ${CKPT_ENV} or {DEFAULT_CKPT})")
+    p.add_argument("--ckpt",
+                   help=f"model file (default: ${CKPT_ENV}, else {DEFAULT_CKPT}, else the shipped model)")
     p.add_argument("--sampler", choices=SAMPLERS,
                    help="ddim, dpm++ (DPM-Solver++(2M): as good in fewer steps) or ddpm (all 1000 steps); "
                    "default: the model's")  # fmt: skip
@@ -55,19 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     configure_backends(device)
     path = resolve_checkpoint(args.ckpt)
     model, cfg = load_model(path, device)
-    s = cfg.get("sample", {})
-    sampler = args.sampler or s.get("sampler", "ddim")
-    steps = args.steps or int(s.get("steps", 50))
-    guidance = args.guidance if args.guidance is not None else float(s.get("guidance", 2.0))
-    eta = args.eta if args.eta is not None else float(s.get("eta", 0.0))
+    settings = SampleSettings.resolve(cfg, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                                      eta=args.eta)  # fmt: skip
     prepare_course_folders(args.out_dir, args.n_per_digit)  # before the sampling: fail or warn now
-    shown_steps = steps if sampler != "ddpm" else 1000
-    print(f"{path}: {sampler} {shown_steps} steps, guidance {guidance}, eta {eta:g}, on {device}")
+    print(f"{path}: {settings.describe()}, on {device}")
     start = time.perf_counter()
-    images = sample_course_set(
-        model, build_schedule(cfg), args.n_per_digit, sampler=sampler, steps=steps,
-        guidance=guidance, eta=eta, seed=args.seed, batch_size=args.batch_size,
-    )  # fmt: skip
+    images = sample_course_set(model, build_schedule(cfg), args.n_per_digit, **settings.as_kwargs(),
+                               seed=args.seed, batch_size=args.batch_size)  # fmt: skip
     paths = write_course_outputs(images, args.out_dir, args.n_per_digit)
     print(f"wrote {len(paths)} images to {args.out_dir} in {time.perf_counter() - start:.1f}s")
 

@@ -14,17 +14,19 @@ import argparse
 from dlcv.cli import UserError, prepare_out_dir, run
 from dlcv.digits.figures import write_report_figures
 from dlcv.digits.model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
-from dlcv.digits.sampling import SAMPLERS, check_sampling_options
+from dlcv.digits.sampling import SAMPLERS, SampleSettings, check_sampling_options
 from dlcv.runtime import configure_backends, pick_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", required=True, help="folder for the PNG figures")
-    p.add_argument("--ckpt", help=f"model file (default: ${CKPT_ENV} or {DEFAULT_CKPT})")
-    p.add_argument("--sampler", choices=SAMPLERS, help="ddim (default) or ddpm")
-    p.add_argument("--steps", type=int, help="DDIM steps (default: the model's)")
+    p.add_argument("--ckpt",
+                   help=f"model file (default: ${CKPT_ENV}, else {DEFAULT_CKPT}, else the shipped model)")
+    p.add_argument("--sampler", choices=SAMPLERS, help="default: the model's, as hw2_1.sh")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    p.add_argument("--eta", type=float, help="fresh noise of DDIM / DPM-Solver++ (default: the model's)")
     p.add_argument("--scale", type=int, default=4, help="upscale factor of the 28x28 images (%(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -33,24 +35,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    check_sampling_options(args.steps, args.guidance)
+    check_sampling_options(args.steps, args.guidance, args.eta)
     if args.scale < 1:
         raise UserError(f"--scale must be at least 1, got {args.scale}")
     device = pick_device(args.device)
     configure_backends(device)
     model, cfg = load_model(resolve_checkpoint(args.ckpt), device)
-    s = cfg.get("sample", {})
+    settings = SampleSettings.resolve(cfg, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                                      eta=args.eta)  # the settings hw2_1.sh uses for this model  # fmt: skip
     prepare_out_dir(args.out_dir, "--out-dir")
-    paths = write_report_figures(
-        model,
-        build_schedule(cfg),
-        args.out_dir,
-        sampler=args.sampler or s.get("sampler", "ddim"),
-        steps=args.steps or int(s.get("steps", 50)),
-        guidance=args.guidance if args.guidance is not None else float(s.get("guidance", 2.0)),
-        seed=args.seed,
-        scale=args.scale,
-    )
+    paths = write_report_figures(model, build_schedule(cfg), args.out_dir, settings, seed=args.seed,
+                                 scale=args.scale)  # fmt: skip
     for path in paths:
         print(path)
 

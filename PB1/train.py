@@ -95,8 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     null_class = model.null_class
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 
+    # train.balanced: every one of the 20 classes equally often (SVHN's digits are unbalanced 3:1)
+    weights = (1.0 / torch.bincount(labels).float())[labels] if tc.get("balanced", False) else None
+
     def next_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.randint(len(images), (tc.batch_size,), generator=generator)
+        if weights is None:
+            index = torch.randint(len(images), (tc.batch_size,), generator=generator)
+        else:
+            index = torch.multinomial(weights, tc.batch_size, replacement=True, generator=generator)
         return images[index], labels[index]
 
     def loss_fn(net: torch.nn.Module, batch, generator: torch.Generator) -> torch.Tensor:

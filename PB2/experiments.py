@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def digit_job(args: argparse.Namespace, device: torch.device) -> FigureJob:
     from dlcv.digits.model import build_schedule, load_model, resolve_checkpoint
+    from dlcv.digits.sampling import SampleSettings
 
     model, cfg = load_model(resolve_checkpoint(args.digit_ckpt), device)
     classes = model.null_class
@@ -79,9 +80,10 @@ def digit_job(args: argparse.Namespace, device: torch.device) -> FigureJob:
         raise UserError(f"--labels: expected {GRID_NOISES} class labels in 0..{classes - 1}")
     if not 0 <= args.interp_label < classes:
         raise UserError(f"--interp-label: expected a class label in 0..{classes - 1}")
-    guidance = float(cfg["sample"]["guidance"]) if args.guidance is None else args.guidance
+    settings = SampleSettings.resolve(cfg, guidance=args.guidance)
+    guidance = settings.guidance
     if args.steps is None:
-        args.steps = int(cfg["sample"]["steps"])
+        args.steps = settings.steps
     total = int(cfg["diffusion"]["num_train_timesteps"])
     if args.steps > total:
         raise UserError(f"--steps: the digit model has {total} training timesteps, got {args.steps}")

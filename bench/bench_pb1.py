@@ -16,10 +16,11 @@ import argparse
 import time
 
 import torch
+from omegaconf import OmegaConf
 
 from dlcv.diffusion import ddim_sample, ddim_timesteps, ddpm_step, diffusion_loss
 from dlcv.digits.model import build_model, build_objective, build_schedule, load_config, noise_predictor
-from dlcv.digits.sampling import course_labels, guided_eps_fn
+from dlcv.digits.sampling import SampleSettings, course_labels, guided_eps_fn
 from dlcv.runtime import autocast, configure_backends, pick_device
 
 
@@ -82,7 +83,7 @@ def main() -> None:
     # ---- generation of the course set ----------------------------------------------------------
     model.eval()
     labels = course_labels(50).to(device)
-    guidance = float(cfg.sample.guidance)
+    guidance = SampleSettings.resolve(OmegaConf.to_container(cfg)).guidance
     predictor = noise_predictor(model, cfg)
     eps_fn = guided_eps_fn(predictor, labels, guidance)
     noise = torch.randn(len(labels), *model.latent_shape, generator=torch.Generator().manual_seed(0))

@@ -66,6 +66,48 @@ def reference_speed(threads: int = 2) -> float:
     return train_steps_per_second(REFERENCE_CONFIG, [], threads)
 
 
+def split_for_graders(data: Path, out: Path, seed: int = 0, grader_share: float = 0.5) -> dict[str, Path]:
+    """Split ``data``'s train split into two disjoint parts in the course layout: ``out/generator``
+    (what a generator may train on) and ``out/graders`` (what the digit graders train on), so that
+    no grader has seen an image the generator learnt from. Each digit of each dataset is split
+    on its own (a seeded permutation, ``grader_share`` of it to the graders), so both parts keep
+    the data's class balance; both parts keep the full test split, where the graders are checked.
+    The image folders are symlinks to ``data``'s; ``out/split.json`` lists the counts and the
+    CSVs' SHA-256. Returns ``{"generator": ..., "graders": ...}`` (reused when ``out`` holds them)."""
+    import csv
+    import hashlib
+
+    out = Path(out)
+    parts = {"generator": out / "generator", "graders": out / "graders"}
+    if (out / "split.json").is_file():
+        return parts
+    summary: dict = {"data": str(Path(data).resolve()), "seed": seed, "grader_share": grader_share}
+    for dataset in ("mnistm", "svhn"):
+        source = Path(data) / dataset
+        with open(source / "train.csv", newline="") as f:
+            rows = [(r["image_name"], r["label"]) for r in csv.DictReader(f)]
+        g = torch.Generator().manual_seed(seed)
+        chosen: dict[str, list[tuple[str, str]]] = {"generator": [], "graders": []}
+        for digit in sorted({label for _, label in rows}):
+            mine = [r for r in rows if r[1] == digit]
+            order = torch.randperm(len(mine), generator=g).tolist()
+            cut = round(len(mine) * grader_share)
+            chosen["graders"] += [mine[i] for i in order[:cut]]
+            chosen["generator"] += [mine[i] for i in order[cut:]]
+        for part, folder in parts.items():
+            target = folder / dataset
+            target.mkdir(parents=True, exist_ok=True)
+            if not (target / "data").exists():
+                (target / "data").symlink_to((source / "data").resolve(), target_is_directory=True)
+            lines = ["image_name,label", *(f"{n},{y}" for n, y in sorted(chosen[part]))]
+            (target / "train.csv").write_text("\n".join(lines) + "\n")
+            (target / "test.csv").write_bytes((source / "test.csv").read_bytes())
+            digest = hashlib.sha256((target / "train.csv").read_bytes()).hexdigest()
+            summary[f"{part}/{dataset}"] = {"train_images": len(chosen[part]), "train_csv_sha256": digest}
+    write_json(out / "split.json", summary)
+    return parts
+
+
 def ensure_graders(data: Path, out: Path, epochs: int = 30) -> Path:
     """Digit graders trained on ``data``'s train split (a small CNN per dataset, checked on
     its test split by the trainer), reused when ``out`` already holds them."""
@@ -93,33 +135,57 @@ def load_graders(graders: Path) -> dict:
     return {name: load_digit_classifier(graders / f"{name}_classifier.safetensors") for name in names}
 
 
-def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: float | None = None,
+def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: float | list | None = None,
                 sampler: str | None = None, steps: int | None = None, eta: float | None = None,
-                seed: int = 0) -> dict:
+                guidance_interval: list | None = None, seed: int = 0) -> dict:
     """Generate ``per_class`` images of each of the 20 classes with the model's own sampler
-    settings (or the ones given) and classify them: ``{"mnistm": acc, "svhn": acc, ...}``."""
-    from dlcv.digits.grading import accuracy_stats, predict
+    settings (or the ones given) and classify them: ``{"mnistm": acc, "svhn": acc, ...}`` with,
+    per dataset, the counts, the 95% Wilson interval (``{name}_ci``) and the per-digit counts."""
+    from dlcv.digits.grading import accuracy_stats, predict, wilson_interval
     from dlcv.digits.model import build_schedule, load_model
-    from dlcv.digits.sampling import sample_course_set
+    from dlcv.digits.sampling import SampleSettings, sample_course_set
 
     model, cfg = load_model(model_path)
-    s = cfg.get("sample", {})
-    settings = {
-        "sampler": sampler or s.get("sampler", "ddim"),
-        "steps": int(steps or s.get("steps", 25)),
-        "guidance": float(guidance if guidance is not None else s.get("guidance", 3.0)),
-        "eta": float(eta if eta is not None else s.get("eta", 0.0)),
-    }
+    settings = SampleSettings.resolve(cfg, sampler=sampler, steps=steps, guidance=guidance, eta=eta,
+                                      guidance_interval=guidance_interval)  # fmt: skip
     began = time.perf_counter()
     images = sample_course_set(model, build_schedule(cfg), per_class, seed=seed, batch_size=200,
-                               progress=False, **settings)  # fmt: skip
+                               progress=False, **settings.as_kwargs())  # fmt: skip
     seconds = time.perf_counter() - began
     digits = torch.arange(10).repeat_interleave(per_class)
-    result: dict = {**settings, "per_class": per_class, "sampling_s": round(seconds, 1)}
+    result: dict = {**settings.as_kwargs(), "per_class": per_class, "seed": seed,
+                    "sampling_s": round(seconds, 1)}  # fmt: skip
     for i, (name, clf) in enumerate(load_graders(graders).items()):
         part = images[i * 10 * per_class : (i + 1) * 10 * per_class]
-        result[name] = accuracy_stats(predict(clf, part), digits)["acc"]
+        stats = accuracy_stats(predict(clf, part), digits)
+        result[name] = stats["acc"]
+        result[f"{name}_correct"], result[f"{name}_total"] = stats["correct"], stats["total"]
+        result[f"{name}_ci"] = [round(v, 4) for v in wilson_interval(stats["correct"], stats["total"])]
+        result[f"{name}_per_digit"] = [stats["per_digit"][d][0] for d in range(10)]
     return result
+
+
+def grader_report(graders: Path, data: Path) -> dict:
+    """The graders' held-out accuracy on ``data``'s test split (never trained on): per dataset
+    the accuracy, its 95% Wilson interval and the accuracy of each digit; written next to the
+    graders as ``held_out.json`` and reused."""
+    from dlcv.data.digits import load_digit_split
+    from dlcv.digits.grading import accuracy_stats, predict, wilson_interval
+
+    path = Path(graders) / "held_out.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    report: dict = {"data": str(Path(data).resolve()), "split": "test"}
+    for name, clf in load_graders(graders).items():
+        test = load_digit_split(data, name, "test", progress=False)
+        stats = accuracy_stats(predict(clf, test.images), test.digits)
+        report[name] = {
+            "acc": stats["acc"], "correct": stats["correct"], "total": stats["total"],
+            "ci": [round(v, 4) for v in wilson_interval(stats["correct"], stats["total"])],
+            "per_digit": [round(c / t, 4) for c, t in (stats["per_digit"][d] for d in range(10))],
+        }  # fmt: skip
+    write_json(path, report)
+    return report
 
 
 def plot_curves(curves: dict[str, list[tuple[float, float, float]]], path: Path, title: str,

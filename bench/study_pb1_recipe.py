@@ -86,6 +86,11 @@ OPTIONS: dict[str, list[str]] = {
     "pca-ema9995": ["train.ema_decay=0.9995"],
     "pca-ema995": ["train.ema_decay=0.995"],
     "pca-puncond02": ["train.p_uncond=0.2"],
+    # ---- round 4: the strong line in 10 slow-machine minutes, and a model under 10 MB
+    "pca-balanced": ["train.balanced=true"],
+    "pca-d3": ["model.depth=3"],
+    "pca-ema998": ["train.ema_decay=0.998"],
+    "pca-d3-balanced": ["model.depth=3", "train.balanced=true"],
 }
 
 
@@ -115,7 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--table-only", action="store_true", help="only rebuild study.md and study.png")
     p.add_argument("--sweep", metavar="MODEL", help="grade one trained model under each of --settings")
     p.add_argument("--settings", nargs="*", default=["ddim:25:3", "ddim:25:4", "dpm++:25:4"],
-                   metavar="SAMPLER:STEPS:GUIDANCE[:ETA]", help="for --sweep (%(default)s)")  # fmt: skip
+                   metavar="SAMPLER:STEPS:GUIDANCE[:ETA[:LOW-HIGH]]",
+                   help="for --sweep (%(default)s); GUIDANCE may be MNISTM/SVHN, LOW-HIGH the "
+                   "timesteps where guidance applies")  # fmt: skip
     p.add_argument("--pca-bound", nargs="*", type=int, metavar="K",
                    help="grade the test images reconstructed from K principal components")  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -256,17 +263,23 @@ def sweep(args: argparse.Namespace, graders: Path) -> None:
     import torch
 
     torch.set_num_threads(2)
-    rows = []
+    rows, results = [], []
     for spec in args.settings:
-        sampler, steps, guidance, *eta = spec.split(":")
-        eta = float(eta[0]) if eta else 0.0
+        sampler, steps, guidance, *rest = spec.split(":")
+        eta = float(rest[0]) if rest else 0.0
+        interval = [float(v) for v in rest[1].split("-")] if len(rest) > 1 else None
+        scales = [float(g) for g in guidance.split("/")]
         r = grade_model(Path(args.sweep), graders, args.per_class, sampler=sampler, steps=int(steps),
-                        guidance=float(guidance), eta=eta, seed=args.seed)  # fmt: skip
-        rows.append(f"| {sampler} | {steps} | {float(guidance):g} | {eta:g} | {r['sampling_s']:.0f} "
+                        guidance=scales if len(scales) > 1 else scales[0], eta=eta,
+                        guidance_interval=interval, seed=args.seed)  # fmt: skip
+        results.append({"spec": spec, **r})
+        shown = rest[1] if interval else "all"
+        rows.append(f"| {sampler} | {steps} | {guidance} | {eta:g} | {shown} | {r['sampling_s']:.0f} "
                     f"| {r['mnistm']:.3f} | {r['svhn']:.3f} |")  # fmt: skip
         print(rows[-1], flush=True)
-    header = "| sampler | steps | guidance | eta | sampling s (2 thr) | MNIST-M | SVHN |"
+    header = "| sampler | steps | guidance | eta | guided at t | sampling s (2 thr) | MNIST-M | SVHN |"
     write_markdown(Path(args.out) / "sweep.md", header, rows)
+    write_json(Path(args.out) / "sweep.json", {"model": str(args.sweep), "results": results})
 
 
 def pca_bound(args: argparse.Namespace, graders: Path) -> None:

@@ -12,7 +12,7 @@ from dlcv.data.digits import DATASETS, NUM_DIGITS, joint_label
 from dlcv.diffusion import Capture, NoiseSchedule
 from dlcv.diffusion.driver import sampler_timesteps
 from dlcv.diffusion.samplers import EpsFn
-from dlcv.digits.sampling import DigitModel, guided_eps_fn, sample_labels
+from dlcv.digits.sampling import DigitModel, Guidance, SampleSettings, guided_eps_fn, sample_labels
 from dlcv.figures import FigureJob
 from dlcv.io.images import save_grid, to_uint8
 
@@ -28,23 +28,22 @@ def write_report_figures(
     model: DigitModel,
     schedule: NoiseSchedule,
     out_dir: str | Path,
+    settings: SampleSettings,
     *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    guidance: float = 2.0,
     seed: int = 0,
     scale: int = 4,
     progress: bool = True,
 ) -> list[Path]:
     """The report's figures, for each dataset: a 10x10 grid (rows digits 0-9, columns
-    different noises) and the reverse process of its first "0" at 6 timesteps."""
+    different noises) and the reverse process of its first "0" at 6 timesteps, sampled with
+    ``settings`` (those ``hw2_1.sh`` uses for the model: eta and guidance included)."""
     out_dir, written = Path(out_dir), []
-    frames = reverse_timesteps(sampler, steps, schedule)
+    frames = reverse_timesteps(settings.sampler, settings.steps, schedule)
     for domain, name in enumerate(DATASETS):
         labels = torch.tensor([joint_label(domain, d) for d in range(NUM_DIGITS)]).repeat_interleave(10)
         capture = Capture(frames, index=[0])
         images = sample_labels(
-            model, schedule, labels, sampler=sampler, steps=steps, guidance=guidance,
+            model, schedule, labels, **settings.as_kwargs(),
             seed=seed + domain, batch_size=len(labels), callback=capture, progress=progress,
         )  # fmt: skip
         written.append(save_grid(_upscale(images, scale), out_dir / f"{name}_grid.png", nrow=10))
@@ -65,7 +64,7 @@ def digit_figure_job(
     schedule: NoiseSchedule,
     labels: Sequence[int],
     interp_label: int,
-    guidance: float,
+    guidance: Guidance,
     seed: int = 0,
 ) -> FigureJob:
     """A :class:`FigureJob` for Problem 1's class-conditional digit model.

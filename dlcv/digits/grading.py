@@ -16,6 +16,7 @@ where ``acc`` is the mean of the two accuracies. Pass lines: 0.90 (simple baseli
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -139,6 +140,17 @@ def accuracy_stats(preds: torch.Tensor, labels: torch.Tensor) -> dict:
                  for d in range(10) if (labels == d).any()}
     return {"acc": correct / total if total else 0.0, "correct": correct, "total": total,
             "per_digit": per_digit}
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95% Wilson score interval of a binomial proportion ``correct / total`` (Wilson 1927;
+    it stays inside [0, 1] and is honest near 0 and 1, where the normal approximation is not)."""
+    if total <= 0:
+        return (0.0, 1.0)
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def check_output_folder(folder: str | Path) -> Path:

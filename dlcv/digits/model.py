@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import nn
 from dlcv.cli import ArgumentError, UserError
 from dlcv.diffusion import NoiseSchedule, Objective, eps_model
 from dlcv.digits.latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
-from dlcv.digits.sampling import SAMPLERS
+from dlcv.digits.sampling import SampleSettings
 from dlcv.digits.unet import DigitUNet, DigitUNetConfig
 from dlcv.io.checkpoint import load_weights, save_weights
 from dlcv.training import TrainConfig
@@ -33,15 +34,17 @@ MODEL_FILE = "model.safetensors"
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout (the package is installed editable)
 DEFAULT_CKPT = REPO_ROOT / "checkpoints" / "pb1" / MODEL_FILE
 CKPT_ENV = "PB1_CKPT"
+#: The model the repository ships (bench/ship_pb1_model.py made it; MODEL_CARD.md beside it).
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "pb1" / MODEL_FILE
 
 
 #: Keys a config may hold besides the model's (checked by :func:`load_config`).
 COMMAND_LINE_ONLY = {"out_dir", "seed", "mixed_precision", "resume", "device", "time_budget", "channels_last"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - COMMAND_LINE_ONLY | {
-    "p_uncond", "min_snr_gamma", "timestep_sampling", "lognormal_mean", "lognormal_std",
+    "p_uncond", "min_snr_gamma", "timestep_sampling", "lognormal_mean", "lognormal_std", "balanced",
 }  # fmt: skip
 DIFFUSION_KEYS = {"num_train_timesteps", "beta_start", "beta_end", "prediction", "sigma_data"}
-SAMPLE_KEYS = {"sampler", "steps", "guidance", "eta"}
+SAMPLE_KEYS = {"sampler", "steps", "guidance", "eta", "guidance_interval"}
 
 
 def load_config(config: str = "default", overrides: list[str] | None = None) -> DictConfig:
@@ -90,11 +93,16 @@ def _check_config(cfg: DictConfig, path: Path) -> None:
             number("train", key, tc[key], lambda v: math.isfinite(v) and v >= 0, "0 or more")
     if tc.get("grad_clip") is not None:
         number("train", "grad_clip", tc.grad_clip, positive, "a positive number or null")
-    if s.get("sampler", "ddim") not in SAMPLERS:
-        raise UserError(f"config {path}: sample.sampler must be one of {', '.join(SAMPLERS)}")
+    if "balanced" in tc and not isinstance(tc.balanced, bool):
+        raise UserError(f"config {path}: train.balanced must be true or false, got {tc.balanced!r}")
     number("sample", "steps", s.get("steps", 50), lambda v: 1 <= v <= 1000 and integer(v), "1-1000")
-    number("sample", "guidance", s.get("guidance", 2.0), math.isfinite, "a finite number")
+    for value in s.get("guidance", 2.0) if OmegaConf.is_list(s.get("guidance")) else [s.get("guidance", 2.0)]:
+        number("sample", "guidance", value, math.isfinite, "a finite number or one per dataset")
     number("sample", "eta", s.get("eta", 0.0), lambda v: math.isfinite(v) and v >= 0, "0 or more")
+    try:
+        SampleSettings.resolve(OmegaConf.to_container(s))
+    except ArgumentError as err:
+        raise UserError(f"config {path}: sample: {err}") from None
     build_objective(cfg)
 
 
@@ -178,9 +186,16 @@ def export_model(model: DigitNet, out_dir: Path, cfg: DictConfig | dict[str, Any
 
 
 def resolve_checkpoint(ckpt: str | Path | None) -> Path:
-    """``--ckpt``, else ``$PB1_CKPT``, else the checkout's ``checkpoints/pb1/model.safetensors``."""
-    chosen = ckpt or os.environ.get(CKPT_ENV) or DEFAULT_CKPT
-    path = Path(chosen)
+    """``--ckpt``, else ``$PB1_CKPT``, else the checkout's ``checkpoints/pb1/model.safetensors``,
+    else the model shipped in the package (:data:`SHIPPED_MODEL`, said in one line on stderr):
+    a user's own model always wins over the shipped one."""
+    chosen = ckpt or os.environ.get(CKPT_ENV)
+    if not chosen and not DEFAULT_CKPT.is_file() and SHIPPED_MODEL.is_file():
+        print(f"note: no ${CKPT_ENV} and no {DEFAULT_CKPT}: using the shipped model {SHIPPED_MODEL} "
+              f"(trained on real digits; see {SHIPPED_MODEL.parent / 'MODEL_CARD.md'})",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return SHIPPED_MODEL
+    path = Path(chosen or DEFAULT_CKPT)
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.is_file():

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -35,10 +36,33 @@ class DigitModel(Protocol):
     def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
 
-def guided_eps_fn(model: DigitModel, labels: torch.Tensor, guidance: float, amp: bool = True) -> EpsFn:
-    """The model conditioned on ``labels`` with classifier-free guidance (one doubled batch)."""
+#: Guidance: one scale for every class, or one per dataset (``[MNIST-M's, SVHN's]``).
+Guidance = float | Sequence[float]
+
+
+def guidance_scales(guidance: Guidance, labels: torch.Tensor) -> float | torch.Tensor:
+    """The guidance scale of each joint label: ``guidance`` itself if it is one number, else
+    ``guidance[dataset]`` per label (a tensor like ``labels``)."""
+    if isinstance(guidance, int | float):
+        return float(guidance)
+    scales = torch.tensor([float(g) for g in guidance])
+    if len(scales) != len(DATASETS):
+        raise ArgumentError(f"`guidance`: one number, or one per dataset ({len(DATASETS)}), "
+                            f"got {len(scales)}")  # fmt: skip
+    return scales[torch.div(labels.cpu(), NUM_DIGITS, rounding_mode="floor")].to(labels.device)
+
+
+def guided_eps_fn(
+    model: DigitModel,
+    labels: torch.Tensor,
+    guidance: Guidance,
+    amp: bool = True,
+    interval: tuple[float, float] | None = None,
+) -> EpsFn:
+    """The model conditioned on ``labels`` with classifier-free guidance (one doubled batch),
+    per dataset if ``guidance`` has one scale each, and only at timesteps inside ``interval``."""
     null = torch.full_like(labels, model.null_class)
-    eps_fn = classifier_free_guidance(model, labels, null, guidance)
+    eps_fn = classifier_free_guidance(model, labels, null, guidance_scales(guidance, labels), interval)
     device = labels.device
 
     def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -60,6 +84,79 @@ def check_sampling_options(
         raise ArgumentError(f"`eta` must be 0 or more, got {eta}")
 
 
+@dataclass(frozen=True)
+class SampleSettings:
+    """How a Problem 1 model is sampled: one set of defaults and one validation for every
+    caller (``hw2_1.sh``, the report's figures, the benches). Built by :meth:`resolve` from a
+    model's config (its ``sample`` section) and the values a caller gives; ``None`` = the
+    model's. ``guidance`` is one scale, or one per dataset ``(MNIST-M's, SVHN's)``;
+    ``guidance_interval = (t_low, t_high)`` guides only at those timesteps."""
+
+    sampler: str = "ddim"
+    steps: int = 50
+    guidance: float | tuple[float, ...] = 2.0
+    eta: float = 0.0
+    guidance_interval: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ArgumentError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        scales = self.guidance if isinstance(self.guidance, tuple) else (self.guidance,)
+        if isinstance(self.guidance, tuple) and len(self.guidance) != len(DATASETS):
+            raise ArgumentError(f"`guidance`: one number, or one per dataset ({len(DATASETS)}), "
+                                f"got {len(self.guidance)}")  # fmt: skip
+        check_sampling_options(self.steps, None, self.eta)
+        for g in scales:
+            check_sampling_options(None, g, None)
+        if self.guidance_interval is not None:
+            low, high = self.guidance_interval
+            if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+                raise ArgumentError(f"`guidance_interval` must be two timesteps 0 <= low <= high, "
+                                    f"got {list(self.guidance_interval)}")  # fmt: skip
+
+    @classmethod
+    def resolve(cls, config: Mapping[str, Any] | None = None, **given: Any) -> SampleSettings:
+        """The model's ``sample`` settings (``config`` is the model's whole config or its
+        ``sample`` section) with the non-``None`` values of ``given`` instead."""
+        section = dict((config or {}).get("sample", config or {}))
+        values = {k: v for k, v in section.items() if k in _FIELDS}
+        values.update({k: v for k, v in given.items() if v is not None})
+        unknown = sorted(set(given) - _FIELDS)
+        if unknown:
+            raise TypeError(f"unknown sample settings: {', '.join(unknown)}")
+        try:
+            if "guidance" in values:
+                g = values["guidance"]
+                values["guidance"] = tuple(float(v) for v in g) if isinstance(g, list | tuple) else float(g)
+            if values.get("guidance_interval") is not None:
+                values["guidance_interval"] = tuple(float(v) for v in values["guidance_interval"])
+            if "steps" in values:
+                values["steps"] = int(values["steps"])
+            if "eta" in values:
+                values["eta"] = float(values["eta"])
+        except (TypeError, ValueError) as err:
+            raise ArgumentError(f"sample settings: {err}") from None
+        return cls(**values)
+
+    @property
+    def shown_steps(self) -> int:
+        """The network evaluations' steps as a person counts them (ancestral DDPM walks all 1000)."""
+        return 1000 if self.sampler == "ddpm" else self.steps
+
+    def describe(self) -> str:
+        """One line: ``dpm++ 50 steps, guidance 5, eta 1``."""
+        g = self.guidance
+        guidance = "/".join(f"{v:g}" for v in g) if isinstance(g, tuple) else f"{g:g}"
+        text = f"{self.sampler} {self.shown_steps} steps, guidance {guidance}, eta {self.eta:g}"
+        if self.guidance_interval is not None:
+            text += f" (guided at t {self.guidance_interval[0]:g}-{self.guidance_interval[1]:g})"
+        return text
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`sample_labels`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 #: Every forward pass holds a multiple of this many images (a short batch is padded with
 #: copies of its last image, dropped afterwards). PyTorch's CPU kernels take other code
 #: paths for batches of fewer than 8 images (16 rows with guidance), which round
@@ -75,8 +172,9 @@ def sample_labels(
     *,
     sampler: str = "ddim",
     steps: int = 50,
-    guidance: float = 2.0,
+    guidance: Guidance = 2.0,
     eta: float = 0.0,
+    guidance_interval: tuple[float, float] | None = None,
     seed: int = 0,
     batch_size: int = 500,
     noise: torch.Tensor | None = None,
@@ -93,7 +191,9 @@ def sample_labels(
     the fresh noise of DDPM, DDIM and DPM-Solver++ with ``eta > 0`` comes from one generator per image
     (seeded from ``seed`` up front), and every forward pass holds a whole multiple of
     :data:`BATCH_MULTIPLE` images. ``callback`` sees only the first batch. ``progress``
-    shows one bar over all batches and steps.
+    shows one bar over all batches and steps. ``guidance`` is one scale or one per dataset;
+    ``guidance_interval = (t_low, t_high)`` guides only at those timesteps (see
+    :func:`~dlcv.diffusion.guidance.classifier_free_guidance`).
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -104,7 +204,7 @@ def sample_labels(
         image_seeds = torch.randint(2**62, (len(labels),), generator=generator).tolist()
 
     def make_eps_fn(index: torch.Tensor) -> EpsFn:
-        return guided_eps_fn(model, labels[index].to(device), guidance)
+        return guided_eps_fn(model, labels[index].to(device), guidance, interval=guidance_interval)
 
     return sample_batches(
         make_eps_fn, noise, schedule, sampler=sampler, steps=steps, eta=eta,
@@ -162,11 +262,15 @@ def sample_course_set(
     return sample_labels(model, schedule, course_labels(n_per_digit), **kwargs)
 
 
+_FIELDS = {f.name for f in fields(SampleSettings)}
+
 __all__: Sequence[str] = [
     "BATCH_MULTIPLE",
     "SAMPLERS",
+    "SampleSettings",
     "check_sampling_options",
     "course_labels",
+    "guidance_scales",
     "guided_eps_fn",
     "prepare_course_folders",
     "sample_course_set",

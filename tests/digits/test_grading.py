@@ -138,3 +138,15 @@ def test_find_svhn_checkpoint(tmp_path):
     assert find_svhn_checkpoint(ckpt).name == "resnet34_svhn.pth"
     (tmp_path / "svhn_classifier.safetensors").write_bytes(b"")
     assert find_svhn_checkpoint(ckpt).name == "svhn_classifier.safetensors"
+
+
+def test_wilson_interval_matches_published_values():
+    from dlcv.digits.grading import wilson_interval
+
+    low, high = wilson_interval(95, 100)  # Newcombe (1998), Table I style check values
+    assert abs(low - 0.8882) < 5e-4 and abs(high - 0.9785) < 5e-4
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and abs(high - 0.2775) < 5e-4
+    low, high = wilson_interval(500, 500)
+    assert high == 1.0 and 0.99 < low < 0.995
+    assert wilson_interval(0, 0) == (0.0, 1.0)

@@ -90,3 +90,34 @@ def test_an_image_depends_on_its_seed_and_index_not_on_the_batch_size(sampler, e
     other_seed = sample_labels(model, schedule, labels, sampler=sampler, steps=4, eta=eta, seed=4,
                                batch_size=20, progress=False)  # fmt: skip
     assert (other_seed.float() - whole.float()).abs().mean() > 5
+
+
+def test_sample_settings_take_the_models_values_unless_given_and_validate_once():
+    from dlcv.cli import UserError
+    from dlcv.digits.sampling import SampleSettings
+
+    model_cfg = {"sample": {"sampler": "dpm++", "steps": 50, "guidance": [3, 6], "eta": 1.0}}
+    s = SampleSettings.resolve(model_cfg, steps=None, guidance=None)
+    assert (s.sampler, s.steps, s.guidance, s.eta) == ("dpm++", 50, (3.0, 6.0), 1.0)
+    s = SampleSettings.resolve(model_cfg, guidance=4.0, steps=25)
+    assert s.guidance == 4.0 and s.steps == 25 and s.eta == 1.0
+    assert SampleSettings.resolve(None) == SampleSettings()
+    assert "guidance 3/6" in SampleSettings.resolve(model_cfg).describe()
+    for bad in ({"steps": 0}, {"eta": -1.0}, {"guidance": float("nan")}, {"sampler": "bogus"},
+                {"guidance": (1.0, 2.0, 3.0)}, {"guidance_interval": (500.0, 100.0)}):  # fmt: skip
+        with pytest.raises(UserError):
+            SampleSettings.resolve(model_cfg, **bad)
+
+
+def test_guidance_per_dataset_guides_each_dataset_by_its_own_scale():
+    from dlcv.digits.sampling import guidance_scales
+
+    torch.manual_seed(0)
+    model = build_model(load_config("tiny")).eval()
+    labels = torch.tensor([3, 15])  # an MNIST-M three and an SVHN five
+    assert guidance_scales([2.0, 5.0], labels).tolist() == [2.0, 5.0]
+    x, t = torch.randn(2, 3, 28, 28), torch.tensor([500, 500])
+    with torch.no_grad():
+        both = guided_eps_fn(model, labels, [2.0, 5.0])(x, t)
+        assert torch.allclose(both[0], guided_eps_fn(model, labels, 2.0)(x, t)[0], atol=1e-5)
+        assert torch.allclose(both[1], guided_eps_fn(model, labels, 5.0)(x, t)[1], atol=1e-5)
