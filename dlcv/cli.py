@@ -33,21 +33,50 @@ class ArgumentError(UserError):
     def command_line(self, flags: Mapping[str, str] | None = None) -> str:
         """The message with each backticked argument replaced by its flag: ``flags[name]``,
         by default ``--name`` with ``_`` written ``-``."""
-        flags = flags or {}
-        return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), str(self))
+        return with_flags(str(self), flags)
+
+
+def with_flags(text: str, flags: Mapping[str, str] | None = None) -> str:
+    """``text`` with each backticked argument name replaced by its command-line flag:
+    ``flags[name]``, by default ``--name`` with ``_`` written ``-``."""
+    flags = flags or {}
+    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), text)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal (SIGTERM, SIGINT, SIGUSR1) once it had saved what it had done.
+
+    A :class:`KeyboardInterrupt`, so that no ``except Exception`` carries on after it. The
+    message says where the state went and names arguments in backticks, as
+    :class:`ArgumentError` does; :func:`run` prints it as one line and exits with
+    ``exit_status``: 128 + the signal's number, as a shell reports a process the signal
+    ended (143 for SIGTERM, 130 for SIGINT).
+    """
+
+    def __init__(self, message: str, exit_status: int = 130) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+    def command_line(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with the arguments written as flags (see :func:`with_flags`)."""
+        return with_flags(str(self), flags)
 
 
 def run(main: Callable[[], object], flags: Mapping[str, str] | None = None) -> NoReturn:
-    """Call ``main()`` and exit: 0 on success, 2 on :class:`UserError`, 130 on Ctrl-C.
+    """Call ``main()`` and exit: 0 on success, 2 on :class:`UserError`, 130 on Ctrl-C, and
+    :attr:`Interrupted.exit_status` (143 for SIGTERM) when a training stopped on a signal.
 
-    An :class:`ArgumentError` names the arguments by their flags (``flags``: argument name
-    to flag, where it is not ``--name``)."""
+    An :class:`ArgumentError` or :class:`Interrupted` names the arguments by their flags
+    (``flags``: argument name to flag, where it is not ``--name``)."""
     try:
         main()
     except UserError as err:
         text = err.command_line(flags) if isinstance(err, ArgumentError) else str(err)
         print(f"error: {text}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as err:
+        print(f"interrupted: {err.command_line(flags)}", file=sys.stderr)
+        sys.exit(err.exit_status)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -11,10 +11,12 @@ off) and without PyTorch's warnings before it. Written files follow the umask.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickletools
+import re
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -35,12 +37,64 @@ def _umask() -> int:
     return mask
 
 
+#: The temporary file of an atomic write of ``NAME`` by process ``PID``: ``.NAME.tmpPID``.
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp(?P<pid>[0-9]+)")
+
+
+def temporary_path(path: str | Path, pid: int | None = None) -> Path:
+    """Where process ``pid`` (this one by default) writes ``path`` before renaming it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid() if pid is None else pid}")
+
+
+def process_alive(pid: int) -> bool:
+    """True when a process ``pid`` runs on this machine (perhaps another user's)."""
+    if pid <= 0:  # 0 and negative numbers name process groups, not a process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, depth: int = 1) -> list[Path]:
+    """Delete the temporary files of atomic writes (:data:`TEMPORARY`, ``.NAME.tmpPID``) that a
+    crashed process left in ``folder`` and in its subfolders down to ``depth`` levels: those of
+    processes no longer running, and this process's own. Only plain files of that pattern are
+    removed (no links, no folders, nothing else); the removed paths are returned."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if depth > 0:
+                removed += remove_stale_temporaries(entry.path, depth - 1)
+            continue
+        match = TEMPORARY.fullmatch(entry.name)
+        if not match or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or not process_alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 def _atomic(path: Path, write) -> Path:
     """Write through a temporary file and a rename; the file gets the umask's usual mode
     (0644 under umask 022), whatever mode the writer created it with."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
@@ -57,6 +111,11 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     that :func:`load_checkpoint` can read it with ``weights_only=True``.
     """
     return _atomic(Path(path), lambda tmp: torch.save(state, tmp))
+
+
+def save_text(text: str, path: str | Path) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: readers see the old file or the new one."""
+    return _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def save_weights(
