@@ -61,6 +61,24 @@ def broadcast_int(value: int, info: DistInfo) -> int:
     return int(t.item())
 
 
+def max_int(value: int, info: DistInfo) -> int:
+    """The largest ``value`` of all ranks, on every rank (``value`` itself when running alone)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.long, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def all_gather_object(obj: object, info: DistInfo) -> list[object]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank (``[obj]`` when alone)."""
+    if not info.enabled:
+        return [obj]
+    gathered: list[object] = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

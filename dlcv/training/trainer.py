@@ -8,6 +8,12 @@ project's one precision rule (:func:`dlcv.runtime.resolve_precision`: bf16 on co
 capability >= 8.0, fp16 below, fp32 on the CPU); with fp16 the loss is scaled by a
 ``GradScaler`` (:func:`dlcv.runtime.grad_scaler`), whose state is checkpointed. What is being learnt stays
 with the caller: a ``loss_fn`` and a ``next_batch`` function.
+
+A run owns its output folder while it trains (a lock; another run's outputs are refused
+unless ``overwrite``: :mod:`dlcv.training.run_dir`), stops cleanly on SIGTERM, SIGINT and
+SIGUSR1 with a checkpoint of the step it reached (:mod:`dlcv.training.preemption`), and
+resumes exactly: the checkpoint holds every random state a step draws from
+(:mod:`dlcv.training.rng`) and ``metrics.jsonl`` drops the records after it.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from dlcv.cli import ArgumentError, prepare_out_dir
-from dlcv.io.checkpoint import load_checkpoint, save_checkpoint
+from dlcv.cli import ArgumentError, Interrupted, UserError, prepare_out_dir
+from dlcv.io.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from dlcv.runtime import autocast, configure_backends, grad_scaler, resolve_dtype
-from dlcv.training import distributed
+from dlcv.training import distributed, rng
 from dlcv.training.ema import EMA
+from dlcv.training.preemption import StopSignals, signal_name
+from dlcv.training.run_dir import RunLock, other_run_outputs, trim_metrics
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -59,6 +67,7 @@ class TrainConfig:
     mixed_precision: bool = True  # False: fp32 everywhere, whatever ``precision`` says
     precision: str = "auto"  # autocast format (dlcv.runtime.resolve_precision): auto = the card's half type
     resume: bool = False
+    overwrite: bool = False  # a fresh run where another run was: its checkpoint and metrics go
     device: str = "auto"
     channels_last: bool | None = None  # None: on CUDA only; True: on every device
     time_budget: float | None = None  # seconds: the budget decides the length (steps, if given, caps it)
@@ -152,11 +161,21 @@ def train(
     randomness; ``next_batch(generator)`` draws a batch. ``export(model, out_dir, step)``
     writes the inference artefact from the EMA weights at each checkpoint.
     ``config`` (plain data) is stored in the checkpoint for the caller.
+
+    The output folder holds one run at a time (:class:`~dlcv.training.run_dir.RunLock`); a
+    fresh run refuses a folder with another run's outputs unless ``cfg.overwrite``
+    (:func:`~dlcv.training.run_dir.other_run_outputs`), and starts by removing the temporary
+    files of writes that crashed. On SIGTERM, SIGINT or SIGUSR1 the run finishes its step, saves
+    its checkpoint (and export) and raises :class:`~dlcv.cli.Interrupted`; every random state a
+    step draws from is in the checkpoint (:mod:`dlcv.training.rng`), so a resumed run on the CPU
+    ends bit for bit where the uninterrupted one would have.
     """
     if cfg.steps is None and cfg.time_budget is None:
         raise ArgumentError("`steps`: give a number of steps, a time budget, or both")
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
+    if cfg.resume and not ckpt_path.is_file():
+        raise ArgumentError(f"`resume`: no checkpoint at {ckpt_path}")
     info = distributed.setup(cfg.device)
     device = info.device
     configure_backends(device)
@@ -184,138 +203,187 @@ def train(
     if info.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    # ---- resume ---------------------------------------------------------------------
-    start = 0
-    generator = _rank_generator(cfg.seed, info.rank, 0)
-    if cfg.resume:
-        state = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
-        if state is None:
-            raise ArgumentError(f"`resume`: no checkpoint at {ckpt_path}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        if scaler.is_enabled() and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start = int(state["step"])
-        if info.is_main and info.world_size == int(state.get("world_size", 1)):
-            generator.set_state(state["generator"])
-        else:
-            generator = _rank_generator(cfg.seed, info.rank, start)
-    elif ckpt_path.exists():
-        raise ArgumentError(
-            f"{ckpt_path} already exists: pass `resume` to continue it, or choose another output folder"
-        )
-    if start >= ceiling:
-        raise ArgumentError(f"`resume`: the checkpoint is at step {start}, not below `steps` {cfg.steps}")
-
-    def save(step: int) -> None:
-        if not info.is_main:
-            return
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "generator": generator.get_state(),
-                "world_size": info.world_size,
-                "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                "config": config or {},
-            },
-            ckpt_path,
-        )
-        if export is not None:
-            export(ema.model if ema is not None else model, out_dir, step)
-
-    def sample(step: int) -> None:
-        if on_sample is None or not info.is_main:
-            return
-        target = ema.model if ema is not None else model
-        was_training = target.training
-        target.eval()
-        with torch.no_grad(), autocast(device, dtype):
-            on_sample(target, step)
-        target.train(was_training)
-
-    # ---- loop -------------------------------------------------------------------
     prepare_out_dir(out_dir)
-    metrics = open(out_dir / METRICS_NAME, "a") if info.is_main else None  # noqa: SIM115
-    model.train()
-    running, count = torch.zeros((), device=device), 0
-    tick, images_since = time.perf_counter(), 0
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not info.is_main, dynamic_ncols=True)
-    pace, announced = Pace(start), False
-    step = start
-    try:
-        while step < plan["total"]:
-            for micro in range(cfg.grad_accum):
-                batch = to_device(next_batch(generator), device)
-                last = micro == cfg.grad_accum - 1
-                sync = contextlib.nullcontext() if (last or not info.enabled) else net.no_sync()
-                with sync:
-                    with autocast(device, dtype):
-                        loss = loss_fn(net, batch, generator)
-                    scaler.scale(loss / cfg.grad_accum).backward()
-                running += loss.detach().float()
-                count += 1
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)  # clip the true gradients (a no-op without fp16)
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            scaler.step(optimizer)  # skipped when fp16 gradients overflowed
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            with warnings.catch_warnings():  # a step the scaler skipped still moves the schedule
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)`")
-                scheduler.step()
-            if after_step is not None:
-                after_step()
-            if ema is not None:
-                ema.update(model)
-            done = step = step + 1
-            pace.record(done)
-            if cfg.time_budget is not None:
-                planned = plan_to_budget(pace, cfg.time_budget, done, cfg.steps)
-                if planned is not None:
-                    plan["total"] = distributed.broadcast_int(planned, info)  # all ranks agree
-                    bar.total = plan["total"]
-            if not announced and pace.elapsed >= 60 and info.is_main:
-                announced, rate = True, pace.steps_per_second()
-                left = (plan["total"] - done) / max(rate, 1e-9)
-                bar.write(f"measured {rate:.2f} steps/s over the first minute: {plan['total'] - done} steps "
-                          f"left, about {left / 60:.1f} min more")  # fmt: skip
-            images_since += cfg.batch_size * cfg.grad_accum * info.world_size
-            bar.update(1)
+    with contextlib.ExitStack() as held:
+        if info.is_main:  # one run at a time in the folder (a second one gets one line)
+            held.enter_context(RunLock(out_dir))
+        _claim_out_dir(out_dir, cfg, info)
 
-            final = done == plan["total"]
-            if done % cfg.log_every == 0 or final:
-                elapsed = time.perf_counter() - tick
-                record = {
-                    "step": done,
-                    "loss": running.item() / count,
-                    "lr": scheduler.get_last_lr()[0],
-                    "images_per_s": images_since / max(elapsed, 1e-9),
-                    "elapsed_s": round(pace.elapsed, 3),  # seconds since this process began training
-                }
-                if scaler.is_enabled():
-                    record["loss_scale"] = scaler.get_scale()
-                bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
-                if metrics is not None:
-                    metrics.write(json.dumps(record) + "\n")
-                    metrics.flush()
-                running.zero_()
-                count, tick, images_since = 0, time.perf_counter(), 0
-            if final or (cfg.ckpt_every and done % cfg.ckpt_every == 0):
-                save(done)
-            if final or (cfg.sample_every and done % cfg.sample_every == 0):
-                sample(done)
-        distributed.barrier(info)
-    finally:
-        bar.close()
-        if metrics is not None:
-            metrics.close()
-        distributed.cleanup(info)
+        # ---- resume ---------------------------------------------------------------------
+        start = 0
+        generator = _rank_generator(cfg.seed, info.rank, 0)
+        if cfg.resume:
+            state = load_checkpoint(ckpt_path)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if ema is not None and state.get("ema") is not None:
+                ema.load_state_dict(state["ema"])
+            if scaler.is_enabled() and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            start = int(state["step"])
+            same_world = info.world_size == int(state.get("world_size", 1))
+            ranks = state.get("rng") or []
+            if same_world and len(ranks) == info.world_size:  # every random state, as at the save
+                generator.set_state(ranks[info.rank]["generator"])
+                rng.restore(ranks[info.rank], device)
+            elif info.is_main and same_world:  # a checkpoint of before: rank 0's generator only
+                generator.set_state(state["generator"])
+            else:
+                generator = _rank_generator(cfg.seed, info.rank, start)
+        if start >= ceiling:
+            raise ArgumentError(f"`resume`: the checkpoint is at step {start}, not below `steps` {cfg.steps}")
+        if cfg.resume and info.is_main:
+            trim_metrics(out_dir / METRICS_NAME, start)  # the steps after the checkpoint are done again
+
+        def save(step: int) -> None:
+            # every rank's random states (a collective: every rank saves at the same steps)
+            ranks = distributed.all_gather_object({"generator": generator.get_state(), **rng.capture(device)},
+                                                  info)  # fmt: skip
+            if not info.is_main:
+                return
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "scheduler": scheduler.state_dict(),
+                    "step": step,
+                    "generator": generator.get_state(),
+                    "rng": ranks,
+                    "world_size": info.world_size,
+                    "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                    "config": config or {},
+                },
+                ckpt_path,
+            )
+            if export is not None:
+                with rng.preserved(device):  # whatever it draws, the training's draws stay the same
+                    export(ema.model if ema is not None else model, out_dir, step)
+
+        def sample(step: int) -> None:
+            if on_sample is None or not info.is_main:
+                return
+            target = ema.model if ema is not None else model
+            was_training = target.training
+            target.eval()
+            with torch.no_grad(), autocast(device, dtype), rng.preserved(device):
+                on_sample(target, step)
+            target.train(was_training)
+
+        # ---- loop -------------------------------------------------------------------
+        metrics = open(out_dir / METRICS_NAME, "a") if info.is_main else None  # noqa: SIM115
+        model.train()
+        running, count = torch.zeros((), device=device), 0
+        tick, images_since = time.perf_counter(), 0
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not info.is_main, dynamic_ncols=True)
+        pace, announced = Pace(start), False
+        step = start
+        stop = held.enter_context(StopSignals())  # SIGTERM, SIGINT, SIGUSR1: stop after this step
+        try:
+            while step < plan["total"]:
+                for micro in range(cfg.grad_accum):
+                    batch = to_device(next_batch(generator), device)
+                    last = micro == cfg.grad_accum - 1
+                    sync = contextlib.nullcontext() if (last or not info.enabled) else net.no_sync()
+                    with sync:
+                        with autocast(device, dtype):
+                            loss = loss_fn(net, batch, generator)
+                        scaler.scale(loss / cfg.grad_accum).backward()
+                    running += loss.detach().float()
+                    count += 1
+                if cfg.grad_clip:
+                    scaler.unscale_(optimizer)  # clip the true gradients (a no-op without fp16)
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                scaler.step(optimizer)  # skipped when fp16 gradients overflowed
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                with warnings.catch_warnings():  # a step the scaler skipped still moves the schedule
+                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)`")
+                    scheduler.step()
+                if after_step is not None:
+                    after_step()
+                if ema is not None:
+                    ema.update(model)
+                done = step = step + 1
+                pace.record(done)
+                if cfg.time_budget is not None:
+                    planned = plan_to_budget(pace, cfg.time_budget, done, cfg.steps)
+                    if planned is not None:
+                        plan["total"] = distributed.broadcast_int(planned, info)  # all ranks agree
+                        bar.total = plan["total"]
+                if not announced and pace.elapsed >= 60 and info.is_main:
+                    announced, rate = True, pace.steps_per_second()
+                    left = (plan["total"] - done) / max(rate, 1e-9)
+                    bar.write(f"measured {rate:.2f} steps/s over the first minute: {plan['total'] - done} "
+                              f"steps left, about {left / 60:.1f} min more")  # fmt: skip
+                images_since += cfg.batch_size * cfg.grad_accum * info.world_size
+                bar.update(1)
+
+                final = done == plan["total"]
+                if done % cfg.log_every == 0 or final:
+                    elapsed = time.perf_counter() - tick
+                    record = {
+                        "step": done,
+                        "loss": running.item() / count,
+                        "lr": scheduler.get_last_lr()[0],
+                        "images_per_s": images_since / max(elapsed, 1e-9),
+                        "elapsed_s": round(pace.elapsed, 3),  # seconds since this process began training
+                    }
+                    if scaler.is_enabled():
+                        record["loss_scale"] = scaler.get_scale()
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+                    if metrics is not None:
+                        metrics.write(json.dumps(record) + "\n")
+                        metrics.flush()
+                    running.zero_()
+                    count, tick, images_since = 0, time.perf_counter(), 0
+                saved = final or bool(cfg.ckpt_every and done % cfg.ckpt_every == 0)
+                if saved:
+                    save(done)
+                if not final:
+                    signum = distributed.max_int(stop.received or 0, info)  # every rank stops at one step
+                    if signum:
+                        if not saved:
+                            save(done)
+                        distributed.barrier(info)  # rank 0 has written the checkpoint
+                        raise Interrupted(_stopped_message(signum, done, cfg.steps, ckpt_path), 128 + signum)
+                if final or (cfg.sample_every and done % cfg.sample_every == 0):
+                    sample(done)
+            distributed.barrier(info)
+        finally:
+            bar.close()
+            if metrics is not None:
+                metrics.close()
+            distributed.cleanup(info)
     return ema.model if ema is not None else model
+
+
+def _claim_out_dir(out_dir: Path, cfg: TrainConfig, info: distributed.DistInfo) -> None:
+    """Refuse a fresh run in a folder that holds another run's outputs (unless ``cfg.overwrite``);
+    then, on rank 0, remove the temporary files of crashed writes and, for ``cfg.overwrite``,
+    the earlier run's checkpoint and metrics (its other files are replaced as the run writes them)."""
+    if not cfg.resume and not cfg.overwrite:
+        found = other_run_outputs(out_dir)
+        if found:
+            raise ArgumentError(f"{out_dir} already holds a training run ({', '.join(found)}): pass `resume` "
+                                "to continue it, `overwrite` to start again over it, or choose another "
+                                "output folder")  # fmt: skip
+    distributed.barrier(info)  # every rank has looked before rank 0 changes anything
+    if not info.is_main:
+        return
+    remove_stale_temporaries(out_dir)
+    if cfg.overwrite and not cfg.resume:
+        for name in (CHECKPOINT_NAME, METRICS_NAME):
+            path = out_dir / name
+            if path.is_dir() and not path.is_symlink():
+                raise UserError(f"{path} is a folder, not a file: remove it, or choose another output folder")
+            path.unlink(missing_ok=True)
+
+
+def _stopped_message(signum: int, step: int, steps: int | None, ckpt_path: Path) -> str:
+    """The one line of a run stopped by signal ``signum`` after ``step`` (its checkpoint)."""
+    of = f" of {steps}" if steps is not None else ""
+    return (f"{signal_name(signum)} at step {step}{of}: checkpoint saved to {ckpt_path}; run the same "
+            "command again with `resume` to continue")  # fmt: skip

@@ -72,3 +72,50 @@ def test_messages_say_what_the_file_is_and_never_suggest_turning_the_safety_off(
     assert all("weights_only" not in m and "\n" not in m for m in messages.values())
     with pytest.raises(UserError, match="expected a .safetensors model, but it is a zip archive"):
         load_weights(tmp_path / "zip.pt", expected="a .safetensors model")
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has ended (a child started and waited for)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_temporaries_of_crashed_writes_are_removed_and_nothing_else(tmp_path):
+    from dlcv.io.checkpoint import remove_stale_temporaries, temporary_path
+
+    dead, alive = _dead_pid(), os.getppid()  # the parent (pytest's runner) is running
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "deeper").mkdir()
+    stale = [
+        temporary_path(tmp_path / "checkpoint.pt", dead),
+        temporary_path(tmp_path / "unet.pt", dead),
+        temporary_path(tmp_path / "samples" / "step_0000010.png", dead),
+        temporary_path(tmp_path / "metrics.jsonl"),  # this process's own: never in use at a start
+    ]
+    kept = [temporary_path(tmp_path / "model.safetensors", alive),  # a live writer's
+            temporary_path(tmp_path / "samples" / "deeper" / "x.pt", dead),  # beyond the depth
+            tmp_path / "checkpoint.pt.tmp123", tmp_path / ".notes.tmp", tmp_path / ".x.tmp12a",
+            tmp_path / "checkpoint.pt", tmp_path / "keep.txt"]  # fmt: skip
+    for path in stale + kept:
+        path.write_bytes(b"half a file")
+    folder = temporary_path(tmp_path / "ckpts", dead)
+    folder.mkdir()  # a folder of that name: not ours to remove
+    link = temporary_path(tmp_path / "link.pt", dead)
+    link.symlink_to(tmp_path / "keep.txt")
+    assert temporary_path(tmp_path / "c.pt").name == f".c.pt.tmp{os.getpid()}"
+
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted(stale)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept) and folder.is_dir() and link.is_symlink()
+
+
+def test_save_text_is_atomic_and_leaves_no_temporary(tmp_path):
+    from dlcv.io.checkpoint import save_text
+
+    path = save_text("a\nb\n", tmp_path / "metrics.jsonl")
+    assert path.read_text() == "a\nb\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]

@@ -246,3 +246,209 @@ def test_bf16_and_fp32_training_have_no_scaler(tmp_path):
     train(make_model(), loss_fn, next_batch, cfg)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["scaler"] is None
     assert "loss_scale" not in (tmp_path / "metrics.jsonl").read_text()
+
+
+# ---- exact resume, preemption, the output folder -------------------------------------------
+
+
+def make_dropout_model():
+    """A model with dropout (torch's global CPU generator), every global generator seeded."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.1), nn.Tanh(), nn.Linear(16, 1))
+
+
+def global_draws_loss(net, batch, g):
+    """The test loss, scaled by draws of Python's random and numpy's global generator: a
+    resumed run that does not restore them takes other steps."""
+    import random
+
+    import numpy as np
+
+    return loss_fn(net, batch, g) * (1 + 0.1 * random.random()) * (1 + 0.1 * float(np.random.rand()))
+
+
+def noisy_sample(model, step):
+    """A preview that draws from the global generators (as samplers without a seed do)."""
+    import random
+
+    import numpy as np
+
+    torch.rand(100)
+    random.random()
+    np.random.rand(3)
+
+
+def weights_equal(a: nn.Module, b: nn.Module) -> bool:
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    return all(torch.equal(x, y) for x, y in pairs)
+
+
+def test_a_resumed_run_with_dropout_ends_bit_identical_to_a_straight_one(tmp_path):
+    """Dropout, Python's random and numpy draw from the global generators, and the sample
+    grids (here at steps 10 and 20) draw from them too: the checkpoint restores them all, the
+    samples leave them alone, and metrics.jsonl holds each step once after the resume."""
+    cfg = dict(steps=20, log_every=1, sample_every=10, ckpt_every=10)
+    straight = make_dropout_model()
+    straight_ema = train(straight, global_draws_loss, next_batch, config(tmp_path / "a", **cfg),
+                         on_sample=noisy_sample)  # fmt: skip
+    calls = []
+
+    def crash_at_step_13():
+        calls.append(1)
+        if len(calls) == 13:
+            raise RuntimeError("crash")  # after the checkpoint at 10, with records up to 12 written
+
+    with pytest.raises(RuntimeError, match="crash"):
+        train(make_dropout_model(), global_draws_loss, next_batch, config(tmp_path / "b", **cfg),
+              on_sample=noisy_sample, after_step=crash_at_step_13)  # fmt: skip
+    metrics = tmp_path / "b" / "metrics.jsonl"
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == list(range(1, 13))
+    with open(metrics, "a") as f:
+        f.write('{"step": 13, "lo')  # half a line, as a kill in the middle of a write leaves
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert state["step"] == 10 and len(state["rng"]) == 1 and state["rng"][0]["numpy"] is not None
+
+    resumed = make_dropout_model()  # fresh weights and freshly seeded generators
+    resumed_ema = train(resumed, global_draws_loss, next_batch, config(tmp_path / "b", resume=True, **cfg),
+                        on_sample=noisy_sample)  # fmt: skip
+    assert weights_equal(straight, resumed) and weights_equal(straight_ema, resumed_ema)
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(1, 21))
+    a = [json.loads(line)["loss"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(line)["loss"] for line in metrics.read_text().splitlines()]
+    assert a == b
+
+
+def in_main_thread():
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers exist in the main thread only")
+
+
+@pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGINT", 130), ("SIGUSR1", 138)])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_run_resumes_exactly(tmp_path, name, status):
+    import os
+    import signal
+
+    from dlcv.cli import Interrupted
+
+    in_main_thread()
+    signum = getattr(signal, name)
+    before = signal.getsignal(signum)
+    cfg = dict(steps=30, ckpt_every=0, log_every=1)  # no periodic checkpoint: only the signal's
+    straight = make_dropout_model()
+    train(straight, global_draws_loss, next_batch, config(tmp_path / "a", **cfg))
+    calls, exported = [], []
+
+    def signal_at_step_7():
+        calls.append(1)
+        if len(calls) == 7:
+            os.kill(os.getpid(), signum)  # as a scheduler would, in the middle of step 7
+
+    with pytest.raises(Interrupted) as err:
+        train(make_dropout_model(), global_draws_loss, next_batch, config(tmp_path / "b", **cfg),
+              after_step=signal_at_step_7, export=lambda m, out, step: exported.append(step))  # fmt: skip
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    assert err.value.exit_status == status
+    assert str(err.value) == (f"{name} at step 7 of 30: checkpoint saved to {ckpt}; run the same command "
+                              "again with `resume` to continue")  # fmt: skip
+    assert err.value.command_line().endswith("again with --resume to continue")
+    assert load_checkpoint(ckpt)["step"] == 7 and exported == [7] and len(calls) == 7
+    assert signal.getsignal(signum) is before  # the handler of before is back
+    assert not (tmp_path / "b" / ".train.lock").exists()
+
+    resumed = make_dropout_model()
+    train(resumed, global_draws_loss, next_batch, config(tmp_path / "b", resume=True, **cfg))
+    assert weights_equal(straight, resumed)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 31))
+
+
+def test_a_second_signal_stops_at_once_without_a_checkpoint(tmp_path):
+    import os
+    import signal
+
+    in_main_thread()
+
+    def two_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(KeyboardInterrupt) as err:
+        train(make_model(), loss_fn, next_batch, config(tmp_path, ckpt_every=0), after_step=two_signals)
+    assert type(err.value) is KeyboardInterrupt and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_signal_at_the_last_step_just_ends_the_run(tmp_path):
+    import os
+    import signal
+
+    in_main_thread()
+    calls = []
+
+    def signal_at_the_end():
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    train(make_model(), loss_fn, next_batch, config(tmp_path, steps=5), after_step=signal_at_the_end)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 5
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "metrics.jsonl", "model.safetensors", "unet.pt",
+                                  "learned_embeds.safetensors"])  # fmt: skip
+def test_a_fresh_run_refuses_another_runs_outputs_unless_told_to_overwrite(tmp_path, name):
+    (tmp_path / name).write_bytes(b"another run's")
+    with pytest.raises(UserError) as err:
+        train(make_model(), loss_fn, next_batch, config(tmp_path, steps=4))
+    message = str(err.value)
+    assert str(tmp_path) in message and name in message and "`resume`" in message and "`overwrite`" in message
+    assert "\n" not in message and (tmp_path / name).read_bytes() == b"another run's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 999, "loss": 1.0}\n')
+    train(make_model(), loss_fn, next_batch, config(tmp_path, steps=4, overwrite=True))
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [4]  # the earlier run's records are gone
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path):
+    from dlcv.training.run_dir import RunLock
+
+    with RunLock(tmp_path):  # a run training there
+        with pytest.raises(UserError, match="in use by another training run") as err:
+            train(make_model(), loss_fn, next_batch, config(tmp_path, steps=2, overwrite=True))
+        assert str(tmp_path) in str(err.value)
+        assert [p.name for p in tmp_path.iterdir()] == [".train.lock"]  # nothing else written
+    failing = []
+
+    def fail(net, batch, g):
+        failing.append(1)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        train(make_model(), fail, next_batch, config(tmp_path, steps=2))
+    assert not (tmp_path / ".train.lock").exists()  # released however the run ends
+
+
+def test_a_start_removes_the_temporaries_of_a_crashed_run(tmp_path):
+    import subprocess
+
+    from dlcv.io.checkpoint import temporary_path
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    stale = temporary_path(tmp_path / "checkpoint.pt", child.pid)
+    stale.write_bytes(b"PK half a checkpoint")
+    other = tmp_path / ".checkpoint.pt.bak"
+    other.write_bytes(b"the user's")
+    train(make_model(), loss_fn, next_batch, config(tmp_path, steps=2))
+    assert not stale.exists() and other.read_bytes() == b"the user's"

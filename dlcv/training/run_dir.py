@@ -1,0 +1,119 @@
+"""A training's output folder: one run at a time, never over another run's files, no leftovers.
+
+* :class:`RunLock`: ``OUT/.train.lock``, held (``fcntl.flock``) while a run trains there; a
+  second run on the same folder is refused with one line naming the folder and the holder's
+  PID. The kernel drops the lock when its process ends, however it ends, so a lock file left
+  by a killed run (its PID dead) is simply taken over.
+* :func:`other_run_outputs`: the files (:data:`RUN_OUTPUTS`) that show a folder already holds
+  a run, which a fresh run (neither ``resume`` nor ``overwrite``) refuses to write over.
+* :func:`trim_metrics`: on resume, ``metrics.jsonl`` loses the records written after the
+  checkpoint's step, so that the resumed run logs each step once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dlcv.cli import UserError
+from dlcv.io.checkpoint import save_text
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: the folder is then not locked
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".train.lock"
+#: Files a training run leaves in its folder: the trainer's own, then the exports of PB1
+#: (model.safetensors), PB2 (unet.pt, unet.safetensors) and PB3 (learned_embeds.safetensors).
+RUN_OUTPUTS = ("checkpoint.pt", "metrics.jsonl", "model.safetensors", "unet.pt", "unet.safetensors",
+               "learned_embeds.safetensors")  # fmt: skip
+
+
+def other_run_outputs(out_dir: str | Path) -> list[str]:
+    """The names of :data:`RUN_OUTPUTS` present in ``out_dir`` (files or anything else)."""
+    out = Path(out_dir)
+    return [name for name in RUN_OUTPUTS if os.path.lexists(out / name)]
+
+
+class RunLock:
+    """``out_dir/.train.lock`` held for as long as the context lasts (a context manager).
+
+    Taken with ``fcntl.flock(LOCK_EX | LOCK_NB)`` on the file, which holds the PID of the
+    holder for the message of a refused run; released (and the file removed) on leaving.
+    Without ``fcntl`` (Windows) nothing is locked.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise a one-line :class:`UserError` when another run holds it."""
+        if fcntl is None or self._fd is not None:
+            return
+        for _ in range(100):  # a holder removing the file as we open it: open it again
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: held by another open file, in this or another process
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise UserError(f"{self.out_dir} is in use by another training run (process {holder}, "
+                                f"lock {self.path}): wait for it to end, or choose another output "
+                                "folder") from None  # fmt: skip
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return
+            os.close(fd)
+        raise UserError(f"cannot lock {self.path}: the file keeps changing; is another run starting there?")
+
+    def release(self) -> None:
+        """Remove the lock file and let go of the lock (nothing when not held)."""
+        if self._fd is None:
+            return
+        try:
+            if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                os.unlink(self.path)  # while still locked: no one can take a file about to go
+        except OSError:
+            pass
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def trim_metrics(path: str | Path, step: int) -> int:
+    """Drop the records of ``path`` (``metrics.jsonl``) after ``step``, and any line that is not
+    a record (the half line of a crash); the file is rewritten atomically, only when something
+    goes. Returns how many lines went."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line)
+    dropped = len(lines) - len(kept)
+    if dropped:
+        save_text("".join(line + "\n" for line in kept), path)
+    return dropped
