@@ -210,6 +210,59 @@ def test_data_parallel_with_torchrun_on_two_cpu_processes(tmp_path):
     assert record["step"] == 6
 
 
+DDP_STOP_SCRIPT = """
+import os, signal, sys, torch
+from torch import nn
+from dlcv.training import TrainConfig, train
+out, mode, stop_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rank = int(os.environ['RANK'])
+torch.manual_seed(rank)  # each rank its own dropout masks, from torch's global generator
+model = nn.Sequential(nn.Dropout(0.2), nn.Linear(4, 1))
+X = torch.randn(64, 4, generator=torch.Generator().manual_seed(0)); Y = X.sum(1, keepdim=True)
+def batch(g):
+    i = torch.randint(64, (8,), generator=g); return X[i], Y[i]
+def loss(net, b, g):
+    return ((net(b[0]) - b[1]) ** 2).mean()
+steps = []
+def after_step():
+    steps.append(1)
+    if rank == 1 and len(steps) == stop_at:
+        os.kill(os.getpid(), signal.SIGUSR1)  # one rank only: both must stop at this step
+train(model, loss, batch, TrainConfig(out_dir=out, steps=8, batch_size=8, lr=0.05, ema_decay=None,
+      log_every=1, ckpt_every=0, device='cpu', resume=mode == 'resume'), after_step=after_step)
+torch.save(model.state_dict(), f"{out}/rank{rank}.pt")
+"""
+
+
+def test_data_parallel_ranks_stop_together_on_a_signal_and_resume_exactly(tmp_path):
+    """Rank 1 alone gets SIGUSR1 in step 3: both ranks stop after it, rank 0 saves every
+    rank's random states, and the resumed launch ends as an uninterrupted one."""
+    script = tmp_path / "ddp_stop.py"
+    script.write_text(DDP_STOP_SCRIPT)
+
+    def launch(out, mode, stop_at):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(script), str(out), mode, str(stop_at)]  # fmt: skip
+        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240,
+                              env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+
+    straight = launch(tmp_path / "a", "fresh", 0)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    stopped = launch(tmp_path / "b", "fresh", 3)
+    assert stopped.returncode != 0 and "SIGUSR1 at step 3 of 8" in stopped.stderr, stopped.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert state["step"] == 3 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # each rank's own
+    assert not (tmp_path / "b" / "rank0.pt").exists()
+    resumed = launch(tmp_path / "b", "resume", 0)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = torch.load(tmp_path / "a" / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "rank0.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+
+
 def test_fp16_training_scales_the_loss_and_skips_overflowing_steps(tmp_path):
     """With precision fp16 (here on the CPU, where autocast supports it) the trainer uses a
     GradScaler: a step whose gradients overflow is skipped and the scale halves, the others
