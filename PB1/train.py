@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "--steps given too does")  # fmt: skip
     p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --out that holds another run (its checkpoint and metrics "
+                   "are deleted, its other files replaced as this run writes them)")  # fmt: skip
     p.add_argument("--keep-models", action="store_true",
                    help="also keep the model of every checkpoint (train.ckpt_every) as "
                    "models/step_N.safetensors")
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         mixed_precision=not args.no_amp,
         resume=args.resume,
+        overwrite=args.overwrite,
         device=args.device,
         time_budget=args.time_budget,
         channels_last=True,  # faster convolutions on CPUs too (about 8% for training)

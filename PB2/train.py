@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds: the budget decides the length (re-planned as it goes; "
                    "--steps caps it)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --out that holds another run (its checkpoint and metrics "
+                   "are deleted, its other files replaced as this run writes them)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
     p.add_argument("--seed", type=int, default=0, help="seeds data order, noise and samples")
     p.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too (default: the card's half type)")
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         mixed_precision=not args.no_amp,
         resume=args.resume,
+        overwrite=args.overwrite,
         device=args.device,
         time_budget=args.time_budget,
     )

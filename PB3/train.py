@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute UNet activations in the backward pass (less memory, slower)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt (with --json: each unfinished concept)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an output folder that holds another run (its checkpoint and "
+                   "metrics are deleted, its embedding replaced)")  # fmt: skip
     p.add_argument("--ckpt-every", type=int, default=500,
                    help="steps between checkpoints and embedding exports (default: %(default)s)")  # fmt: skip
     p.add_argument("--validate-every", type=int, default=500,
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     for job in jobs:  # every refusal before the (slow) model load
         concept_images(job.images)
         prepare_out_dir(job.out, "output folder", create=False)
-        if (job.out / CHECKPOINT_NAME).exists() and not args.resume:
+        if (job.out / CHECKPOINT_NAME).exists() and not (args.resume or args.overwrite):
             raise UserError(f"{job.out / CHECKPOINT_NAME} already exists: pass --resume to continue it, "
                             "or choose another --out")  # fmt: skip
     if args.json and args.resume:
@@ -303,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
             mixed_precision=not args.no_amp,
             precision=args.precision,
             resume=args.resume and (job.out / CHECKPOINT_NAME).is_file(),
+            overwrite=args.overwrite or args.resume,  # --resume, no checkpoint: a fresh start there
             device=args.device,
             time_budget=args.time_budget,
         )
