@@ -67,7 +67,7 @@ class TrainConfig:
     mixed_precision: bool = True  # False: fp32 everywhere, whatever ``precision`` says
     precision: str = "auto"  # autocast format (dlcv.runtime.resolve_precision): auto = the card's half type
     resume: bool = False
-    overwrite: bool = False  # a fresh run where another run was: its checkpoint and metrics go
+    overwrite: bool = False  # start over another run: its checkpoint and metrics go (not with resume)
     device: str = "auto"
     channels_last: bool | None = None  # None: on CUDA only; True: on every device
     time_budget: float | None = None  # seconds: the budget decides the length (steps, if given, caps it)

@@ -180,3 +180,43 @@ def test_pb2_on_sigusr1_saves_its_step_and_resumes_bit_identical_with_dropout(tm
     assert_same_tensors(torch.load(tmp_path / "straight" / "unet.pt", weights_only=True),
                         torch.load(out / "unet.pt", weights_only=True))  # fmt: skip
     assert logged_steps(out) == list(range(1, steps + 1))
+
+
+def test_pb3_on_sigterm_saves_its_step_and_resumes_to_the_same_embedding(tmp_path):
+    """Textual Inversion (the tiny SD of the tests) stopped by SIGTERM mid-run and resumed
+    learns the very vectors of an uninterrupted run."""
+    from dlcv.io.images import save_png
+    from dlcv.stable_diffusion.embeddings import load_embedding
+    from dlcv.stable_diffusion.tiny import write_tiny_sd
+
+    tiny = write_tiny_sd(tmp_path / "tiny_sd")
+    g = torch.Generator().manual_seed(0)
+    for i in range(4):
+        image = torch.randint(0, 256, (3, 36, 40), generator=g, dtype=torch.uint8)
+        save_png(image, tmp_path / "0" / f"{i}.png")
+    steps = 150
+    common = ["PB3/train.py", "--sd-ckpt", str(tiny["ckpt"]), "--model-config", str(tiny["config"]),
+              "--images", str(tmp_path / "0"), "--token", "<new9>", "--init-word", "dog",
+              "--resolution", "32", "--views", "2", "--batch-size", "2", "--validate-images", "1",
+              "--validate-steps", "1", "--device", "cpu", "--log-every", "1", "--steps", str(steps),
+              "--ckpt-every", "0"]  # fmt: skip
+    out, log = tmp_path / "stopped", tmp_path / "stopped.log"
+    proc = start([*common, "--out", str(out)], log)
+    try:
+        wait_for_first_record(out, proc)
+        step = stop_and_check(proc, log, out, signal.SIGTERM, steps)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (out / "learned_embeds.safetensors").is_file()
+
+    resumed = run_script(*common, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = run_script(*common, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a, b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
+    assert a["step"] == b["step"] == steps and step < steps
+    assert_same_tensors(a["model"], b["model"])
+    assert torch.equal(load_embedding(tmp_path / "straight" / "learned_embeds.safetensors")[1],
+                       load_embedding(out / "learned_embeds.safetensors")[1])  # fmt: skip
+    assert logged_steps(out) == list(range(1, steps + 1))
