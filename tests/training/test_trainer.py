@@ -505,3 +505,20 @@ def test_a_start_removes_the_temporaries_of_a_crashed_run(tmp_path):
     other.write_bytes(b"the user's")
     train(make_model(), loss_fn, next_batch, config(tmp_path, steps=2))
     assert not stale.exists() and other.read_bytes() == b"the user's"
+
+
+def test_the_command_line_turns_an_interruption_into_one_line_and_its_exit_status(capsys):
+    from dlcv.cli import Interrupted, run
+
+    def stopped():
+        raise Interrupted("SIGTERM at step 3: checkpoint saved to out/checkpoint.pt; run the same command "
+                          "again with `resume` to continue", 143)  # fmt: skip
+
+    with pytest.raises(SystemExit) as err:
+        run(stopped)
+    assert err.value.code == 143
+    assert capsys.readouterr().err.splitlines() == [
+        "interrupted: SIGTERM at step 3: checkpoint saved to out/checkpoint.pt; run the same command again "
+        "with --resume to continue"
+    ]
+    assert issubclass(Interrupted, KeyboardInterrupt)  # no `except Exception` carries on after it
