@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 
 MIN_VENV ?= .venv-min
 
-.PHONY: venv test test-min lint demo demo-ti bench gpu-check report report-check
+.PHONY: venv test test-min lint docs docs-check demo demo-ti bench gpu-check report report-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,16 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/render_docs.py --check
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q
+
+# The README's and docs' figures are rendered from docs/results/ (written by the bench commands):
+# `make docs` renders them again (and redraws the PNG figures), `make docs-check` fails on a difference.
+docs: $(STAMP)
+	$(BIN)/python scripts/render_docs.py
+
+docs-check: $(STAMP)
+	$(BIN)/python scripts/render_docs.py --check
 
 # The suite on the oldest versions pyproject.toml allows (every "name>=X" pinned to X), in a
 # second environment. Not part of CI; it needs the package index to hold those versions.

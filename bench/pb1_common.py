@@ -11,6 +11,7 @@ work divided by 3.1 steps/s, whatever machine measured it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -216,6 +217,33 @@ def plot_curves(curves: dict[str, list[tuple[float, float, float]]], path: Path,
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def provenance() -> dict:
+    """Where a result came from: the command, the commit (and whether the tree had changes),
+    the date, the CPU and its thread count."""
+    import datetime
+    import platform
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(REPO).as_posix() if script.is_relative_to(REPO) else sys.argv[0]
+    return {
+        "command": " ".join(["python", shown, *sys.argv[1:]]),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+    }  # fmt: skip
 
 
 def write_json(path: Path, data: object) -> None:

@@ -42,8 +42,10 @@ from pb1_common import (  # noqa: E402
     SLOW_MACHINE_STEPS_PER_S,
     ensure_graders,
     grade_model,
+    grader_report,
     load_graders,
     plot_curves,
+    provenance,
     reference_speed,
     train_steps_per_second,
     write_json,
@@ -86,11 +88,12 @@ OPTIONS: dict[str, list[str]] = {
     "pca-ema9995": ["train.ema_decay=0.9995"],
     "pca-ema995": ["train.ema_decay=0.995"],
     "pca-puncond02": ["train.p_uncond=0.2"],
-    # ---- round 4: the strong line in 10 slow-machine minutes, and a model under 10 MB
-    "pca-balanced": ["train.balanced=true"],
+    # ---- round 4: the strong line in 10 slow-machine minutes (the preset: balanced classes, guidance 8)
+    "preset": [],  # the demo preset as shipped, at the study's budget
+    "preset-35c2ad4": ["train.balanced=false", "sample.guidance=5.0"],  # the preset before round 4
+    "pca-balanced-g5": ["sample.guidance=5.0"],  # round 4's two changes one at a time
+    "pca-unbalanced-g8": ["train.balanced=false"],
     "pca-d3": ["model.depth=3"],
-    "pca-ema998": ["train.ema_decay=0.998"],
-    "pca-d3-balanced": ["model.depth=3", "train.balanced=true"],
 }
 
 
@@ -125,6 +128,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "timesteps where guidance applies")  # fmt: skip
     p.add_argument("--pca-bound", nargs="*", type=int, metavar="K",
                    help="grade the test images reconstructed from K principal components")  # fmt: skip
+    p.add_argument("--record", metavar="JSON", help="merge this run's results (per option and seed, with "
+                   "the command, commit and speeds) into JSON, e.g. docs/results/pb1_round4.json; an "
+                   "option already there runs the same steps again (equal work across seeds)")  # fmt: skip
+    p.add_argument("--grader-data", help="the graders' own data (its test split checks them), recorded "
+                   "with --record")  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -347,12 +355,17 @@ def main(argv: list[str] | None = None) -> None:
     ref = max(reference_speed(threads), speeds.get("ref", 0.0))
     ref = max(ref, reference_speed(threads))
     print(f"reference network: {ref:.2f} steps/s here ({threads} threads)", flush=True)
+    record = json.loads(Path(args.record).read_text()) if args.record and Path(args.record).is_file() else {}
     jobs = []
     for name, overrides in specs:
         cfg = load_config(*split_base(overrides, args.base))
         batch = int(cfg.train.batch_size)
         speed = speeds[json.dumps([str(cfg.model), batch])]
         steps = int(args.budget_minutes * 60 * SLOW_MACHINE_STEPS_PER_S * speed / ref)
+        earlier = next(iter(record.get("runs", {}).get(name, {}).values()), None)
+        if earlier is not None:  # another seed of this option: the same work, whatever the timing now
+            speed, ref, steps = earlier["steps_per_s"], earlier["reference_steps_per_s"], earlier["steps"]
+            print(f"{name}: {steps} steps, as its earlier seed in {args.record}", flush=True)
         print(f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps",
               flush=True)
         write_json(out / "results" / f"{name}.json", {
@@ -369,6 +382,15 @@ def main(argv: list[str] | None = None) -> None:
         for future in futures:
             future.result()
     write_table(out, [name for name, _, _ in jobs])
+    if args.record:
+        record = json.loads(Path(args.record).read_text()) if Path(args.record).is_file() else {}
+        record.setdefault("runs", {})
+        for name, _, _ in jobs:
+            result = json.loads((out / "results" / f"{name}.json").read_text())
+            record["runs"].setdefault(name, {})[str(args.seed)] = {**result, **provenance()}
+        record["graders"] = grader_report(graders, Path(args.grader_data)) if args.grader_data else None
+        write_json(Path(args.record), record)
+        print(f"recorded in {args.record}")
 
 
 if __name__ == "__main__":

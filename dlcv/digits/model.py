@@ -26,6 +26,7 @@ from dlcv.digits.latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
 from dlcv.digits.sampling import SampleSettings
 from dlcv.digits.unet import DigitUNet, DigitUNetConfig
 from dlcv.io.checkpoint import load_weights, save_weights
+from dlcv.io.compact import compact_state_dict, expand_state_dict
 from dlcv.training import TrainConfig
 
 CONFIG_DIR = Path(__file__).parents[1] / "configs"
@@ -39,7 +40,9 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "pb1" / MODEL_F
 
 
 #: Keys a config may hold besides the model's (checked by :func:`load_config`).
-COMMAND_LINE_ONLY = {"out_dir", "seed", "mixed_precision", "resume", "device", "time_budget", "channels_last"}
+COMMAND_LINE_ONLY = {
+    "out_dir", "seed", "mixed_precision", "resume", "device", "time_budget", "channels_last", "overwrite",
+}  # fmt: skip
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - COMMAND_LINE_ONLY | {
     "p_uncond", "min_snr_gamma", "timestep_sampling", "lognormal_mean", "lognormal_std", "balanced",
 }  # fmt: skip
@@ -185,6 +188,15 @@ def export_model(model: DigitNet, out_dir: Path, cfg: DictConfig | dict[str, Any
     return save_weights(model.state_dict(), Path(out_dir) / MODEL_FILE, keep)
 
 
+def export_compact_model(source: str | Path, target: str | Path) -> Path:
+    """Write a trained model file (:func:`export_model`'s) again, small: its large matrices as
+    int8 with per-row scales, the rest (the PCA basis included) as fp16
+    (:mod:`dlcv.io.compact`); :func:`load_model` reads either."""
+    tensors, cfg = load_weights(source, expected="a .safetensors model written by PB1/train.py")
+    keep = ("pca_basis", "pca_mean")  # the basis decodes every image: fp16, not int8
+    return save_weights(compact_state_dict(tensors, keep=keep), target, cfg)
+
+
 def resolve_checkpoint(ckpt: str | Path | None) -> Path:
     """``--ckpt``, else ``$PB1_CKPT``, else the checkout's ``checkpoints/pb1/model.safetensors``,
     else the model shipped in the package (:data:`SHIPPED_MODEL`, said in one line on stderr):
@@ -213,6 +225,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[No
     tensors, cfg = load_weights(path, expected="a .safetensors model written by PB1/train.py")
     if not cfg or "model" not in cfg:
         raise UserError(f"{path} holds no PB1 model config: was it written by PB1/train.py?")
+    tensors = expand_state_dict(tensors)  # a compact (int8 + fp16) model such as the shipped one
     model = build_model(cfg)
     try:
         model.load_state_dict(tensors)

@@ -589,6 +589,7 @@ def train_world(
                       grad_clip=1.0, ema_decay=0.995, sample_every=sample_every,
                       log_every=max(1, min(100, opts.steps // 10)), ckpt_every=max(1, opts.steps // 4),
                       seed=opts.seed, mixed_precision=False, resume=ckpt.is_file(),
+                      overwrite=not ckpt.is_file(),  # a run killed before its first checkpoint
                       device=device)  # fmt: skip
     trained = train(sd.unet, loss_fn, next_batch, cfg, on_sample=on_sample, config={"world": opts.__dict__})
     sd.unet.load_state_dict(trained.state_dict())
