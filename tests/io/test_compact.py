@@ -12,7 +12,8 @@ def test_compact_weights_round_trip_within_the_int8_step():
         "steps": torch.arange(3),  # integers unchanged
     }
     compact = compact_state_dict(state, keep=("basis",))
-    assert compact["big.weight"].dtype == torch.int8 and compact["big.weight" + SCALE_SUFFIX].shape == (300, 1)
+    assert compact["big.weight"].dtype == torch.int8
+    assert compact["big.weight" + SCALE_SUFFIX].shape == (300, 1)
     assert compact["small.weight"].dtype == torch.float16 and compact["basis"].dtype == torch.float16
     assert "basis" + SCALE_SUFFIX not in compact and torch.equal(compact["steps"], state["steps"])
     back = expand_state_dict(compact)
