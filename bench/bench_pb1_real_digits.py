@@ -9,10 +9,11 @@ On real MNIST-M and SVHN in the course layout (../shared/data/digits_mini by def
    2 threads) and the recipe's own network, so that a slow machine can be told from a bad
    recipe: the run is ``--minutes`` of training *on the slow machine* (3.1 reference
    steps/s), i.e. the same work on any machine, however long it takes here;
-2. trains (or reuses) two graders on the data's train split (small CNNs; their held-out
-   accuracy on the test split is printed by the trainer);
-3. trains the recipe with the real ``PB1/train.py`` (2 threads), keeping a model every
-   ``--every`` slow-machine minutes;
+2. splits the data's train split into a generator half and a grader half (per digit,
+   seeded) and trains (or reuses) two graders on the grader half (small CNNs; their held-out
+   accuracy on the test split is printed), so no grader has seen a generator's image;
+3. trains the recipe with the real ``PB1/train.py`` (2 threads) on the generator half,
+   keeping a model every ``--every`` slow-machine minutes;
 4. grades every kept model on the course set (``--per-class`` images per class, 20 classes,
    with the sampler of ``--config`` and ``--set``, so a finished run can be graded again after
    the preset's sampler changes) and prints the curve as a table and a PNG.
@@ -37,8 +38,11 @@ from pb1_common import (  # noqa: E402
     SLOW_MACHINE_STEPS_PER_S,
     ensure_graders,
     grade_model,
+    grader_report,
     plot_curves,
+    provenance,
     reference_speed,
+    split_for_graders,
     train_steps_per_second,
     write_json,
 )
@@ -91,14 +95,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"training {steps} steps ({args.minutes:g} slow-machine minutes, about "
           f"{steps / speed / 60:.1f} min here), a model every {every} steps", flush=True)  # fmt: skip
 
-    # 2. graders
-    graders = ensure_graders(Path(args.data), out / "graders")
+    # 2. graders that never see the generator's images: the train split halved per digit
+    parts = split_for_graders(Path(args.data), out / "split")
+    graders = ensure_graders(parts["graders"], out / "graders")
+    held_out = grader_report(graders, parts["graders"])
+    print("graders' held-out accuracy (test split): " + ", ".join(
+        f"{name} {held_out[name]['acc']:.3f} [{held_out[name]['ci'][0]:.3f}, {held_out[name]['ci'][1]:.3f}]"
+        for name in ("mnistm", "svhn")))  # fmt: skip
 
     # 3. one training run, keeping models
     run = out / "run"
     if not (run / "models" / f"step_{steps:07d}.safetensors").is_file():  # else finished: reuse
-        cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", args.data, "--out", str(run),
-               "--config", args.config, "--steps", str(steps), "--keep-models", "--seed", str(args.seed),
+        cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", str(parts["generator"]),
+               "--out", str(run), "--config", args.config, "--steps", str(steps), "--keep-models",
+               "--seed", str(args.seed),
                "--device", "cpu", "--set", *args.set, f"train.ckpt_every={every}"]  # fmt: skip
         if (run / "checkpoint.pt").is_file():
             cmd.append("--resume")  # an interrupted run continues where it stopped
@@ -111,11 +121,15 @@ def main(argv: list[str] | None = None) -> None:
     measured = sum(m["images_per_s"] for m in metrics) / len(metrics)
 
     # 4. grade every kept model with the recipe's sampler
+    from omegaconf import OmegaConf
+
     from dlcv.digits.model import load_config
+    from dlcv.digits.sampling import SampleSettings
 
     recipe = load_config(args.config, list(args.set))
-    sampling = {k: recipe.sample[k] for k in ("sampler", "steps", "guidance", "eta")}
-    print(f"grading with {sampling}")
+    settings = SampleSettings.resolve(OmegaConf.to_container(recipe))
+    sampling = settings.as_kwargs()
+    print(f"grading with {settings.describe()}")
     torch.set_num_threads(args.threads)
     points = []
     for model in sorted((run / "models").glob("step_*.safetensors")):
@@ -127,29 +141,32 @@ def main(argv: list[str] | None = None) -> None:
               f"SVHN {graded['svhn']:.3f}", flush=True)  # fmt: skip
 
     batch = int(recipe.train.batch_size)
-    shown = "{sampler} {steps} steps, guidance {guidance:g}, eta {eta:g}".format(**sampling)
     lines = [
-        f"PB1 recipe `{args.config}` {' '.join(args.set)} on {args.data}: one run of {steps} steps, "
-        f"graded on {20 * args.per_class} generated images per point ({shown}).",
+        f"PB1 recipe `{args.config}` {' '.join(args.set)} on the generator half of {args.data}: one run "
+        f"of {steps} steps, graded on {10 * args.per_class} generated images per dataset and point "
+        f"({settings.describe()}) by graders trained on the other half.",
         "",
         f"This machine: reference network {ref:.2f} steps/s (2 threads; the slow machine: "
         f"{SLOW_MACHINE_STEPS_PER_S}); the recipe {speed:.2f} steps/s alone, "
         f"{measured:.0f} images/s during the run ({train_wall / 60:.1f} min of training here).",
         "",
-        "| step | images seen | slow-machine min | min here | MNIST-M | SVHN |",
+        "| step | images seen | slow-machine min | min here | MNIST-M [95% CI] | SVHN [95% CI] |",
         "|---|---|---|---|---|---|",
     ]
     for p in points:
+        m, v = p["mnistm_ci"], p["svhn_ci"]
         lines.append(f"| {p['step']} | {p['step'] * batch:,} | {p['slow_minutes']:.1f} "
-                     f"| {p['step'] / speed / 60:.1f} | {p['mnistm']:.3f} | {p['svhn']:.3f} |")  # fmt: skip
+                     f"| {p['step'] / speed / 60:.1f} | {p['mnistm']:.3f} [{m[0]:.3f}, {m[1]:.3f}] "
+                     f"| {p['svhn']:.3f} [{v[0]:.3f}, {v[1]:.3f}] |")  # fmt: skip
     for target, minutes in ((0.90, 15.0), (0.95, 30.0)):
         hit = next((p for p in points if min(p["mnistm"], p["svhn"]) >= target), None)
         when = f"{hit['slow_minutes']:.1f} slow-machine min" if hit else "not reached"
         verdict = "met" if hit and hit["slow_minutes"] <= minutes + 1e-6 else "NOT met"
         lines.append(f"\nboth >= {target:.2f}: {when} (target: within {minutes:g} min): {verdict}")
     (out / "curve.md").write_text("\n".join(lines) + "\n")
-    write_json(out / "curve.json", {"config": args.config, "overrides": args.set,
-                                    "reference_steps_per_s": ref, "steps_per_s": speed, "points": points})
+    write_json(out / "curve.json", {"config": args.config, "overrides": args.set, "graders": held_out,
+                                    "reference_steps_per_s": ref, "steps_per_s": speed, "points": points,
+                                    **provenance()})  # fmt: skip
     plot_curves({args.config: [(p["slow_minutes"], p["mnistm"], p["svhn"]) for p in points]},
                 out / "curve.png", f"PB1 `{args.config}` on real digits (digits_mini)")  # fmt: skip
     print("\n".join(lines))

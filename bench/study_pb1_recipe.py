@@ -128,7 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "timesteps where guidance applies")  # fmt: skip
     p.add_argument("--pca-bound", nargs="*", type=int, metavar="K",
                    help="grade the test images reconstructed from K principal components")  # fmt: skip
-    p.add_argument("--record", metavar="JSON", help="merge this run's results (per option and seed, with "
+    p.add_argument("--record", metavar="JSON", help="--sweep: write its results there too; else merge this "
+                   "run's results (per option and seed, with "
                    "the command, commit and speeds) into JSON, e.g. docs/results/pb1_round4.json; an "
                    "option already there runs the same steps again (equal work across seeds)")  # fmt: skip
     p.add_argument("--grader-data", help="the graders' own data (its test split checks them), recorded "
@@ -287,7 +288,11 @@ def sweep(args: argparse.Namespace, graders: Path) -> None:
         print(rows[-1], flush=True)
     header = "| sampler | steps | guidance | eta | guided at t | sampling s (2 thr) | MNIST-M | SVHN |"
     write_markdown(Path(args.out) / "sweep.md", header, rows)
-    write_json(Path(args.out) / "sweep.json", {"model": str(args.sweep), "results": results})
+    record = {"model": str(args.sweep), "results": results, **provenance()}
+    write_json(Path(args.out) / "sweep.json", record)
+    if args.record:
+        write_json(Path(args.record), record)
+        print(f"recorded in {args.record}")
 
 
 def pca_bound(args: argparse.Namespace, graders: Path) -> None:

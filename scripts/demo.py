@@ -49,7 +49,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="a smoke run in about a minute (the output is noise)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available) or cpu")
+    p.add_argument("--record", metavar="JSON",
+                   help="also write the run's accuracies (with counts and 95%% intervals), its minutes "
+                   "and this machine's speed on the reference network to JSON, e.g. "
+                   "docs/results/pb1_demo.json (the README's figures are rendered from it)")  # fmt: skip
     return p.parse_args(argv)
+
+
+def record_run(path: Path, grades: Path, minutes: dict[str, float]) -> None:
+    """``--record``: the graded accuracies, the steps' minutes and the machine's speed."""
+    import json
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from pb1_common import SLOW_MACHINE_STEPS_PER_S, provenance, reference_speed, write_json
+
+    from dlcv.digits.grading import wilson_interval
+
+    data = json.loads(grades.read_text())
+    accuracy = {}
+    for name in ("mnistm", "svhn"):
+        correct, total = data[name]["correct"], data[name]["total"]
+        ci = [round(v, 4) for v in wilson_interval(correct, total)]
+        accuracy[name] = {"acc": data[name]["acc"], "correct": correct, "total": total, "ci": ci}
+    ref = max(reference_speed(2), reference_speed(2))
+    write_json(path, {"accuracy": accuracy, "minutes": minutes, "reference_steps_per_s": round(ref, 2),
+                      "slow_machine_steps_per_s": SLOW_MACHINE_STEPS_PER_S, **provenance()})  # fmt: skip
+    print(f"   recorded in {path} (reference network {ref:.2f} steps/s here)")
+
+
+#: Minutes each step took (for --record).
+MINUTES: dict[str, float] = {}
 
 
 def step(title: str, cmd: list[str], env: dict[str, str] | None = None) -> str:
@@ -72,6 +101,7 @@ def step(title: str, cmd: list[str], env: dict[str, str] | None = None) -> str:
     if proc.wait() != 0:
         sys.exit(f"demo: step failed ({title}), exit code {proc.returncode}")
     print(f"-- {title}: {time.perf_counter() - start:.0f}s", flush=True)
+    MINUTES[title.split(" ", 1)[0].rstrip(".")] = round((time.perf_counter() - start) / 60, 2)
     return "".join(lines)
 
 
@@ -174,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     step("7. the report: every figure and number on one page", [py, "-m", "dlcv.report", "--run", out,
                                                                 "--out", out / "report"])  # fmt: skip
     print(f"\n   report              {out / 'report' / 'index.html'}  (and report.md next to it)")
+    if args.record:
+        MINUTES["total"] = round((time.perf_counter() - began) / 60, 2)
+        record_run(Path(args.record), images / "grades.json", MINUTES)
 
 
 if __name__ == "__main__":
