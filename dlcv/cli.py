@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 #: ``--precision`` choices of every entry point (Problem 2 adds ``tf32``); what they mean is
 #: :func:`dlcv.runtime.resolve_precision`'s rule. Here, so that command lines need no torch.
@@ -67,9 +69,16 @@ def run(main: Callable[[], object], flags: Mapping[str, str] | None = None) -> N
     :attr:`Interrupted.exit_status` (143 for SIGTERM) when a training stopped on a signal.
 
     An :class:`ArgumentError` or :class:`Interrupted` names the arguments by their flags
-    (``flags``: argument name to flag, where it is not ``--name``)."""
+    (``flags``: argument name to flag, where it is not ``--name``). A write that the disk
+    refuses (full, over quota, read-only) ends in one ``error:`` line naming the file, as a
+    :class:`UserError` does. Standard output that cannot be written (``> /dev/full``, a closed
+    pipe) does not stop the work: one ``warning:`` line, and the exit status says whether the
+    work itself succeeded."""
+    stdout = sys.stdout
+    sys.stdout = _TolerantStream(stdout)
     try:
         main()
+        sys.stdout.flush()  # what is still buffered: its failure is only a warning too
     except UserError as err:
         text = err.command_line(flags) if isinstance(err, ArgumentError) else str(err)
         print(f"error: {text}", file=sys.stderr)
@@ -80,7 +89,77 @@ def run(main: Callable[[], object], flags: Mapping[str, str] | None = None) -> N
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as err:  # a write that no helper translated: still one line when the disk said no
+        failure = disk_error(err, err.filename)
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        sys.stdout = stdout
     sys.exit(0)
+
+
+class _TolerantStream:
+    """Standard output that never raises: after the first failed write or flush (``OSError``:
+    a full device, a closed pipe) one ``warning:`` line goes to stderr, the file descriptor is
+    pointed at ``/dev/null`` (so what the stream still buffers is dropped quietly, also at
+    exit) and everything after is discarded."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            try:
+                return self._stream.write(text)
+            except OSError as err:
+                self._give_up(err)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.failed:
+            try:
+                self._stream.flush()
+            except OSError as err:
+                self._give_up(err)
+
+    def _give_up(self, err: OSError) -> None:
+        self.failed = True
+        try:
+            fd = self._stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (a test's capture): nothing buffered outside this object
+        reason = err.strerror or type(err).__name__
+        warn(f"cannot write to standard output ({reason}): carrying on without printing progress")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+#: ``errno`` of a write the storage refused, and how a message says it.
+DISK_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large for the file system",
+}
+
+
+def disk_error(err: OSError, path: str | Path | None) -> UserError | None:
+    """The one-line :class:`UserError` for a write to ``path`` that failed because the storage
+    is full, over quota or read-only (:data:`DISK_ERRORS`); ``None`` for any other error."""
+    reason = DISK_ERRORS.get(err.errno or 0)
+    if reason is None:
+        return None
+    where = str(path) if path is not None else "a file (the name was not reported)"
+    advice = ("choose a writable folder" if err.errno == errno.EROFS
+              else "free some space or choose another folder")  # fmt: skip
+    return UserError(f"cannot write {where}: {reason}; {advice}")
 
 
 def existing_file(path: str | Path, what: str = "file") -> Path:
@@ -147,3 +226,79 @@ def plain_name(name: str, what: str) -> str:
 def child_path(base: str | Path, name: str, what: str) -> Path:
     """``base / name`` for a ``name`` read from an input file, checked by :func:`plain_name`."""
     return Path(base) / plain_name(name, what)
+
+
+def refuse_links(folder: str | Path, names: Iterable[str | Path], what: str = "output") -> None:
+    """Refuse symbolic links inside ``folder`` where outputs go: each of ``names`` (relative
+    paths, such as ``"svhn/0_001.png"``) and each folder on the way to it. ``folder`` itself may
+    be a link (the user chose it); nothing inside it is written through one, so a link planted
+    there cannot lead a run to write elsewhere. Called before any slow work."""
+    base = Path(folder)
+    seen: set[Path] = set()
+    for name in names:
+        path = base
+        for part in Path(name).parts:
+            path = path / part
+            if path in seen:
+                continue
+            seen.add(path)
+            if path.is_symlink():
+                try:
+                    target = os.readlink(path)
+                except OSError:
+                    target = "?"
+                raise UserError(f"{what} {path} is a symbolic link (to {target}): outputs are never written "
+                                "through links; remove it or choose another folder")  # fmt: skip
+            if not path.exists():
+                break
+
+
+#: Deeper JSON than this is refused (Python's parser would hit its recursion limit).
+JSON_MAX_DEPTH = 100
+
+
+def parse_json(text: str | bytes, where: str | Path) -> Any:
+    """``json.loads(text)``, or one :class:`UserError` naming ``where``: invalid JSON, text that
+    is not UTF-8, or nesting deeper than :data:`JSON_MAX_DEPTH` (no configuration is that deep;
+    Python would run out of recursion)."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        depth = _json_depth(text)
+        if depth > JSON_MAX_DEPTH:
+            raise UserError(f"{where} is not a usable JSON file: it is nested {depth} levels deep "
+                            f"(at most {JSON_MAX_DEPTH})")  # fmt: skip
+        return json.loads(text)
+    except RecursionError:
+        raise UserError(f"{where} is not a usable JSON file: it is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{where} is not valid JSON: {err}") from None
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in ``text`` outside strings (an upper bound of
+    the JSON's depth; quick, no recursion)."""
+    if "[" not in text and "{" not in text:
+        return 0
+    depth = deepest = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """The JSON of the file ``path`` (:func:`parse_json`); a missing or unreadable file is one
+    :class:`UserError` line too."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    return parse_json(data, path)

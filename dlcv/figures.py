@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from dlcv.diffusion import NoiseSchedule, lerp, slerp
 from dlcv.diffusion.driver import EpsFactory, sample_batches
 from dlcv.diffusion.samplers import X0Clip
-from dlcv.io.images import make_grid, minmax_to_uint8
+from dlcv.io.images import make_grid, minmax_to_uint8, save_image
 
 ToImage = Callable[[torch.Tensor], torch.Tensor]
 
@@ -139,11 +139,8 @@ def save_labeled_grid(
     col_labels: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> Path:
-    """Write :func:`labeled_grid` as PNG (parent folders created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    labeled_grid(images, row_labels, col_labels, **kwargs).save(path)
-    return path
+    """Write :func:`labeled_grid` as PNG (parent folders created; atomically, as every image)."""
+    return save_image(labeled_grid(images, row_labels, col_labels, **kwargs), path, "PNG")
 
 
 def save_eta_grid(

@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from dlcv.clip_eval.preprocess import open_pil
+from dlcv.io.images import save_image
 
 GREEN = (20, 130, 40)
 RED = (190, 30, 30)
@@ -35,7 +36,4 @@ def captioned_grid(
         canvas.paste(open_pil(path).resize((tile, tile), Image.BICUBIC), (x, y))
         for j, line in enumerate(lines):
             draw.text((x, y + tile + 4 + j * line_h), line[:24], fill=colour, font=font)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
-    return out
+    return save_image(canvas, out)

@@ -19,14 +19,14 @@ import pickletools
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors.torch import save_file
 
-from dlcv.cli import UserError
+from dlcv.cli import UserError, disk_error, parse_json
 
 # ---- writing --------------------------------------------------------------------------
 
@@ -89,19 +89,79 @@ def remove_stale_temporaries(folder: str | Path, depth: int = 1) -> list[Path]:
     return removed
 
 
-def _atomic(path: Path, write) -> Path:
-    """Write through a temporary file and a rename; the file gets the umask's usual mode
-    (0644 under umask 022), whatever mode the writer created it with."""
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` through ``write(temporary)`` and a rename, so that readers see the old
+    file or the whole new one, never part of it: a crash, a kill or a full disk leaves no
+    half-written (or zero-byte) file under the name. The file gets the umask's usual mode
+    (0644 under umask 022), whatever mode the writer created it with.
+
+    A symbolic link at ``path`` is replaced by the new file, never followed (nor is one planted
+    where the temporary goes). A write the storage refuses (full, over quota, read-only) is
+    one :class:`~dlcv.cli.UserError` naming ``path`` (:func:`dlcv.cli.disk_error`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_file(tmp)  # a leftover of this PID, or a planted link
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        failure = disk_error(err, path)
+        if failure is None:
+            raise
+        raise failure from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _remove_file(tmp)
     return path
+
+
+def _remove_file(path: Path) -> None:
+    """Remove ``path`` when it is a file or a link (to anything); leave a folder alone."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+
+
+class _RecordingWriter:
+    """A binary file for ``torch.save`` that remembers the ``OSError`` of a failed write:
+    torch reports it as a ``RuntimeError`` without the reason (``unexpected pos ...``)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(state: Any, tmp: Path) -> None:
+    with open(tmp, "xb") as f:  # exclusive: never through a link
+        writer = _RecordingWriter(f)
+        try:
+            torch.save(state, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+
+
+def _safetensors_save(tensors: dict[str, torch.Tensor], tmp: Path, metadata: dict[str, str] | None) -> None:
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+    except Exception as err:  # SafetensorError: the OS error only in its text ("(os error 28)")
+        found = re.search(r"os error (\d+)", str(err))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(tmp)) from None
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -110,12 +170,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     ``state`` must hold only tensors, numbers, strings and containers of them, so
     that :func:`load_checkpoint` can read it with ``weights_only=True``.
     """
-    return _atomic(Path(path), lambda tmp: torch.save(state, tmp))
+    return atomic_write(Path(path), lambda tmp: _torch_save(state, tmp))
 
 
 def save_text(text: str, path: str | Path) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically: readers see the old file or the new one."""
-    return _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def save_weights(
@@ -124,7 +184,7 @@ def save_weights(
     """Save tensors as safetensors (atomically), with ``config`` as JSON in the metadata."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     metadata = {"config": json.dumps(config)} if config is not None else None
-    return _atomic(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return atomic_write(Path(path), lambda tmp: _safetensors_save(tensors, tmp, metadata))
 
 
 # ---- what a file is -------------------------------------------------------------------
@@ -316,8 +376,5 @@ def load_weights(
 
     ``expected`` says in an error what the file should have been."""
     tensors, meta = read_safetensors(path, "weights", expected)
-    try:
-        config = json.loads(meta["config"]) if "config" in meta else None
-    except ValueError:
-        raise UserError(f"{path}: its 'config' metadata is not valid JSON") from None
+    config = parse_json(meta["config"], f"{path}: its 'config' metadata") if "config" in meta else None
     return tensors, config

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from dlcv.io.checkpoint import atomic_write
 from dlcv.io.images import load_rgb, save_grid
 
 
@@ -143,10 +144,7 @@ def plot_training_curves(logs: dict[str, MetricsLog], out: str | Path, title: st
             handles, labels = handles + more[0], labels + more[1]
         if handles:
             ax.legend(handles, labels, fontsize=8)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return atomic_write(Path(out), lambda tmp: fig.savefig(tmp, format=Path(out).suffix.lstrip(".") or "png"))
 
 
 def contact_sheet(files: Sequence[Path], out: str | Path, tile: int = 96, per_row: int = 5) -> Path:

@@ -8,6 +8,9 @@
   a run, which a fresh run (neither ``resume`` nor ``overwrite``) refuses to write over.
 * :func:`trim_metrics`: on resume, ``metrics.jsonl`` loses the records written after the
   checkpoint's step, so that the resumed run logs each step once.
+* :func:`refuse_run_links` and :class:`MetricsLog`: nothing a run writes goes through a
+  symbolic link inside its folder (a link there is refused before the run starts; the log is
+  opened without following one, the other files are written by rename, which replaces a link).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from dlcv.cli import UserError
+from dlcv.cli import UserError, disk_error, refuse_links
 from dlcv.io.checkpoint import save_text
 
 try:
@@ -29,6 +32,9 @@ LOCK_NAME = ".train.lock"
 #: (model.safetensors), PB2 (unet.pt, unet.safetensors) and PB3 (learned_embeds.safetensors).
 RUN_OUTPUTS = ("checkpoint.pt", "metrics.jsonl", "model.safetensors", "unet.pt", "unet.safetensors",
                "learned_embeds.safetensors")  # fmt: skip
+#: Everything a run may write in its folder: its outputs, the lock, and the sample and model
+#: subfolders of PB1/PB2/PB3 (none of them may be a symbolic link: :func:`refuse_run_links`).
+RUN_WRITES = (*RUN_OUTPUTS, LOCK_NAME, "samples", "models")
 
 
 def other_run_outputs(out_dir: str | Path) -> list[str]:
@@ -55,7 +61,10 @@ class RunLock:
         if fcntl is None or self._fd is not None:
             return
         for _ in range(100):  # a holder removing the file as we open it: open it again
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+            except OSError as err:
+                raise _open_error(err, self.path) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # BlockingIOError: held by another open file, in this or another process
@@ -69,8 +78,12 @@ class RunLock:
             except FileNotFoundError:
                 same = False
             if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                except OSError as err:
+                    os.close(fd)
+                    raise _open_error(err, self.path) from None
                 self._fd = fd
                 return
             os.close(fd)
@@ -95,6 +108,51 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_error(err: OSError, path: Path) -> Exception:
+    """A one-line :class:`UserError` for a run's file that cannot be opened or written: a
+    symbolic link in its place (``ELOOP`` under ``O_NOFOLLOW``) or a full disk; else ``err``."""
+    if os.path.islink(path):
+        return UserError(f"{path} is a symbolic link: a training writes no file through a link; remove "
+                         "it or choose another output folder")  # fmt: skip
+    return disk_error(err, path) or err
+
+
+def refuse_run_links(out_dir: str | Path) -> None:
+    """Refuse (one :class:`UserError` line) an output folder where anything a run writes
+    (:data:`RUN_WRITES`) is a symbolic link: the run would write where the link points."""
+    refuse_links(out_dir, RUN_WRITES, "training output")
+
+
+class MetricsLog:
+    """``metrics.jsonl``, opened for appending without following a link (``O_NOFOLLOW``); each
+    record is one line, flushed at once. A write the disk refuses is one :class:`UserError`
+    naming the file; a half line it leaves is dropped by :func:`trim_metrics` on resume."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o666)
+        except OSError as err:
+            raise _open_error(err, self.path) from None
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as err:
+            raise _open_error(err, self.path) from None
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:  # what a full disk did not take is gone: the error was reported at write
+            pass
 
 
 def trim_metrics(path: str | Path, step: int) -> int:

@@ -19,7 +19,6 @@ resumes exactly: the checkpoint holds every random state a step draws from
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 import time
@@ -40,7 +39,7 @@ from dlcv.runtime import autocast, configure_backends, grad_scaler, resolve_dtyp
 from dlcv.training import distributed, rng
 from dlcv.training.ema import EMA
 from dlcv.training.preemption import StopSignals, signal_name
-from dlcv.training.run_dir import RunLock, other_run_outputs, trim_metrics
+from dlcv.training.run_dir import MetricsLog, RunLock, other_run_outputs, refuse_run_links, trim_metrics
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -204,6 +203,7 @@ def train(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     prepare_out_dir(out_dir)
+    refuse_run_links(out_dir)  # nothing is written through a link planted in the folder
     with contextlib.ExitStack() as held:
         if info.is_main:  # one run at a time in the folder (a second one gets one line)
             held.enter_context(RunLock(out_dir))
@@ -214,13 +214,7 @@ def train(
         generator = _rank_generator(cfg.seed, info.rank, 0)
         if cfg.resume:
             state = load_checkpoint(ckpt_path)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if ema is not None and state.get("ema") is not None:
-                ema.load_state_dict(state["ema"])
-            if scaler.is_enabled() and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
+            _resume_from(state, ckpt_path, model, optimizer, scheduler, ema, scaler, config)
             start = int(state["step"])
             same_world = info.world_size == int(state.get("world_size", 1))
             ranks = state.get("rng") or []
@@ -273,7 +267,7 @@ def train(
             target.train(was_training)
 
         # ---- loop -------------------------------------------------------------------
-        metrics = open(out_dir / METRICS_NAME, "a") if info.is_main else None  # noqa: SIM115
+        metrics = MetricsLog(out_dir / METRICS_NAME) if info.is_main else None
         model.train()
         running, count = torch.zeros((), device=device), 0
         tick, images_since = time.perf_counter(), 0
@@ -335,8 +329,7 @@ def train(
                         record["loss_scale"] = scaler.get_scale()
                     bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
                     if metrics is not None:
-                        metrics.write(json.dumps(record) + "\n")
-                        metrics.flush()
+                        metrics.write(record)
                     running.zero_()
                     count, tick, images_since = 0, time.perf_counter(), 0
                 saved = final or bool(cfg.ckpt_every and done % cfg.ckpt_every == 0)
@@ -358,6 +351,46 @@ def train(
                 metrics.close()
             distributed.cleanup(info)
     return ema.model if ema is not None else model
+
+
+#: What a training checkpoint holds (the rest is optional).
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "step")
+
+
+def _resume_from(
+    state: dict[str, Any],
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    ema: EMA | None,
+    scaler: torch.amp.GradScaler,
+    config: dict[str, Any] | None,
+) -> None:
+    """Load a checkpoint's states into the run's objects, or one :class:`UserError` line when it
+    is not a checkpoint of this model: another problem's, another width or configuration."""
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise ArgumentError(f"`resume` from {path}: not a training checkpoint of this project (it has no "
+                            f"{', '.join(repr(k) for k in missing)})")  # fmt: skip
+    mine, theirs = config or {}, state.get("config") or {}
+    changed = sorted(k for k in set(mine) & set(theirs) if k != "train" and mine[k] != theirs[k])
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        if scaler.is_enabled() and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        int(state["step"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        why = (f"its {', '.join(changed)} settings differ from this run's" if changed
+               else f"it does not fit this model ({first[:200]})")  # fmt: skip
+        raise ArgumentError(f"`resume` from {path}: it was written by another model or another problem's "
+                            f"training ({why}); resume with the settings it was trained with, or start "
+                            "again with `overwrite` or in another output folder") from None  # fmt: skip
 
 
 def _claim_out_dir(out_dir: Path, cfg: TrainConfig, info: distributed.DistInfo) -> None:

@@ -119,3 +119,66 @@ def test_save_text_is_atomic_and_leaves_no_temporary(tmp_path):
 
     path = save_text("a\nb\n", tmp_path / "metrics.jsonl")
     assert path.read_text() == "a\nb\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
+
+
+_STATE = {"w": torch.randn(4096), "step": 3}  # 16 kB: more than the disks below hold
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "weights", "text"])
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch, kind):
+    """torch.save reports a failed write as a RuntimeError without the reason, safetensors in
+    its message: each becomes the same one line, and neither a partial file nor its temporary
+    stays (nor does the file it would have replaced change)."""
+    from safetensors import SafetensorError
+
+    from dlcv.io import checkpoint
+    from dlcv.io.checkpoint import save_text
+    from tests.disk import FullFile
+
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"the previous version")
+    if kind == "checkpoint":
+        monkeypatch.setattr(checkpoint, "open", lambda p, mode: FullFile(p, room=100), raising=False)
+        write = lambda: save_checkpoint(_STATE, path)  # noqa: E731
+    elif kind == "weights":
+        def full(tensors, filename, metadata=None):
+            FullFile(filename, room=10).close()  # what the disk took
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        monkeypatch.setattr(checkpoint, "save_file", full)
+        write = lambda: save_weights({"w": _STATE["w"]}, path)  # noqa: E731
+    else:
+        monkeypatch.setattr(checkpoint.Path, "write_text", lambda self, text, encoding=None: (
+            FullFile(self, room=3).write(text.encode())))
+        write = lambda: save_text("x" * 1000, path)  # noqa: E731
+    with pytest.raises(UserError, match=r"^cannot write .*out\.bin: no space left on the device; free some"):
+        write()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    assert path.read_bytes() == b"the previous version"
+
+
+def test_checkpoints_and_weights_on_a_really_full_file_system(tmp_path):
+    from tests.disk import tiny_filesystem
+
+    small = tmp_path / "small"
+    with tiny_filesystem(small, "8k") as mounted:
+        if not mounted:
+            pytest.skip("cannot mount a tmpfs here (not root)")
+        with pytest.raises(UserError, match=r"checkpoint\.pt: no space left on the device"):
+            save_checkpoint(_STATE, small / "checkpoint.pt")
+        with pytest.raises(UserError, match=r"model\.safetensors: no space left on the device"):
+            save_weights({"w": _STATE["w"]}, small / "model.safetensors")
+        assert list(small.iterdir()) == []
+
+
+def test_a_link_in_place_of_a_checkpoint_is_replaced_not_followed(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine")
+    (tmp_path / "out").mkdir()
+    for name in ("checkpoint.pt", "model.safetensors", f".checkpoint.pt.tmp{os.getpid()}"):
+        (tmp_path / "out" / name).symlink_to(outside)  # the last where the temporary goes
+    save_checkpoint(_STATE, tmp_path / "out" / "checkpoint.pt")
+    save_weights({"w": _STATE["w"]}, tmp_path / "out" / "model.safetensors")
+    assert outside.read_text() == "mine"
+    assert load_checkpoint(tmp_path / "out" / "checkpoint.pt")["step"] == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint.pt", "model.safetensors"]
+    assert not any(p.is_symlink() for p in (tmp_path / "out").iterdir())

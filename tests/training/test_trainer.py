@@ -522,3 +522,68 @@ def test_the_command_line_turns_an_interruption_into_one_line_and_its_exit_statu
         "with --resume to continue"
     ]
     assert issubclass(Interrupted, KeyboardInterrupt)  # no `except Exception` carries on after it
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "checkpoint.pt", ".train.lock", "samples"])
+def test_a_link_planted_in_the_output_folder_is_refused_before_training(tmp_path, name):
+    """A link where a run writes (a file or a subfolder) would make it write elsewhere: one line,
+    nothing written, the link's target untouched."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    (out / name).symlink_to(outside / "keep.txt" if "." in name else outside)
+    with pytest.raises(UserError, match=rf"out/{name} is a symbolic link \(to .*outside.*\): outputs are"):
+        train(make_model(), loss_fn, next_batch, config(out, steps=5, overwrite=True))
+    assert sorted(p.name for p in out.iterdir()) == [name] and (outside / "keep.txt").read_text() == "mine"
+    assert [p.name for p in outside.iterdir()] == ["keep.txt"]
+
+
+def test_a_link_planted_during_the_run_is_not_followed(tmp_path):
+    """The log is opened without following links, the checkpoint replaced by rename: a link
+    planted while the run trains leads nowhere."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine")
+    out = tmp_path / "out"
+
+    def plant():
+        if (out / "metrics.jsonl").exists() and not (out / "checkpoint.pt").is_symlink():
+            (out / "checkpoint.pt").unlink(missing_ok=True)
+            (out / "checkpoint.pt").symlink_to(outside)
+
+    cfg = config(out, steps=12, ckpt_every=5, log_every=1)
+    train(make_model(), loss_fn, next_batch, cfg, after_step=plant)
+    assert outside.read_text() == "mine" and not (out / "checkpoint.pt").is_symlink()
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 12
+
+
+def test_a_full_disk_while_training_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """The disk fills at the first checkpoint: one line naming it, no partial checkpoint, and the
+    folder is free again (its lock gone) for a later run."""
+    from dlcv.io import checkpoint
+    from tests.disk import FullFile
+
+    monkeypatch.setattr(checkpoint, "open", lambda p, mode: FullFile(p, room=100), raising=False)
+    with pytest.raises(UserError, match=r"^cannot write .*out/checkpoint\.pt: no space left on the device"):
+        train(make_model(), loss_fn, next_batch, config(tmp_path / "out", steps=12, ckpt_every=5))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.jsonl"]
+
+
+def test_a_full_disk_on_the_metrics_log_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from dlcv.training import run_dir
+
+    class Full:
+        def __init__(self, *a, **k):
+            pass
+
+        def write(self, text):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+        flush = close = lambda self: None
+
+    monkeypatch.setattr(run_dir.os, "fdopen", lambda fd, *a, **k: (run_dir.os.close(fd), Full())[1])
+    with pytest.raises(UserError, match=r"^cannot write .*out/metrics\.jsonl: disk quota exceeded; free"):
+        train(make_model(), loss_fn, next_batch, config(tmp_path / "out", steps=12))
+    assert not (tmp_path / "out" / ".train.lock").exists()
