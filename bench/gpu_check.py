@@ -186,7 +186,7 @@ def run_command(cmd: list[str], log: Path, env: dict[str, str] | None = None) ->
 
 def part_pb1(ctx: Context, rec: Recorder) -> None:
     """PB1's default recipe trained for a fixed number of steps, hw2_1.sh, graders, accuracies."""
-    from pb1_common import ensure_graders
+    from pb1_common import ensure_graders, split_for_graders
 
     from dlcv.digits.model import load_config
 
@@ -198,9 +198,11 @@ def part_pb1(ctx: Context, rec: Recorder) -> None:
         data = write_synthetic_digits(ctx.out / "synthetic_digits", n_train=500, n_test=100, progress=False)
         rec.info(data_note=f"{ctx.digits} not found: synthetic digits instead (accuracies mean little)")
     rec.info(data=str(data), config=s["pb1_config"])
+    # the generator and the graders learn from disjoint halves of the train split
+    parts = split_for_graders(data, ctx.out / "split")
     log = ctx.out / "commands.log"
     model_dir = ctx.out / "pb1"
-    cmd = [sys.executable, "PB1/train.py", "--data", str(data), "--out", str(model_dir),
+    cmd = [sys.executable, "PB1/train.py", "--data", str(parts["generator"]), "--out", str(model_dir),
            "--config", s["pb1_config"], "--steps", str(s["pb1_steps"])]  # fmt: skip
     if s["pb1_budget"]:
         cmd += ["--time-budget", str(s["pb1_budget"])]
@@ -224,8 +226,8 @@ def part_pb1(ctx: Context, rec: Recorder) -> None:
     rec.add("hw2_1.sh: 1,000 images, wall time", wall, "s", note="course limit 900 s on a 2080 Ti")
 
     began = time.perf_counter()
-    graders = ensure_graders(data, ctx.out / "graders", epochs=s["grader_epochs"])
-    rec.add(f"two digit graders trained on {data.name} ({s['grader_epochs']} epoch(s) each)",
+    graders = ensure_graders(parts["graders"], ctx.out / "graders", epochs=s["grader_epochs"])
+    rec.add(f"two digit graders trained on the other half of {data.name} ({s['grader_epochs']} epochs)",
             time.perf_counter() - began, "s")  # fmt: skip
     grades = ctx.out / "grades.json"
     run_command([sys.executable, "evaluation/digit_classifier.py", "--folder", str(images),
@@ -234,7 +236,7 @@ def part_pb1(ctx: Context, rec: Recorder) -> None:
                  "--json", str(grades)], log)  # fmt: skip
     result = json.loads(grades.read_text())
     for name in ("mnistm", "svhn"):
-        rec.add(f"PB1 accuracy of the 1,000 images, {name} (graders trained here)", result[name]["acc"], "",
+        rec.add(f"PB1 accuracy of the 1,000 images, {name} (independent graders)", result[name]["acc"], "",
                 note=f"after {done} training steps")
 
 

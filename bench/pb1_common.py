@@ -6,6 +6,12 @@ work it took: a run is measured in steps of the *reference network* (the demo ne
 the first recipe: base 32, mults [1, 2], patch 2, batch 32, on 2 threads), which runs at
 3.1 steps/s on the slower machines seen. "Minutes on the slow machine" below is that
 work divided by 3.1 steps/s, whatever machine measured it.
+
+The 3.1 is a measurement, not a definition: the slowest 2-core build machine of this project
+seen so far ran the reference network at 3.1 steps/s (2 threads, idle), the fastest about 9.
+``python bench/pb1_common.py`` measures it again on the machine it runs on and prints how
+many times the slow machine's speed that is; a slower machine than 3.1 would make every
+"slow-machine minutes" figure an underestimate there.
 """
 
 from __future__ import annotations
@@ -251,3 +257,12 @@ def write_json(path: Path, data: object) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
+
+
+if __name__ == "__main__":
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    reference_speed(threads)  # warm-up, untimed
+    speed = max(reference_speed(threads), reference_speed(threads))
+    print(f"reference network: {speed:.2f} steps/s here ({threads} threads, best of two); the slow "
+          f"machine of SLOW_MACHINE_STEPS_PER_S: {SLOW_MACHINE_STEPS_PER_S}, so this machine is "
+          f"{speed / SLOW_MACHINE_STEPS_PER_S:.1f}x it")  # fmt: skip

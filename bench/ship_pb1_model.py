@@ -88,6 +88,8 @@ def grade(images: Path, graders: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     from dlcv.digits.model import export_compact_model, load_config
+    from dlcv.digits.sampling import SampleSettings
+    from dlcv.io.checkpoint import load_weights
 
     args = parse_args(argv)
     out = Path(args.out)
@@ -131,8 +133,10 @@ def main(argv: list[str] | None = None) -> None:
             g = gradings[str(sampling_seed)]
             print(f"seed {seed}, sampling seed {sampling_seed}: MNIST-M {g['mnistm']['acc']:.3f}, "
                   f"SVHN {g['svhn']['acc']:.3f} ({seconds:.0f} s for 1,000 images)", flush=True)  # fmt: skip
+        _, cfg = load_weights(compact)
         runs.append({
             "seed": seed, "steps": steps, "file_bytes": compact.stat().st_size,
+            "sampling": SampleSettings.resolve(cfg).describe(),
             "sha256": hashlib.sha256(compact.read_bytes()).hexdigest(), "gradings": gradings,
         })  # fmt: skip
 

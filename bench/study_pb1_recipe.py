@@ -2,16 +2,18 @@
 
     python bench/study_pb1_recipe.py --options base v edm adagn --budget-minutes 15
     python bench/study_pb1_recipe.py --table-only          # rebuild the table and plot
-    python bench/study_pb1_recipe.py --sweep OUT/runs/pca/model.safetensors \
-        --settings ddim:25:3 dpm++:25:4 ddpm:1000:4          # inference: sampler, steps, guidance
+    python bench/study_pb1_recipe.py --sweep OUT/runs/pca/model.safetensors [MODEL ...] \
+        --settings ddim:25:3 dpm++:25:4 ddpm:1000:4 [--sampling-seeds 3 4]  # sampler, steps, guidance
     python bench/study_pb1_recipe.py --pca-bound 64 128 256  # what k components can hold
 
 Every option is a set of ``--set`` overrides of a base config (``--base``, the demo preset)
 and is trained by the real ``PB1/train.py`` on ``--data`` (real MNIST-M and SVHN in the
 course layout, ../shared/data/digits_mini by default), keeping a model at ``--evals``
 points of the run; each model generates ``--per-class`` images of each of the 20 classes,
-graded by small CNNs trained on the same data's train split (held-out accuracy printed when
-they are trained).
+graded by small CNNs that never saw the generator's images: ``--graders`` (trained on
+``--grader-data``, whose test split checks them), else the train split of ``--data`` is cut in
+two (``pb1_common.split_for_graders``) and the generator learns from one half, the graders
+from the other.
 
 Equal work, whatever this machine's speed: first every option's training speed (--speed-threads, 2,
 nothing else running) is measured against the fixed reference network (bench/pb1_common.py);
@@ -47,6 +49,7 @@ from pb1_common import (  # noqa: E402
     plot_curves,
     provenance,
     reference_speed,
+    split_for_graders,
     train_steps_per_second,
     write_json,
 )
@@ -88,11 +91,11 @@ OPTIONS: dict[str, list[str]] = {
     "pca-ema9995": ["train.ema_decay=0.9995"],
     "pca-ema995": ["train.ema_decay=0.995"],
     "pca-puncond02": ["train.p_uncond=0.2"],
-    # ---- round 4: the strong line in 10 slow-machine minutes (the preset: balanced classes, guidance 8)
+    # ---- round 4: the strong line in 10 slow-machine minutes (the preset: balanced classes; its
+    # sampler, dpm++ 100 steps at guidance 12, was chosen by the --sweep on the preset's models)
     "preset": [],  # the demo preset as shipped, at the study's budget
-    "preset-35c2ad4": ["train.balanced=false", "sample.guidance=5.0"],  # the preset before round 4
-    "pca-balanced-g5": ["sample.guidance=5.0"],  # round 4's two changes one at a time
-    "pca-unbalanced-g8": ["train.balanced=false"],
+    "preset-35c2ad4": ["train.balanced=false", "sample.steps=50", "sample.guidance=5.0"],  # before round 4
+    "pca-unbalanced": ["train.balanced=false"],  # round 4's training change alone
     "pca-d3": ["model.depth=3"],
 }
 
@@ -121,7 +124,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(%(default)s, as the slow machine's figure; 1 is steadier when busy)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-only", action="store_true", help="only rebuild study.md and study.png")
-    p.add_argument("--sweep", metavar="MODEL", help="grade one trained model under each of --settings")
+    p.add_argument("--sweep", nargs="+", metavar="MODEL", help="grade trained models under each of "
+                   "--settings (several: e.g. the preset's seeds, for a mean and range)")  # fmt: skip
+    p.add_argument("--sampling-seeds", nargs="+", type=int, metavar="SEED",
+                   help="for --sweep: sampling seeds per model (default: --seed)")  # fmt: skip
     p.add_argument("--settings", nargs="*", default=["ddim:25:3", "ddim:25:4", "dpm++:25:4"],
                    metavar="SAMPLER:STEPS:GUIDANCE[:ETA[:LOW-HIGH]]",
                    help="for --sweep (%(default)s); GUIDANCE may be MNISTM/SVHN, LOW-HIGH the "
@@ -132,6 +138,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "run's results (per option and seed, with "
                    "the command, commit and speeds) into JSON, e.g. docs/results/pb1_round4.json; an "
                    "option already there runs the same steps again (equal work across seeds)")  # fmt: skip
+    p.add_argument("--record-only", action="store_true", help="only merge --out's graded results of "
+                   "--options for --seed into --record (e.g. after a failed recording)")  # fmt: skip
     p.add_argument("--grader-data", help="the graders' own data (its test split checks them), recorded "
                    "with --record")  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -184,10 +192,19 @@ def grade_worker(args: argparse.Namespace) -> None:
     run = Path(args.out) / "runs" / args.worker
     path = Path(args.out) / "results" / f"{args.worker}.json"
     result = json.loads(path.read_text())
+    # the option's sampling settings as defined now (a model file keeps the ones it was trained
+    # with; an option that changes only the sampler may reuse another's training)
+    from omegaconf import OmegaConf
+
+    from dlcv.digits.model import load_config
+    from dlcv.digits.sampling import SampleSettings
+
+    cfg = load_config(*split_base(result["overrides"], result["base"]))
+    settings = SampleSettings.resolve(OmegaConf.to_container(cfg.sample)).as_kwargs()
     points = []
     for model in sorted((run / "models").glob("step_*.safetensors")):
         step = int(model.stem.split("_")[1])
-        graded = grade_model(model, Path(args.graders), args.per_class, seed=args.seed)
+        graded = grade_model(model, Path(args.graders), args.per_class, seed=args.seed, **settings)
         points.append({"step": step, **graded})
         print(json.dumps(points[-1]), flush=True)
     result["points"] = points
@@ -268,27 +285,39 @@ def write_markdown(path: Path, header: str, rows: list[str]) -> None:
 
 
 def sweep(args: argparse.Namespace, graders: Path) -> None:
-    """Inference settings on one trained model: the same images' labels and seed for each."""
+    """Inference settings on trained models: for each setting, every model with every sampling
+    seed (the same labels and seeds for each setting), then the mean and range over them."""
     import torch
 
     torch.set_num_threads(2)
+    seeds = args.sampling_seeds or [args.seed]
     rows, results = [], []
     for spec in args.settings:
         sampler, steps, guidance, *rest = spec.split(":")
         eta = float(rest[0]) if rest else 0.0
         interval = [float(v) for v in rest[1].split("-")] if len(rest) > 1 else None
         scales = [float(g) for g in guidance.split("/")]
-        r = grade_model(Path(args.sweep), graders, args.per_class, sampler=sampler, steps=int(steps),
-                        guidance=scales if len(scales) > 1 else scales[0], eta=eta,
-                        guidance_interval=interval, seed=args.seed)  # fmt: skip
-        results.append({"spec": spec, **r})
+        runs = []
+        for model in args.sweep:
+            for seed in seeds:
+                r = grade_model(Path(model), graders, args.per_class, sampler=sampler, steps=int(steps),
+                                guidance=scales if len(scales) > 1 else scales[0], eta=eta,
+                                guidance_interval=interval, seed=seed)  # fmt: skip
+                runs.append({"model": str(model), **r})
+        first = runs[0]
+        settings = {key: first[key] for key in ("sampler", "steps", "guidance", "eta", "guidance_interval")}
+        mean = {name: sum(r[name] for r in runs) / len(runs) for name in ("mnistm", "svhn")}
+        results.append({"spec": spec, **settings, "runs": runs, **mean})
         shown = rest[1] if interval else "all"
-        rows.append(f"| {sampler} | {steps} | {guidance} | {eta:g} | {shown} | {r['sampling_s']:.0f} "
-                    f"| {r['mnistm']:.3f} | {r['svhn']:.3f} |")  # fmt: skip
+        seconds = sum(r["sampling_s"] for r in runs) / len(runs)
+        rows.append(f"| {sampler} | {steps} | {guidance} | {eta:g} | {shown} | {seconds:.0f} | {len(runs)} "
+                    f"| {mean['mnistm']:.3f} | {mean['svhn']:.3f} |")  # fmt: skip
         print(rows[-1], flush=True)
-    header = "| sampler | steps | guidance | eta | guided at t | sampling s (2 thr) | MNIST-M | SVHN |"
+    header = ("| sampler | steps | guidance | eta | guided at t | sampling s (2 thr) | runs "
+              "| MNIST-M mean | SVHN mean |")  # fmt: skip
     write_markdown(Path(args.out) / "sweep.md", header, rows)
-    record = {"model": str(args.sweep), "results": results, **provenance()}
+    record = {"models": [str(m) for m in args.sweep], "sampling_seeds": seeds, "results": results,
+              **provenance()}  # fmt: skip
     write_json(Path(args.out) / "sweep.json", record)
     if args.record:
         write_json(Path(args.record), record)
@@ -334,12 +363,18 @@ def main(argv: list[str] | None = None) -> None:
         return write_table(out)
     if not Path(args.data, "mnistm", "train.csv").is_file():
         sys.exit(f"error: no digits in the course layout at {args.data} (expected mnistm/train.csv)")
-    graders = Path(args.graders) if args.graders else ensure_graders(Path(args.data), out / "graders")
+    if not args.graders:  # graders that never see the generator's images: the other half of the data
+        parts = split_for_graders(Path(args.data), out / "split")
+        args.data, args.grader_data = str(parts["generator"]), args.grader_data or str(parts["graders"])
+        print(f"generator: {args.data}; graders: {args.grader_data}", flush=True)
+    graders = Path(args.graders) if args.graders else ensure_graders(Path(args.grader_data), out / "graders")
     if args.sweep:
         return sweep(args, graders)
     if args.pca_bound:
         return pca_bound(args, graders)
     specs = [option_overrides(spec) for spec in args.options]
+    if args.record_only:
+        return record_seed(args, [name for name, _ in specs], graders)
 
     # 1. speed, alone, --speed-threads threads: the work each option may do
     from dlcv.digits.model import load_config
@@ -388,14 +423,22 @@ def main(argv: list[str] | None = None) -> None:
             future.result()
     write_table(out, [name for name, _, _ in jobs])
     if args.record:
-        record = json.loads(Path(args.record).read_text()) if Path(args.record).is_file() else {}
-        record.setdefault("runs", {})
-        for name, _, _ in jobs:
-            result = json.loads((out / "results" / f"{name}.json").read_text())
-            record["runs"].setdefault(name, {})[str(args.seed)] = {**result, **provenance()}
-        record["graders"] = grader_report(graders, Path(args.grader_data)) if args.grader_data else None
-        write_json(Path(args.record), record)
-        print(f"recorded in {args.record}")
+        record_seed(args, [name for name, _, _ in jobs], graders)
+
+
+def record_seed(args: argparse.Namespace, names: list[str], graders: Path) -> None:
+    """Merge this seed's graded results of ``names`` (in ``--out``) into ``--record``."""
+    out = Path(args.out)
+    record = json.loads(Path(args.record).read_text()) if Path(args.record).is_file() else {}
+    record.setdefault("runs", {})
+    for name in names:
+        result = json.loads((out / "results" / f"{name}.json").read_text())
+        if not result.get("points"):
+            sys.exit(f"error: {out / 'results' / name}.json has no graded points (run the study first)")
+        record["runs"].setdefault(name, {})[str(args.seed)] = {**result, **provenance()}
+    record["graders"] = grader_report(graders, Path(args.grader_data)) if args.grader_data else None
+    write_json(Path(args.record), record)
+    print(f"recorded in {args.record}")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,34 @@ def pb1_shipped_headline() -> str:
     )
 
 
+def pb1_card() -> str:
+    """The shipped model's card: what it is, where it came from, how well it reads."""
+    data = load("pb1_shipped.json")
+    first, split = data["runs"][0], data["split"]
+    lines = [
+        "| | |",
+        "|---|---|",
+        f"| file | `dlcv/assets/pb1/model.safetensors`, {first['file_bytes']:,} bytes |",
+        f"| SHA-256 | `{first['sha256']}` |",
+        "| network | the `demo` preset: residual MLP (4 blocks, width 512) on 256 principal components, "
+        "20 classes + the null class of classifier-free guidance |",
+        "| storage | EMA weights; matrices as int8 with one fp16 scale per row, the PCA basis and the rest "
+        "as fp16 (`dlcv/io/compact.py`) |",
+        f"| training data | the generator half of digits_mini's train split (split seed {split['seed']}): "
+        f"{split['generator/mnistm']['train_images']:,} MNIST-M and "
+        f"{split['generator/svhn']['train_images']:,} SVHN images (real, 28x28) |",
+        f"| training | `PB1/train.py --config demo --seed {first['seed']}` ({first['steps']:,} steps of 256, "
+        f"{data['training_work_slow_min']:.1f} minutes of the slow 2-core machine's work) |",
+        f"| made by | `{data['command']}` at commit {data['commit']} ({data['date']}) |",
+        f"| sampling (hw2_1.sh, from the model's config) | {first['sampling']} |",
+    ]
+    for seed, g in first["gradings"].items():
+        how = "`bash hw2_1.sh OUT`" if seed == "0" else f"`PB1/inference.py --seed {seed}`"
+        lines.append(f"| accuracy, {how} | MNIST-M {acc_ci(g['mnistm'])}, SVHN {acc_ci(g['svhn'])} "
+                     f"({g['svhn']['total']} images each; 1,000 images in {g['generation_s']:.0f} s here) |")
+    return "\n".join(lines)
+
+
 def _round4_rows(data: dict) -> list[tuple[str, dict]]:
     return sorted(data["runs"].items(), key=lambda item: item[0] != "preset")
 
@@ -176,6 +204,8 @@ def pb1_round4_curve() -> str:
         first = next(iter(seeds.values()))
         columns = []
         for i, point in enumerate(first["points"]):
+            if i and point["step"] == first["points"][i - 1]["step"]:
+                continue  # the run's end, kept twice (its last checkpoint and its final model)
             m = [run["points"][i]["mnistm"] for run in seeds.values()]
             s = [run["points"][i]["svhn"] for run in seeds.values()]
             columns.append(f"{slow_minutes(point['step'], first):.1f}: {sum(m) / len(m):.3f} / "
@@ -184,26 +214,59 @@ def pb1_round4_curve() -> str:
     return "\n".join(lines)
 
 
+def pooled(runs: list[dict], name: str) -> dict:
+    """All runs' images of one dataset together: ``{"acc", "ci"}`` (95% Wilson interval)."""
+    from dlcv.digits.grading import wilson_interval
+
+    correct, total = sum(r[f"{name}_correct"] for r in runs), sum(r[f"{name}_total"] for r in runs)
+    return {"acc": correct / total, "ci": wilson_interval(correct, total)}
+
+
 def pb1_sweep() -> str:
-    """Sampler settings on one trained model: the same labels and seed for each."""
+    """Sampler settings on trained models: every model with every sampling seed, per setting."""
     data = load("pb1_sweep.json")
     lines = [
-        "| sampler | steps | guidance | eta | guided at timesteps | images per dataset "
-        "| MNIST-M [95% CI] | SVHN [95% CI] |",
-        "|---|---|---|---|---|---|---|---|",
+        "| sampler | steps | guidance | eta | guided at timesteps | runs x images | MNIST-M mean (range) "
+        "| SVHN mean (range) | MNIST-M pooled [95% CI] | SVHN pooled [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["results"]:
-        g = r["guidance"]
+        g, runs = r["guidance"], r["runs"]
         shown = "/".join(f"{v:g}" for v in g) if isinstance(g, list) else f"{g:g}"
         interval = "-".join(f"{v:g}" for v in r["guidance_interval"]) if r.get("guidance_interval") else "all"
-        ci = {n: {"acc": r[n], "ci": r[f"{n}_ci"]} for n in ("mnistm", "svhn")}
-        lines.append(f"| {r['sampler']} | {r['steps']} | {shown} | {r['eta']:g} | {interval} "
-                     f"| {r['svhn_total']} | {acc_ci(ci['mnistm'])} | {acc_ci(ci['svhn'])} |")  # fmt: skip
-    lines += ["", f"Model: `{data['model']}` (seed {data['results'][0]['seed']}); `{data['command']}`."]
+        lines.append(
+            f"| {r['sampler']} | {r['steps']} | {shown} | {r['eta']:g} | {interval} "
+            f"| {len(runs)} x {runs[0]['svhn_total']} | {mean_range([x['mnistm'] for x in runs])} "
+            f"| {mean_range([x['svhn'] for x in runs])} | {acc_ci(pooled(runs, 'mnistm'))} "
+            f"| {acc_ci(pooled(runs, 'svhn'))} |"
+        )
+    models = ", ".join(f"`{m}`" for m in data["models"])
+    seeds = ", ".join(str(seed) for seed in data["sampling_seeds"])
+    lines += ["", f"Models: {models}; sampling seeds {seeds} for each; commit {data['commit']}; "
+              f"`{data['command']}`."]  # fmt: skip
     return "\n".join(lines)
 
 
+def pb1_demo() -> str:
+    """The README's `make demo` sentence: its minutes, accuracies and the machine's speed."""
+    data = load("pb1_demo.json")
+    m, s = data["accuracy"]["mnistm"], data["accuracy"]["svhn"]
+    ref, slow = data["reference_steps_per_s"], data["slow_machine_steps_per_s"]
+    total = data["minutes"]["total"]
+    return (
+        f"Measured ({data['date']}, commit {data['commit']}, `{data['command']}`): {total:.1f} min "
+        f"without the install on {data['cpus']} x {data['cpu']}, whose speed was {ref:.2f} steps/s on the "
+        f"reference network of `bench/pb1_common.py` ({ref / slow:.1f}x the slowest machine of this kind "
+        f"seen, {slow}); scaled by the speeds, about {total * ref / slow:.0f} minutes there. MNIST-M acc = "
+        f"{acc_ci(m)} and SVHN acc = {acc_ci(s)} ({m['total']} images each, 95% intervals; the "
+        f"synthetic set, graded by the demo's own graders, one run: every step is seeded, so a second "
+        f"run on the same machine gives the same numbers)."
+    )
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
+    "pb1-card": pb1_card,
+    "pb1-demo": pb1_demo,
     "pb1-graders": pb1_graders_shipped,
     "pb1-shipped": pb1_shipped,
     "pb1-shipped-headline": pb1_shipped_headline,
@@ -224,6 +287,8 @@ def pb1_round4_figure(path: Path) -> Path:
         first = next(iter(seeds.values()))
         points = []
         for i, point in enumerate(first["points"]):
+            if i and point["step"] == first["points"][i - 1]["step"]:
+                continue  # the run's end, kept twice (its last checkpoint and its final model)
             m = [run["points"][i]["mnistm"] for run in seeds.values()]
             s = [run["points"][i]["svhn"] for run in seeds.values()]
             points.append((slow_minutes(point["step"], first), sum(m) / len(m), sum(s) / len(s)))
