@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from dlcv.cli import UserError, run
+from dlcv.cli import UserError, check_batch_size, run
 from dlcv.digits.model import CKPT_ENV, DEFAULT_CKPT, build_schedule, load_model, resolve_checkpoint
 from dlcv.digits.sampling import (
     SAMPLERS,
@@ -49,8 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.n_per_digit < 1 or args.n_per_digit > 999 or args.batch_size < 1:
-        raise UserError("--n-per-digit must be 1-999 and --batch-size positive")
+    if not 1 <= args.n_per_digit <= 999:
+        raise UserError(f"--n-per-digit must be 1-999, got {args.n_per_digit}")
+    check_batch_size(args.batch_size)
     check_sampling_options(args.steps, args.guidance, args.eta)
     if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise UserError(f"--out-dir {args.out_dir} exists and is not a folder")

@@ -1,7 +1,8 @@
 """Train Problem 1's class-conditional DDPM on MNIST-M + SVHN (20 joint classes).
 
     python PB1/train.py --data hw2_data/digits --out checkpoints/pb1
-    torchrun --nproc_per_node 4 PB1/train.py --data hw2_data/digits   # data-parallel
+    torchrun --nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:0 --local-addr 127.0.0.1 \\
+        --nproc_per_node 4 PB1/train.py --data hw2_data/digits     # data-parallel, one machine
     python PB1/train.py --config demo --set train.steps=500            # quick CPU run
 
 Writes to --out: checkpoint.pt (resumable), model.safetensors (EMA weights +
@@ -33,6 +34,7 @@ from dlcv.digits.model import (
     noise_predictor,
 )
 from dlcv.digits.sampling import sample_labels
+from dlcv.io.checkpoint import atomic_write
 from dlcv.io.images import save_grid
 from dlcv.runtime import seed_everything
 from dlcv.training import TrainConfig, train
@@ -130,8 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     def export(ema_model: torch.nn.Module, out: Path, step: int) -> None:
         path = export_model(ema_model, out, cfg)
         if args.keep_models:  # one model per checkpoint, e.g. to grade a run's progress
-            (out / "models").mkdir(exist_ok=True)
-            shutil.copyfile(path, out / "models" / f"step_{step:07d}.safetensors")
+            copy = out / "models" / f"step_{step:07d}.safetensors"  # atomically: a link there is replaced
+            atomic_write(copy, lambda tmp: shutil.copyfile(path, tmp))
 
     # The config's train section names TrainConfig's fields; the command line adds the rest.
     optim = {f.name: tc[f.name] for f in fields(TrainConfig) if f.name in tc}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from dlcv.cli import UserError, prepare_out_dir, run
+from dlcv.cli import UserError, check_batch_size, prepare_out_dir, run
 from dlcv.digits.figures import digit_figure_job
 from dlcv.faces.ddim import PRECISIONS, face_precision, precision_context
 from dlcv.faces.figures import face_figure_job
@@ -92,8 +92,7 @@ def digit_job(args: argparse.Namespace, device: torch.device) -> FigureJob:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 0:
-        raise UserError("--batch-size must be 0 (all) or positive")
+    check_batch_size(args.batch_size, zero="all")
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise UserError("--steps must be in 1..1000")
     if args.guidance is not None and not math.isfinite(args.guidance):

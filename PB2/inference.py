@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from dlcv.cli import UserError, run
+from dlcv.cli import check_batch_size, run
 from dlcv.faces.ddim import PRECISIONS, hw2_2
 
 
@@ -43,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 0:
-        raise UserError("--batch-size must be 0 (all) or positive")
+    check_batch_size(args.batch_size, zero="all")
     with torch.no_grad():
         paths = hw2_2(
             args.noise_dir,

@@ -2,7 +2,8 @@
 
     python PB2/train.py --data my_faces/ --out checkpoints/pb2 --image-size 64 --width 64
     python PB2/train.py --data my_faces/ --out checkpoints/pb2 --resume        # continue
-    torchrun --nproc_per_node 4 PB2/train.py --data my_faces/ --out checkpoints/pb2
+    torchrun --nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:0 --local-addr 127.0.0.1 \\
+        --nproc_per_node 4 PB2/train.py --data my_faces/ --out checkpoints/pb2  # data-parallel
 
 Objective: DDPM's epsilon loss (Ho et al. 2020, Eq. 14) with the course schedule
 (1000 steps, betas 1e-4..2e-2). Images are read once into memory as uint8,
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError, existing_dir, run
+from dlcv.cli import UserError, check_batch_size, existing_dir, run
 from dlcv.diffusion import NoiseSchedule, diffusion_loss
 from dlcv.diffusion.driver import constant_eps, sample_batches
 from dlcv.faces.unet import DOWN_FACTOR, FaceUNet
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--width must be a positive even number of channels, got {args.width}")
     if args.steps is None and args.time_budget is None:
         args.steps = 100_000
-    if (args.steps is not None and args.steps < 1) or args.batch_size < 1:
-        raise UserError("--steps and --batch-size must be positive")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be positive, got {args.steps}")
+    check_batch_size(args.batch_size)
     if not 0 <= args.ema < 1:
         raise UserError("--ema must be in [0, 1)")
     if not 1 <= args.sample_steps <= 1000:

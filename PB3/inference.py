@@ -23,16 +23,28 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from dlcv.cli import UserError, child_path, existing_file, prepare_out_dir, run, warn
+from dlcv.cli import (
+    UserError,
+    check_batch_size,
+    child_path,
+    existing_file,
+    prepare_out_dir,
+    refuse_links,
+    run,
+    warn,
+)
 from dlcv.runtime import PRECISIONS, configure_backends, pick_device, resolve_dtype
 from dlcv.stable_diffusion.course_input import read_input_json
 from dlcv.stable_diffusion.embeddings import (
     LOOKUP_HELP,
     add_embeddings,
     check_entries,
+    check_vector_count,
+    cut_placeholders,
     default_embedding_dirs,
     embedding_entries,
     expand_placeholders,
@@ -49,6 +61,9 @@ from dlcv.stable_diffusion.generation import (
     prepare_for_inference,
     write_prompt_images,
 )
+
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer
 
 CKPT_ENV = "SD_CKPT"
 
@@ -140,10 +155,25 @@ def _find_all(
     return found
 
 
+def _warn_cut_placeholders(
+    tokenizer: CLIPTokenizer, prompts: list[str], vectors: dict[str, int], ids: dict[str, list[int]]
+) -> None:
+    """One warning per prompt whose placeholder (of ``ids``) CLIP's 77-token truncation cuts."""
+    for prompt in dict.fromkeys(prompts):
+        cut = cut_placeholders(tokenizer, expand_placeholders(prompt, vectors), ids)
+        if cut:
+            which = ", ".join(f"{token} ({n} of {len(ids[token])} vector(s))" for token, n in cut.items())
+            shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+            warn(f"prompt {shown!r} is longer than CLIP's {tokenizer.model_max_length} tokens and its "
+                 f"truncation cuts {which}: the images will not show the learned concept fully; shorten "
+                 "the prompt")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.n_images < 1 or args.batch_size < 1:
-        raise UserError("--n-images and --batch-size must be positive")
+    if args.n_images < 1:
+        raise UserError(f"--n-images must be positive, got {args.n_images}")
+    check_batch_size(args.batch_size)
     if not args.ckpt:
         raise UserError(f"--ckpt is required (the SD v1.4 checkpoint, e.g. sd-v1-4.ckpt) or set ${CKPT_ENV}")
     if not Path(args.ckpt).exists():
@@ -154,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     jobs, tokens = _needed_tokens(args)
     found = _find_all(args, tokens)  # before the (slow) model load
     prepare_out_dir(args.out_dir, "--out-dir", create=False)
+    folders = [folder.relative_to(args.out_dir) for _, folder in jobs]  # OUT/KEY/N: never through a link
+    refuse_links(args.out_dir, folders, "output folder")
     for _, folder in jobs:
         check_output_folder(folder, args.n_images)
     from dlcv.stable_diffusion.config import load_config
@@ -167,13 +199,17 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     sd = load_stable_diffusion(args.ckpt, config=config, device=device, dtype=dtype)
     resolution = options.check(sd)
-    vectors = {}
+    vectors, ids = {}, {}
+    room = sd.tokenizer.model_max_length - 2  # besides the start and end tokens
     for token, (value, path) in found.items():
-        add_embeddings(sd.tokenizer, sd.text_encoder, {token: value}, source=str(path))
+        ids |= add_embeddings(sd.tokenizer, sd.text_encoder, {token: value}, source=str(path))
         vectors[token] = value.shape[0]
+        check_vector_count(token, vectors[token], room, str(path))
         print(f"{token}: {value.shape[0]} vector(s) from {path}")
     prepare_for_inference(sd, device)
     auto_memory_plan(sd, min(args.batch_size, args.n_images), resolution, options)
+    fitting = {t: i for t, i in ids.items() if vectors[t] < room}  # check_vector_count told of the others
+    _warn_cut_placeholders(sd.tokenizer, [prompt for prompt, _ in jobs], vectors, fitting)
     jobs = [(expand_placeholders(prompt, vectors), folder) for prompt, folder in jobs]
     print(f"{args.ckpt}: loaded in {time.perf_counter() - start:.1f}s on {device} ({str(dtype)[6:]}); "
           f"{options.solver} {options.steps} steps, guidance {options.guidance}")  # fmt: skip

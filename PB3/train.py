@@ -6,7 +6,8 @@ One concept:
 Every concept of the course's input.json (images in DATA/{key}/, output OUT/{key}/):
     python PB3/train.py --sd-ckpt sd-v1-4.ckpt --json hw2_data/textual_inversion/input.json
 Data-parallel (one process per GPU, same flags; --batch-size is per GPU):
-    torchrun --nproc_per_node 4 PB3/train.py --sd-ckpt sd-v1-4.ckpt --json ...
+    torchrun --nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:0 --local-addr 127.0.0.1 \\
+        --nproc_per_node 4 PB3/train.py --sd-ckpt sd-v1-4.ckpt --json ...
 
 Writes to each output folder: learned_embeds.safetensors ({token: (vectors, 768)}, the
 diffusers format: what PB3/inference.py and hw2_3.sh look up, and what diffusers'
@@ -40,12 +41,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcv.cli import UserError, child_path, existing_file, prepare_out_dir, run
+from dlcv.cli import (
+    UserError,
+    check_batch_size,
+    child_path,
+    existing_file,
+    prepare_out_dir,
+    refuse_links,
+    run,
+)
 from dlcv.io.checkpoint import load_checkpoint
 from dlcv.runtime import PRECISIONS
 from dlcv.stable_diffusion.embeddings import default_embedding_dirs, token_stem
 from dlcv.stable_diffusion.generation import DEFAULT_SOLVER, DEFAULT_STEPS, SOLVERS
 from dlcv.stable_diffusion.ti_data import KINDS, Augmentation, concept_images, guess_kind
+from dlcv.training.run_dir import refuse_run_links
 from dlcv.training.trainer import CHECKPOINT_NAME
 
 # diffusers and the networks are imported in main(), once the arguments are known to be good.
@@ -146,6 +156,7 @@ class Job:
     init_word: str
     kind: str
     out: Path
+    base: Path | None = None  # the folder ``out`` was named inside of (not chosen by the user)
 
 
 def _kind_overrides(items: list[str]) -> dict[str, str]:
@@ -196,7 +207,7 @@ def _json_jobs(args: argparse.Namespace) -> list[Job]:
                             f"{data / concept.key}")
         init = args.init_word or src or DEFAULT_INIT[kind]
         target = child_path(out, concept.key, "concept key")
-        jobs.append(Job(concept.key, folder, concept.token, init, kind, target))
+        jobs.append(Job(concept.key, folder, concept.token, init, kind, target, out))
     return jobs
 
 
@@ -213,17 +224,19 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
     if not images.is_dir():
         raise UserError(f"--images folder not found: {images}")
     kind = "style" if args.style else "object"
+    base = None if args.out else DEFAULT_EMBEDDINGS_DIR
     out = Path(args.out) if args.out else DEFAULT_EMBEDDINGS_DIR / token_stem(args.token)
-    return [Job(args.token, images, args.token, args.init_word or DEFAULT_INIT[kind], kind, out)]
+    return [Job(args.token, images, args.token, args.init_word or DEFAULT_INIT[kind], kind, out, base)]
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    positive = {"--steps": args.steps, "--batch-size": args.batch_size, "--grad-accum": args.grad_accum,
+    positive = {"--steps": args.steps, "--grad-accum": args.grad_accum,
                 "--vectors": args.vectors, "--views": args.views, "--validate-steps": args.validate_steps,
                 "--log-every": args.log_every}  # fmt: skip
     for flag, value in positive.items():
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
+    check_batch_size(args.batch_size)
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UserError(f"--lr must be a positive number, got {args.lr}")
     if not math.isfinite(args.guidance):
@@ -254,6 +267,9 @@ def main(argv: list[str] | None = None) -> None:
     jobs = _jobs(args)
     for job in jobs:  # every refusal before the (slow) model load
         concept_images(job.images)
+        if job.base is not None:  # a folder named after a key or token: never a link planted there
+            refuse_links(job.base, [job.out.relative_to(job.base)], "output folder")
+        refuse_run_links(job.out)
         prepare_out_dir(job.out, "output folder", create=False)
         if (job.out / CHECKPOINT_NAME).exists() and not (args.resume or args.overwrite):
             raise UserError(f"{job.out / CHECKPOINT_NAME} already exists: pass --resume to continue it, "

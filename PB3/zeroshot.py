@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from dlcv.cli import prepare_out_dir, run
+from dlcv.cli import UserError, check_batch_size, prepare_out_dir, run
 from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, DEFAULT_TEMPLATE, choose_templates
 from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
 
@@ -45,8 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="model dtype; auto is fp16 on CUDA and fp32 on the CPU")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing the cases shown")
     args = p.parse_args(argv)
-    if args.batch_size < 1 or args.workers < 0:
-        p.error("--batch_size must be >= 1 and --workers >= 0")
+    check_batch_size(args.batch_size, "--batch_size")
+    if args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
     return args
 
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_zeroshot,
         write_predictions_csv,
     )
+    from dlcv.io.checkpoint import save_text
     from dlcv.runtime import configure_backends, pick_device
 
     data = read_zeroshot_folder(args.data)
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         "right_cases": [result.files[i].name for i in right],
         "wrong_cases": [result.files[i].name for i in wrong],
     }
-    (csv_path.parent / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    save_text(json.dumps(summary, indent=2) + "\n", csv_path.parent / "summary.json")
     print(f"wrote {csv_path}, {figure} and {csv_path.parent / 'summary.json'}")
     return summary
 

@@ -162,6 +162,21 @@ def disk_error(err: OSError, path: str | Path | None) -> UserError | None:
     return UserError(f"cannot write {where}: {reason}; {advice}")
 
 
+#: The largest ``--batch-size`` any command takes: far beyond what a GPU here holds, so a larger
+#: one is a typo (``1000000000``), refused before any work instead of running out of memory later.
+MAX_BATCH_SIZE = 65_536
+
+
+def check_batch_size(value: int, flag: str = "--batch-size", zero: str | None = None) -> int:
+    """``value`` if it is a usable batch size (1 to :data:`MAX_BATCH_SIZE`; also 0 when ``zero``
+    says what 0 means, e.g. ``"all"``), else one :class:`UserError` line naming ``flag``."""
+    low = 0 if zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_BATCH_SIZE:
+        allowed = f"0 ({zero}) or 1-{MAX_BATCH_SIZE:,}" if zero else f"1-{MAX_BATCH_SIZE:,}"
+        raise UserError(f"{flag} must be {allowed}, got {value}")
+    return value
+
+
 def existing_file(path: str | Path, what: str = "file") -> Path:
     """Return ``path`` as a Path, or raise UserError naming it if it is not a file."""
     p = Path(path)

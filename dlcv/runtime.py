@@ -46,16 +46,28 @@ DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "
 BF16_MIN_CAPABILITY = (8, 0)
 
 
+#: The device types the project runs on (its precision, memory and speed paths are CPU and CUDA).
+DEVICE_TYPES = ("cpu", "cuda")
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"`` gives CUDA when available, else the CPU; anything else is passed to torch."""
+    """``"auto"`` gives CUDA when available, else the CPU; ``cpu``, ``cuda`` and ``cuda:N`` are
+    checked against this machine; other device types (``mps``, ``xla``, ``meta``, ...) are
+    refused with one line, before any work."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as err:
-        raise ArgumentError(f"`device`: {err}") from None
+    except (RuntimeError, ValueError, TypeError):
+        raise ArgumentError(f"`device` {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type not in DEVICE_TYPES:
+        raise ArgumentError(f"`device` {name}: this project runs on auto, cpu, cuda or cuda:N, not "
+                            f"{device.type}")  # fmt: skip
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ArgumentError(f"`device` {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ArgumentError(f"`device` {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                            f"numbered from 0")  # fmt: skip
     return device
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcv.cli import UserError, existing_dir, run
+from dlcv.cli import UserError, check_batch_size, existing_dir, run
 from dlcv.clip_eval.loading import ClipModel, load_clip
 from dlcv.clip_eval.preprocess import encode_image_files
 from dlcv.clip_eval.scores import (
@@ -132,8 +132,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="model dtype; auto is fp16 on CUDA and fp32 on the CPU")
     args = p.parse_args(argv)
-    if args.top_k < 1 or args.batch_size < 1:
-        p.error("--top_k and --batch_size must be >= 1")
+    check_batch_size(args.batch_size, "--batch_size")
+    if args.top_k < 1:
+        raise UserError(f"--top_k must be 1 or more, got {args.top_k}")
     return args
 
 

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dlcv.cli import UserError, existing_file, run
+from dlcv.cli import check_batch_size, existing_file, run
 from dlcv.digits.classifiers import ARCHITECTURES, load_digit_classifier
 from dlcv.digits.grading import (
     SVHN_SIBLINGS,
@@ -41,6 +41,7 @@ from dlcv.digits.grading import (
     grade_digit_folder,
     grades_record,
 )
+from dlcv.io.checkpoint import save_text
 from dlcv.runtime import configure_backends, pick_device
 
 
@@ -72,8 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    check_batch_size(args.batch_size)
     device = pick_device(args.device)
     configure_backends(device)
     check_output_folder(args.folder)
@@ -90,10 +90,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.details:
         print("\n".join(format_details(result)), file=sys.stderr)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = grades_record(result, args.folder, mnistm_path, svhn_path)
-        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        save_text(json.dumps(record, indent=2) + "\n", Path(args.json))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dlcv.cli import UserError, prepare_out_dir, run
+from dlcv.cli import UserError, check_batch_size, prepare_out_dir, run
 from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
 
 
@@ -41,8 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="model dtype; auto is fp16 on CUDA (as the course's clip.load) and fp32 "
                    "on the CPU")
     args = p.parse_args(argv)
-    if args.batch_size < 1 or args.workers < 0:
-        p.error("--batch_size must be >= 1 and --workers >= 0")
+    check_batch_size(args.batch_size, "--batch_size")
+    if args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
     return args
 
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         plan_grading,
         results_to_json,
     )
+    from dlcv.io.checkpoint import save_text
     from dlcv.runtime import configure_backends, pick_device
     from dlcv.stable_diffusion.course_input import read_input_json
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     summary = results_to_json(results)
     if save_json is not None:
         prepare_out_dir(save_json.parent, "folder of --save_json")
-        save_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        save_text(json.dumps(summary, indent=2) + "\n", save_json)
         print(f"wrote {save_json}")
     return summary
 

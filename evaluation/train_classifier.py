@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dlcv.cli import UserError, existing_dir, prepare_out_dir, run
+from dlcv.cli import UserError, check_batch_size, existing_dir, prepare_out_dir, run
 from dlcv.data.digits import DATASETS
 from dlcv.digits.classifiers import ARCHITECTURES
 from dlcv.digits.grader_training import DEFAULT_ARCH, DEFAULTS, train_grader
@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if args.batch_size is not None:
+        check_batch_size(args.batch_size)
     for flag in ("time_budget", "lr"):
         value = getattr(args, flag)
         if value is not None and not (math.isfinite(value) and value > 0):

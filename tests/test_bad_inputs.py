@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import pickle
 import re
 import shlex
+import shutil
+import struct
 import subprocess
 import sys
 import warnings
@@ -37,6 +41,7 @@ from safetensors.torch import save_file
 from dlcv.cli import run
 
 from .conftest import REPO
+from .hostile import bomb_png
 
 
 class Trap:
@@ -144,6 +149,7 @@ class Case:
     pattern: str  # what the one stderr line must contain (a regex)
     setup: Callable[[Path, dict], None] | None = None  # files of the user's, made before the run
     new: tuple[str, ...] = ()  # globs (relative to tmp) of the files a warning case writes
+    stdout_full: bool = False  # standard output refuses every write (ENOSPC), as > /dev/full does
 
 
 def _json(tmp: Path, name: str, data: dict) -> None:
@@ -192,7 +198,125 @@ def _existing_pngs(tmp: Path, w: dict) -> None:
     _png(tmp / "out" / "0" / "0" / "mine.png", 8)
 
 
+def _pb1_edited(edit: Callable[[dict], object]) -> Callable[[Path, dict], None]:
+    """``tmp/edited.safetensors``: the world's PB1 model with its embedded config edited."""
+
+    def setup(tmp: Path, w: dict) -> None:
+        from dlcv.io.checkpoint import load_weights, save_weights
+
+        tensors, cfg = load_weights(w["pb1"])
+        edit(cfg)
+        save_weights(tensors, tmp / "edited.safetensors", cfg)
+
+    return setup
+
+
+def _pb1_nan(tmp: Path, w: dict) -> None:
+    from dlcv.io.checkpoint import load_weights, save_weights
+
+    tensors, cfg = load_weights(w["pb1"])
+    name = sorted(k for k, v in tensors.items() if v.is_floating_point())[-1]
+    tensors[name].view(-1)[0] = float("nan")
+    save_weights(tensors, tmp / "edited.safetensors", cfg)
+
+
+def _face_unet(change: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[Path, dict], None]:
+    """``tmp/u.pt``: the world's face UNet with ``change`` applied to each weight."""
+
+    def setup(tmp: Path, w: dict) -> None:
+        state = torch.load(w["face_unet"], weights_only=True)
+        torch.save({k: change(v.clone()) for k, v in state.items()}, tmp / "u.pt")
+
+    return setup
+
+
+def _first_nan(t: torch.Tensor) -> torch.Tensor:
+    t.view(-1)[0] = float("nan")
+    return t
+
+
+def _resume_other(kind: str) -> Callable[[Path, dict], None]:
+    """``tmp/out/checkpoint.pt`` of another PB1 width (``wide``) or of the face UNet (``face``)."""
+
+    def setup(tmp: Path, w: dict) -> None:
+        from dlcv.digits.model import build_model, load_config
+        from dlcv.faces.unet import FaceUNet
+
+        if kind == "face":
+            model = FaceUNet(8)
+        else:
+            cfg = load_config("tiny")
+            model = build_model(load_config("tiny", [f"model.base_channels={2 * cfg.model.base_channels}"]))
+        optimizer = torch.optim.AdamW(model.parameters())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        (tmp / "out").mkdir()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "step": 1}, tmp / "out" / "checkpoint.pt")  # fmt: skip
+
+    return setup
+
+
+def _bombs(*names: str) -> Callable[[Path, dict], None]:
+    """A decompression bomb (a PNG header claiming 100M pixels) at each ``tmp/NAME``, next to
+    small good PNGs of the same folder (``a.png``, ``b.png``)."""
+
+    def setup(tmp: Path, w: dict) -> None:
+        for name in names:
+            path = tmp / name
+            for good in ("a.png", "b.png"):
+                _png(path.parent / good, 64)
+            bomb_png(path, 10_000, 10_000)
+
+    return setup
+
+
+def _zs_bomb(tmp: Path, w: dict) -> None:
+    shutil.copytree(w["zs"], tmp / "zs")
+    bomb_png(tmp / "zs" / "val" / "1_0001.png", 10_000, 10_000)
+
+
+def _clip_header_bomb(tmp: Path, w: dict) -> None:
+    """A CLIP folder whose model.safetensors claims a 4-exabyte header."""
+    shutil.copytree(w["clip"], tmp / "clip")
+    (tmp / "clip" / "model.safetensors").write_bytes(struct.pack("<Q", 2**62) + b"{}")
+
+
+def _deep_json(tmp: Path, w: dict) -> None:
+    (tmp / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+def _embedding(make: Callable[[int], torch.Tensor]) -> Callable[[Path, dict], None]:
+    """``tmp/e.safetensors``: ``{"<zz1>": make(width)}`` for the world's text encoder width."""
+
+    def setup(tmp: Path, w: dict) -> None:
+        from safetensors.torch import load_file
+
+        width = load_file(w["emb"] / "new1" / "learned_embeds.safetensors")["<new1>"].shape[-1]
+        save_file({"<zz1>": make(width)}, tmp / "e.safetensors")
+
+    return setup
+
+
+def _link(name: str) -> Callable[[Path, dict], None]:
+    """``tmp/NAME``: a symbolic link to the folder ``tmp/elsewhere`` (holding one file of the user's)."""
+
+    def setup(tmp: Path, w: dict) -> None:
+        (tmp / "elsewhere").mkdir()
+        (tmp / "elsewhere" / "mine.txt").write_text("mine")
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).symlink_to(tmp / "elsewhere", target_is_directory=True)
+
+    return setup
+
+
+def _pb3_json_link(tmp: Path, w: dict) -> None:
+    _link("out/0")(tmp, w)
+
+
 PB1 = "--ckpt {pb1} --device cpu --n-per-digit 1"
+EDITED = "--ckpt {tmp}/edited.safetensors --device cpu --n-per-digit 1 --steps 2 --out-dir {out}"
+HUGE = "1000000000"  # --batch-size 1e9: refused before any work, not out of memory later
+LONG_PROMPT = " ".join(["a photo of a dog on a hill"] * 12) + " <zz1>"  # past CLIP's 77 tokens
 PB1_TRAIN = "--data {digits} --config tiny --device cpu --limit 8"
 FACE = "--noise-dir {noise} --unet {face_unet} --out-dir {out} --device cpu --quiet"
 DIGIT_FIG = "--digit-ckpt {pb1} --out {out} --device cpu --quiet --steps 2"
@@ -252,7 +376,7 @@ CASES = [
          lambda tmp, w: ((tmp / "noise").mkdir(), (tmp / "noise" / "00.pt").write_bytes(w["trap_zip"].read_bytes()))),
     Case("pb2-out-dir-read-only", "PB2/inference.py", "--noise-dir {noise} --unet {face_unet} --out-dir {ro}", "error", r"cannot write in output folder .*ro: read-only"),
     Case("pb2-out-dir-is-a-file", "PB2/inference.py", "--noise-dir {noise} --unet {face_unet} --out-dir {file}", "error", r"exists and is not a folder"),
-    Case("pb2-batch-size-negative", "PB2/inference.py", FACE + " --batch-size -1", "error", r"--batch-size must be 0 \(all\) or positive"),
+    Case("pb2-batch-size-negative", "PB2/inference.py", FACE + " --batch-size -1", "error", r"--batch-size must be 0 \(all\) or 1-65,536, got -1"),
     Case("pb2-fig-guidance-nan", "PB2/experiments.py", DIGIT_FIG + " --guidance nan", "error", r"--guidance must be a finite number"),
     Case("pb2-fig-guidance-inf", "PB2/experiments.py", DIGIT_FIG + " --guidance inf", "error", r"--guidance must be a finite number"),
     Case("pb2-fig-steps-0", "PB2/experiments.py", "--digit-ckpt {pb1} --out {out} --steps 0", "error", r"--steps must be in 1\.\.1000"),
@@ -265,7 +389,7 @@ CASES = [
     Case("pb3-guidance-inf", "PB3/inference.py", SD_JSON + " --guidance inf", "error", r"--guidance must be a finite number, got inf"),
     Case("pb3-eta-negative", "PB3/inference.py", SD_JSON + " --eta -1", "error", r"--eta must be a number >= 0"),
     Case("pb3-eta-nan", "PB3/inference.py", SD_JSON + " --eta nan", "error", r"--eta must be a number >= 0"),
-    Case("pb3-n-images-0", "PB3/inference.py", SD_JSON + " --n-images 0", "error", r"--n-images and --batch-size must be positive"),
+    Case("pb3-n-images-0", "PB3/inference.py", SD_JSON + " --n-images 0", "error", r"--n-images must be positive, got 0"),
     Case("pb3-key-escapes", "PB3/inference.py", "--json {tmp}/input.json " + SD, "error", r"concept key '\.\./escape' cannot be used as a folder name", _escape_json),
     Case("pb3-json-missing", "PB3/inference.py", "--json {tmp}/nope.json " + SD, "error", r"input json not found"),
     Case("pb3-json-text", "PB3/inference.py", "--json {text} " + SD, "error", r"is not valid JSON"),
@@ -320,11 +444,80 @@ CASES = [
     Case("digits-svhn-trap", "evaluation/digit_classifier.py", "--folder {gen} --checkpoint {cls} --svhn-checkpoint {trap_legacy}", "error", NEEDS),
     Case("digits-svhn-not-safetensors", "evaluation/digit_classifier.py", "--folder {gen} --checkpoint {cls} --svhn-checkpoint {tmp}/s.safetensors", "error",
          r"expected a classifier written by evaluation/train_classifier\.py, but it is a zip archive", lambda tmp, w: (tmp / "s.safetensors").write_bytes(w["zipfile"].read_bytes())),
-    Case("digits-batch-size-0", "evaluation/digit_classifier.py", DIGITS + " --folder {gen} --batch-size 0", "error", r"--batch-size must be positive"),
+    Case("digits-batch-size-0", "evaluation/digit_classifier.py", DIGITS + " --folder {gen} --batch-size 0", "error", r"--batch-size must be 1-65,536, got 0"),
     Case("train-classifier-lr-nan", "evaluation/train_classifier.py", "--data {digits} --out {out} --lr nan", "error", r"--lr must be positive, got nan"),
     Case("train-classifier-out-read-only", "evaluation/train_classifier.py", "--data {digits} --out {ro}", "error", r"cannot write in --out .*ro: read-only"),
     Case("face-mse-pass-line-nan", "evaluation/face_mse.py", "{tmp} {tmp} --pass-line nan", "error", r"--pass-line must be a positive number"),
     Case("clip-scores-baseline-nan", "evaluation/clip_scores.py", "--images {tmp} --references {tmp} --text a --baseline nan 1", "error", r"--baseline must be two finite numbers"),
+    # ---- issue 25: edited model configs, weights, devices, sizes, bombs, links --------------------
+    Case("pb1-config-width-negative", "PB1/inference.py", EDITED, "error", r"edited\.safetensors: its config: model\.base_channels must be a positive integer, got -8",
+         _pb1_edited(lambda c: c["model"].update(base_channels=-8))),
+    Case("pb1-config-width-text", "PB1/inference.py", EDITED, "error", r"its config: model\.base_channels must be a positive integer, got 'wide'",
+         _pb1_edited(lambda c: c["model"].update(base_channels="wide"))),
+    Case("pb1-config-width-huge", "PB1/inference.py", EDITED, "error", r"edited\.safetensors does not fit its own config: .*wrong shape",
+         _pb1_edited(lambda c: c["model"].update(base_channels=500_000))),
+    Case("pb1-config-type-unknown", "PB1/inference.py", EDITED, "error", r"its config: model\.type must be one of unet, pca_mlp, got 'transformer'",
+         _pb1_edited(lambda c: c["model"].update(type="transformer"))),
+    Case("pb1-config-timesteps-negative", "PB1/inference.py", EDITED, "error", r"its config: diffusion\.num_train_timesteps must be an integer 1-100000, got -5",
+         _pb1_edited(lambda c: c["diffusion"].update(num_train_timesteps=-5))),
+    Case("pb1-config-beta-end-5", "PB1/inference.py", EDITED, "error", r"its config: diffusion\.beta_end must be in \[beta_start, 1\), got 5",
+         _pb1_edited(lambda c: c["diffusion"].update(beta_end=5))),
+    Case("pb1-config-sampler-bogus", "PB1/inference.py", EDITED, "error", r"its config: sample\.sampler must be one of ddim, dpm\+\+, ddpm, got 'bogus'",
+         _pb1_edited(lambda c: c["sample"].update(sampler="bogus"))),
+    Case("pb1-config-no-diffusion", "PB1/inference.py", EDITED, "error", r"its config: no 'diffusion' section", _pb1_edited(lambda c: c.pop("diffusion"))),
+    Case("pb1-config-no-sample", "PB1/inference.py", EDITED, "error", r"its config: no 'sample' section", _pb1_edited(lambda c: c.pop("sample"))),
+    Case("pb1-config-no-model", "PB1/inference.py", EDITED, "error", r"edited\.safetensors holds no PB1 model config", _pb1_edited(lambda c: c.pop("model"))),
+    Case("pb1-config-image-size-0", "PB1/inference.py", EDITED, "error", r"its config: model\.image_size must be a positive integer, got 0",
+         _pb1_edited(lambda c: c["model"].update(image_size=0))),
+    Case("pb1-config-guidance-nan", "PB1/inference.py", EDITED, "error", r"its config: sample\.guidance must be a finite number",
+         _pb1_edited(lambda c: c["sample"].update(guidance=float("nan")))),
+    Case("pb1-weights-nan", "PB1/inference.py", EDITED, "error", r"edited\.safetensors: weight .* holds NaN or infinite values", _pb1_nan),
+    Case("pb1-device-mps", "PB1/inference.py", "--ckpt {pb1} --out-dir {out} --device mps", "error", r"--device mps: this project runs on auto, cpu, cuda or cuda:N, not mps"),
+    Case("pb1-device-xla", "PB1/inference.py", "--ckpt {pb1} --out-dir {out} --device xla", "error", r"--device xla: this project runs on .*, not xla"),
+    Case("pb1-device-ipu", "PB1/inference.py", "--ckpt {pb1} --out-dir {out} --device ipu", "error", r"--device ipu: this project runs on .*, not ipu"),
+    Case("pb1-device-meta", "PB1/inference.py", "--ckpt {pb1} --out-dir {out} --device meta", "error", r"--device meta: this project runs on .*, not meta"),
+    Case("pb1-device-unknown", "PB1/inference.py", "--ckpt {pb1} --out-dir {out} --device gpu0", "error", r"--device 'gpu0': expected auto, cpu, cuda or cuda:N"),
+    Case("pb1-batch-size-huge", "PB1/inference.py", PB1 + " --out-dir {out} --batch-size " + HUGE, "error", r"--batch-size must be 1-65,536, got 1000000000"),
+    Case("pb1-out-svhn-is-a-link", "PB1/inference.py", PB1 + " --out-dir {out} --steps 2", "error", r"output folder .*out/svhn is a symbolic link \(to .*elsewhere\)", _link("out/svhn")),
+    Case("pb1-stdout-full", "PB1/inference.py", PB1 + " --out-dir {out} --steps 2", "warning", r"cannot write to standard output \(No space left on device\): carrying on",
+         None, ("out/mnistm/[0-9]_001.png", "out/svhn/[0-9]_001.png"), stdout_full=True),
+    Case("pb1-train-limit-0", "PB1/train.py", PB1_TRAIN.replace("--limit 8", "--limit 0") + " --out {out}", "error", r"--limit must be a positive number of images per dataset, got 0"),
+    Case("pb1-train-batch-size-huge", "PB1/train.py", PB1_TRAIN + " --out {out} --batch-size " + HUGE, "error", r"train\.batch_size must be an integer 1-65,536"),
+    Case("pb1-train-resume-other-width", "PB1/train.py", PB1_TRAIN + " --out {out} --resume", "error",
+         r"--resume from .*checkpoint\.pt: it was written by another model or another problem's training", _resume_other("wide")),
+    Case("pb1-train-resume-face-checkpoint", "PB1/train.py", PB1_TRAIN + " --out {out} --resume", "error",
+         r"--resume from .*checkpoint\.pt: it was written by another model or another problem's training", _resume_other("face")),
+    Case("pb2-unet-int64", "PB2/inference.py", FACE.replace("{face_unet}", "{tmp}/u.pt"), "error", r"u\.pt: weight .* holds int64 values, expected floating point",
+         _face_unet(lambda t: t.long())),
+    Case("pb2-unet-nan", "PB2/inference.py", FACE.replace("{face_unet}", "{tmp}/u.pt"), "error", r"u\.pt: weight .* holds NaN or infinite values", _face_unet(_first_nan)),
+    Case("pb2-device-meta", "PB2/inference.py", FACE.replace("--device cpu", "--device meta"), "error", r"--device meta: this project runs on"),
+    Case("pb2-batch-size-huge", "PB2/inference.py", FACE + " --batch-size " + HUGE, "error", r"--batch-size must be 0 \(all\) or 1-65,536"),
+    Case("pb2-train-bomb", "PB2/train.py", "--data {tmp}/faces --out {out} --device cpu --steps 1", "error",
+         r"cannot read image .*faces/bomb\.png: it is too large \(100,000,000 pixels\).*decompression bomb", _bombs("faces/bomb.png")),
+    Case("pb2-train-batch-size-huge", "PB2/train.py", "--data {tmp} --out {out} --batch-size " + HUGE, "error", r"--batch-size must be 1-65,536"),
+    Case("pb3-json-deep", "PB3/inference.py", SD.replace("--quiet", "--quiet --json {tmp}/deep.json"), "error", r"deep\.json is not a usable JSON file: it is nested 100000 levels deep", _deep_json),
+    Case("pb3-embedding-1e30", "PB3/inference.py", "--prompt a_<zz1> --embeddings <zz1>={tmp}/e.safetensors " + SD, "error",
+         r"e\.safetensors: the embedding of '<zz1>' holds values up to 1e\+30", _embedding(lambda d: torch.full((d,), 1e30))),
+    Case("pb3-embedding-100-vectors", "PB3/inference.py", "--prompt a_<zz1> --embeddings <zz1>={tmp}/e.safetensors " + SD, "warning",
+         r"e\.safetensors: the embedding of <zz1> has 100 vectors .*more than the 75 tokens a prompt holds", _embedding(lambda d: torch.randn(100, d) * 0.01), ("out/00.png",)),
+    Case("pb3-prompt-cuts-placeholder", "PB3/inference.py", f"--prompt '{LONG_PROMPT}' --embeddings <zz1>={{tmp}}/e.safetensors " + SD, "warning",
+         r"prompt 'a photo of a dog.*\.\.\.' is longer than CLIP's 77 tokens and its truncation cuts <zz1> \(1 of 1 vector\(s\)\)",
+         _embedding(lambda d: torch.randn(d) * 0.01), ("out/00.png",)),
+    Case("pb3-key-folder-is-a-link", "PB3/inference.py", SD_JSON, "error", r"output folder .*out/0 is a symbolic link", _pb3_json_link),
+    Case("pb3-device-ipu", "PB3/inference.py", SD_JSON.replace("--device cpu", "--device ipu"), "error", r"--device ipu: this project runs on"),
+    Case("pb3-batch-size-huge", "PB3/inference.py", SD_JSON.replace("--batch-size 1", "--batch-size " + HUGE), "error", r"--batch-size must be 1-65,536"),
+    Case("pb3-train-bomb", "PB3/train.py", TI + " --images {tmp}/ti --token <zz1> --out {out}", "error", r"cannot read image .*ti/bomb\.png: it is too large", _bombs("ti/bomb.png")),
+    Case("pb3-train-batch-size-huge", "PB3/train.py", TI_ONE + " --batch-size " + HUGE, "error", r"--batch-size must be 1-65,536"),
+    Case("pb3-train-key-folder-is-a-link", "PB3/train.py", TI + " --json {input_json} --data {ti_images} --out {out}", "error", r"output folder .*out/0 is a symbolic link", _pb3_json_link),
+    Case("pb3-train-checkpoint-is-a-link", "PB3/train.py", TI_ONE, "error", r"out/checkpoint\.pt is a symbolic link", _link("out/checkpoint.pt")),
+    Case("zs-bomb", "PB3/zeroshot.py", ZS.replace("{zs}", "{tmp}/zs"), "error", r"cannot read image .*zs/val/1_0001\.png: it is too large", _zs_bomb),
+    Case("zs-clip-header-bomb", "PB3/zeroshot.py", ZS.replace("{clip}", "{tmp}/clip"), "error",
+         r"cannot load a CLIP model from .*clip: its weights file is not a usable safetensors file \(.*header too large", _clip_header_bomb),
+    Case("zs-batch-size-huge", "PB3/zeroshot.py", ZS + " --batch_size " + HUGE, "error", r"--batch_size must be 1-65,536"),
+    Case("grade-json-deep", "evaluation/grade_hw2_3.py", "--json_path {tmp}/deep.json --input_dir {tmp} --output_dir {tmp}", "error", r"deep\.json is not a usable JSON file: it is nested", _deep_json),
+    Case("face-mse-bomb", "evaluation/face_mse.py", "{tmp}/ours {tmp}/truth", "error", r"cannot read image .*ours/bomb\.png: it is too large", _bombs("ours/bomb.png", "truth/bomb.png")),
+    Case("train-classifier-limit-0", "evaluation/train_classifier.py", "--data {digits} --out {out} --limit 0", "error", r"--limit must be at least 1, got 0"),
+    Case("clip-scores-batch-size-huge", "evaluation/clip_scores.py", "--images {tmp} --references {tmp} --text a --batch_size " + HUGE, "error", r"--batch_size must be 1-65,536"),
 ]  # fmt: skip
 
 
@@ -376,9 +569,22 @@ def read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         subprocess.run(["umount", str(folder)], check=True)
 
 
+class FullStream(io.StringIO):
+    """Standard output on a full device: every write fails with ENOSPC."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def _stderr_lines(err: str) -> list[str]:
-    """stderr without progress bars (tqdm redraws with a carriage return)."""
-    return [line for line in err.split("\n") if line.strip() and "\r" not in line]
+    """stderr as a terminal shows it, without progress bars: tqdm redraws with a carriage
+    return, and a message printed after a bar it cleared is what follows the last one."""
+    lines = []
+    for line in err.split("\n"):
+        shown = line.rsplit("\r", 1)[-1]
+        if shown.strip() and ("\r" not in line or shown.startswith(("error: ", "warning: "))):
+            lines.append(shown)
+    return lines
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -396,6 +602,8 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch):
     before, world_before = _tree(tmp_path), _tree(world["root"])
     capsys.readouterr()
 
+    if case.stdout_full:
+        monkeypatch.setattr(sys, "stdout", FullStream())
     guard = read_only(ro, monkeypatch) if "{ro}" in case.args else contextlib.nullcontext()
     with guard, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -98,3 +98,15 @@ def test_links_inside_an_output_folder_are_refused_but_the_folder_may_be_one(tmp
     (tmp_path / "real" / "svhn" / "0_001.png").symlink_to(tmp_path / "nowhere")  # dangling: refused too
     with pytest.raises(UserError, match=r"svhn/0_001\.png is a symbolic link"):
         refuse_links(tmp_path / "out", ["svhn/0_001.png"])
+
+
+def test_check_batch_size_refuses_absurd_sizes_naming_the_flag():
+    from dlcv.cli import MAX_BATCH_SIZE, check_batch_size
+
+    assert check_batch_size(1) == 1 and check_batch_size(MAX_BATCH_SIZE) == MAX_BATCH_SIZE
+    assert check_batch_size(0, zero="all") == 0
+    for value in (0, -1, MAX_BATCH_SIZE + 1, 10**9, True):
+        with pytest.raises(UserError, match=r"^--bs must be 1-65,536, got "):
+            check_batch_size(value, "--bs")
+    with pytest.raises(UserError, match=r"^--batch-size must be 0 \(all\) or 1-65,536, got -1$"):
+        check_batch_size(-1, zero="all")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dlcv.cli import UserError
-from dlcv.runtime import autocast, grad_scaler, resolve_dtype, resolve_precision
+from dlcv.runtime import autocast, grad_scaler, pick_device, resolve_dtype, resolve_precision
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
@@ -95,3 +95,21 @@ def test_argument_errors_name_arguments_and_the_command_line_names_flags():
     assert str(err).startswith("`resume`: no checkpoint")
     assert err.command_line() == "--resume: no checkpoint at out/x.pt; --batch-size must be positive"
     assert err.command_line({"batch_size": "--batch_size"}).endswith("--batch_size must be positive")
+
+
+@pytest.mark.parametrize("name", ["mps", "xla", "ipu", "meta", "hpu", "vulkan"])
+def test_pick_device_refuses_device_types_the_project_does_not_run_on(name):
+    expected = rf"^`device` {name}: this project runs on auto, cpu, cuda or cuda:N, not {name}$"
+    with pytest.raises(UserError, match=expected):
+        pick_device(name)
+
+
+def test_pick_device_names_a_missing_cuda_device_and_a_bad_name(monkeypatch):
+    assert pick_device("cpu") == CPU
+    with pytest.raises(UserError, match=r"^`device` 'gpu0': expected auto, cpu, cuda or cuda:N$"):
+        pick_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(UserError, match=r"^`device` cuda:2: this machine has 2 CUDA device\(s\)"):
+        pick_device("cuda:2")

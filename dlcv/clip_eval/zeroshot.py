@@ -9,7 +9,7 @@ similarity with its image embedding.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import random
 import re
 from collections.abc import Sequence
@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from dlcv.cli import UserError, existing_dir, existing_file
+from dlcv.cli import UserError, existing_dir, existing_file, read_json
 from dlcv.clip_eval.preprocess import encode_image_files
 from dlcv.clip_eval.prompts import DEFAULT_TEMPLATE, fill_template, label_text
+from dlcv.io.checkpoint import save_text
 from dlcv.io.images import list_images
 
 if TYPE_CHECKING:
@@ -60,10 +61,7 @@ class ZeroShotResult:
 def read_id2label(path: str | Path) -> dict[int, str]:
     """``id2label.json`` as ``{int id: label}``; keys may be "0" strings or ints, or a list."""
     path = existing_file(path, "id2label.json")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    raw = read_json(path, "id2label.json")
     if isinstance(raw, list):
         raw = dict(enumerate(raw))
     if not isinstance(raw, dict) or not raw:
@@ -159,15 +157,11 @@ def pick_cases(correct: Sequence[bool], k: int = 5, seed: int = 0) -> tuple[list
 
 
 def write_predictions_csv(result: ZeroShotResult, id2label: dict[int, str], path: Path) -> Path:
-    """One row per file: file, class id, label, predicted id, predicted label, correct, confidence."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            ["file", "class_id", "label", "pred_id", "pred_label", "correct", "confidence"]
-        )
-        for file, t, p, c in zip(
-            result.files, result.targets, result.predicted, result.confidence, strict=True
-        ):
-            writer.writerow([file.name, t, id2label[t], p, id2label[p], int(t == p), f"{c:.4f}"])
-    return path
+    """One row per file: file, class id, label, predicted id, predicted label, correct, confidence
+    (written atomically: a link at ``path`` is replaced, never followed)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["file", "class_id", "label", "pred_id", "pred_label", "correct", "confidence"])
+    for file, t, p, c in zip(result.files, result.targets, result.predicted, result.confidence, strict=True):
+        writer.writerow([file.name, t, id2label[t], p, id2label[p], int(t == p), f"{c:.4f}"])
+    return save_text(text.getvalue(), path)

@@ -26,7 +26,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dlcv.cli import UserError
+from dlcv.cli import ArgumentError, UserError
+from dlcv.io.images import open_image
 
 DATASETS: tuple[str, ...] = ("mnistm", "svhn")
 NUM_DIGITS = 10
@@ -129,7 +130,7 @@ def _decode(path: Path, size: int, csv_path: Path, out: np.ndarray) -> None:
     if not path.is_file():
         raise UserError(f"image listed in {csv_path} not found: {path}")
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.mode != "RGB":
                 im = im.convert("RGB")  # greyscale, palette, RGBA (alpha dropped)
             if im.size != (size, size):
@@ -177,8 +178,8 @@ def load_digit_split(root: str | Path, dataset: str, split: str = "train", size:
     folder = _dataset_dir(root, dataset)
     if size < 1:
         raise UserError(f"image size must be positive, got {size}")
-    if limit is not None and limit < 0:
-        raise UserError(f"limit must be >= 0, got {limit}")
+    if limit is not None and limit < 1:
+        raise ArgumentError(f"`limit` must be a positive number of images per dataset, got {limit}")
     csv_path = folder / f"{split}.csv"
     if not csv_path.is_file():
         have = available_splits(root, dataset)

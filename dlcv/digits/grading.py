@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from dlcv.cli import ArgumentError, UserError, warn
+from dlcv.io.images import open_image
 
 DATASETS = ("mnistm", "svhn")
 DISPLAY_NAMES = {"mnistm": "MNIST-M", "svhn": "SVHN"}
@@ -52,7 +53,7 @@ def load_digit_image(path: str | Path, size: int = IMAGE_SIZE) -> torch.Tensor:
 def _load_sized(path: str | Path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """:func:`load_digit_image` and the image's own ``(width, height)``."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             original = im.size
             im = im.convert("RGB")
             if im.size != (size, size):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from dlcv.cli import ArgumentError, UserError
+from dlcv.cli import MAX_BATCH_SIZE, ArgumentError, UserError
 from dlcv.diffusion import NoiseSchedule, Objective, eps_model
 from dlcv.digits.latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
 from dlcv.digits.sampling import SampleSettings
 from dlcv.digits.unet import DigitUNet, DigitUNetConfig
-from dlcv.io.checkpoint import load_weights, save_weights
+from dlcv.io.checkpoint import check_finite_weights, load_weights, save_weights, state_dict_mismatch
 from dlcv.io.compact import compact_state_dict, expand_state_dict
 from dlcv.training import TrainConfig
 
@@ -77,16 +78,13 @@ def _check_config(cfg: DictConfig, path: Path) -> None:
         if unknown:
             raise UserError(f"config {path}: unknown key {section}.{unknown[0]} "
                             f"(known: {', '.join(sorted(known))})")  # fmt: skip
-    tc, s = cfg.train, cfg.sample
-
-    def number(section: str, key: str, value: Any, ok: Callable[[float], bool], what: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not ok(float(value)):
-            raise UserError(f"config {path}: {section}.{key} must be {what}, got {value!r}")
-
+    tc = cfg.train
+    number = _number_check(f"config {path}")
     positive = lambda v: math.isfinite(v) and v > 0  # noqa: E731
     integer = lambda v: v == int(v)  # noqa: E731
     number("train", "steps", tc.steps, lambda v: v >= 1 and integer(v), "a positive integer")
-    number("train", "batch_size", tc.batch_size, lambda v: v >= 1 and integer(v), "a positive integer")
+    number("train", "batch_size", tc.batch_size, lambda v: 1 <= v <= MAX_BATCH_SIZE and integer(v),
+           f"an integer 1-{MAX_BATCH_SIZE:,}")  # fmt: skip
     number("train", "lr", tc.lr, positive, "a positive number")
     number("train", "p_uncond", tc.get("p_uncond", 0.1), lambda v: 0 <= v < 1, "in [0, 1)")
     if tc.get("ema_decay") is not None:
@@ -98,15 +96,83 @@ def _check_config(cfg: DictConfig, path: Path) -> None:
         number("train", "grad_clip", tc.grad_clip, positive, "a positive number or null")
     if "balanced" in tc and not isinstance(tc.balanced, bool):
         raise UserError(f"config {path}: train.balanced must be true or false, got {tc.balanced!r}")
+    check_model_config(cfg, f"config {path}")
+
+
+def _number_check(where: str) -> Callable[[str, str, Any, Callable[[float], bool], str], None]:
+    def number(section: str, key: str, value: Any, ok: Callable[[float], bool], what: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not ok(float(value)):
+            raise UserError(f"{where}: {section}.{key} must be {what}, got {value!r}")
+
+    return number
+
+
+def check_model_config(cfg: DictConfig | dict[str, Any], where: str) -> None:
+    """Refuse (one :class:`UserError` line starting with ``where``) a config whose ``model``,
+    ``diffusion`` or ``sample`` section is missing or would not build, sample or make sense:
+    a preset or YAML file (:func:`load_config`) and the config inside a model file
+    (:func:`load_model`), which anyone can edit."""
+    try:
+        _check_sections(cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg), where)
+    except OmegaConfBaseException as err:  # an interpolation such as ${nowhere}, a bad value type
+        raise UserError(f"{where}: {str(err).splitlines()[0]}") from None
+
+
+def _check_sections(cfg: DictConfig, where: str) -> None:
+    for section in ("model", "diffusion", "sample"):
+        if not isinstance(cfg.get(section), DictConfig):
+            raise UserError(f"{where}: no '{section}' section (a PB1 config has model, diffusion and sample)")
+    number = _number_check(where)
+    integer = lambda v: math.isfinite(v) and v == int(v)  # noqa: E731
+    _check_model_section(cfg.model, where)
+    d, s = cfg.diffusion, cfg.sample
+    number("diffusion", "num_train_timesteps", d.get("num_train_timesteps"),
+           lambda v: integer(v) and 1 <= v <= 100_000, "an integer 1-100000")  # fmt: skip
+    number("diffusion", "beta_start", d.get("beta_start"), lambda v: 0 < v < 1, "in (0, 1)")
+    number("diffusion", "beta_end", d.get("beta_end"), lambda v: d.beta_start <= v < 1, "in [beta_start, 1)")
     number("sample", "steps", s.get("steps", 50), lambda v: 1 <= v <= 1000 and integer(v), "1-1000")
     for value in s.get("guidance", 2.0) if OmegaConf.is_list(s.get("guidance")) else [s.get("guidance", 2.0)]:
         number("sample", "guidance", value, math.isfinite, "a finite number or one per dataset")
     number("sample", "eta", s.get("eta", 0.0), lambda v: math.isfinite(v) and v >= 0, "0 or more")
     try:
         SampleSettings.resolve(OmegaConf.to_container(s))
-    except ArgumentError as err:
-        raise UserError(f"config {path}: sample: {err}") from None
-    build_objective(cfg)
+    except (ArgumentError, TypeError) as err:
+        message = re.sub(r"`(\w+)`", r"sample.\1", str(err))  # its `name` is the config's sample.name
+        raise UserError(f"{where}: {message}") from None
+    try:
+        build_objective(cfg)
+    except UserError as err:
+        raise UserError(f"{where}: {str(err).removeprefix('config: ')}") from None
+
+
+def _check_model_section(section: DictConfig, where: str) -> None:
+    """The ``model`` section: a known type, and each size a positive integer (a list of them),
+    each rate in [0, 1), each flag a boolean, before anything is built from it."""
+    kind = section.get("type", "unet")
+    if kind not in MODEL_TYPES:
+        raise UserError(f"{where}: model.type must be one of {', '.join(MODEL_TYPES)}, got {kind!r}")
+    for f in fields(MODEL_TYPES[kind]):
+        if f.name not in section or f.name == "type":
+            continue
+        value = section[f.name]
+        default = f.default_factory() if f.default is MISSING else f.default
+        if isinstance(default, bool):
+            ok, what = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, what = type(value) is int and 1 <= value <= 1_000_000, "a positive integer"
+        elif isinstance(default, float):
+            ok = type(value) in (int, float) and math.isfinite(value) and 0 <= value < 1
+            what = "in [0, 1)"
+        else:  # a list of sizes or of levels
+            values = list(value) if OmegaConf.is_list(value) else None
+            ok = values is not None and all(type(v) is int and 0 <= v <= 1_000_000 for v in values)
+            what = "a list of integers 0 or more"
+        if not ok:
+            raise UserError(f"{where}: model.{f.name} must be {what}, got {value!r}")
+    try:
+        model_config({"model": section})
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{where}: {str(err).splitlines()[0]}") from None
 
 
 MODEL_TYPES = {"unet": DigitUNetConfig, "pca_mlp": DigitLatentMLPConfig}
@@ -223,13 +289,22 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[No
     config)``. On any device the weights are kept channels_last (faster convolutions: about
     2-3x for sampling on a CPU)."""
     tensors, cfg = load_weights(path, expected="a .safetensors model written by PB1/train.py")
-    if not cfg or "model" not in cfg:
+    if not isinstance(cfg, dict) or "model" not in cfg:
         raise UserError(f"{path} holds no PB1 model config: was it written by PB1/train.py?")
+    check_model_config(cfg, f"{path}: its config")  # the file's config may have been edited
     tensors = expand_state_dict(tensors)  # a compact (int8 + fp16) model such as the shipped one
+    try:
+        with torch.device("meta"):  # shapes first: a config edited to a huge width allocates nothing
+            problem = state_dict_mismatch(build_model(cfg), tensors)
+    except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as err:
+        raise UserError(f"{path}: its config does not build a network: {str(err).splitlines()[0]}") from None
+    if problem:
+        raise UserError(f"{path} does not fit its own config: {problem}")
     model = build_model(cfg)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:
         raise UserError(f"{path} does not fit its own config: {str(err).splitlines()[0]}") from None
+    check_finite_weights(model.state_dict(), path)
     model = model.to(device, memory_format=torch.channels_last)
     return noise_predictor(model, cfg).eval(), cfg

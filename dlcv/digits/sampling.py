@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import torch
 
-from dlcv.cli import ArgumentError, prepare_out_dir, warn
+from dlcv.cli import ArgumentError, prepare_out_dir, refuse_links, warn
 from dlcv.data.digits import DATASETS, NUM_DIGITS, joint_label
 from dlcv.diffusion import NoiseSchedule, classifier_free_guidance
 from dlcv.diffusion.driver import SAMPLERS, is_stochastic, sample_batches
@@ -235,6 +235,7 @@ def prepare_course_folders(out_dir: str | Path, n_per_digit: int) -> list[Path]:
     """
     folders, ours = [], course_file_names(n_per_digit)
     prepare_out_dir(out_dir)
+    refuse_links(out_dir, DATASETS, "output folder")  # OUT/svhn a link: images would go elsewhere
     for name in DATASETS:
         folder = prepare_out_dir(Path(out_dir) / name, "output folder")
         others = sorted(p.name for p in folder.glob("*.png") if p.name not in ours)

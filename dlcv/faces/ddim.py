@@ -24,8 +24,8 @@ from dlcv.cli import UserError, existing_dir, existing_file, prepare_out_dir
 from dlcv.diffusion import NoiseSchedule
 from dlcv.diffusion.driver import constant_eps, sample_batches
 from dlcv.diffusion.samplers import EpsFn
-from dlcv.faces.unet import DOWN_FACTOR, FaceUNet, infer_base_channels, state_dict_mismatch
-from dlcv.io.checkpoint import load_weights, torch_load
+from dlcv.faces.unet import DOWN_FACTOR, FaceUNet, infer_base_channels
+from dlcv.io.checkpoint import check_finite_weights, load_weights, state_dict_mismatch, torch_load
 from dlcv.io.images import minmax_to_uint8, save_png
 from dlcv.runtime import DTYPES, autocast, pick_device, resolve_precision
 
@@ -108,6 +108,12 @@ def load_face_unet(path: str | Path, device: torch.device | str = "cpu") -> Face
     problem = state_dict_mismatch(model, state)
     if problem:
         raise UserError(f"{path} does not fit the face UNet (width {base}): {problem}")
+    for name, expected in model.state_dict().items():
+        value = state[name]
+        if expected.is_floating_point() and not value.is_floating_point():
+            raise UserError(f"{path}: weight {name} holds {str(value.dtype).removeprefix('torch.')} values, "
+                            "expected floating point (the face UNet's weights are float32)")  # fmt: skip
+    check_finite_weights(state, path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval()

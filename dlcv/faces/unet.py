@@ -142,21 +142,3 @@ def infer_base_channels(state_dict: dict[str, torch.Tensor]) -> int:
     if not isinstance(weight, torch.Tensor) or weight.ndim != 4:
         raise KeyError("down1.weight")
     return int(weight.shape[0])
-
-
-def state_dict_mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor], limit: int = 3) -> str | None:
-    """Describe how ``state_dict`` fails to fit ``model`` in one line, or None when it fits."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [
-        f"{k} {tuple(v.shape)} (expected {expected[k]})"
-        for k, v in state_dict.items()
-        if k in expected and (not isinstance(v, torch.Tensor) or tuple(v.shape) != expected[k])
-    ]
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if items:
-            shown = ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
-            problems.append(f"{len(items)} {label} ({shown})")
-    return "; ".join(problems) or None

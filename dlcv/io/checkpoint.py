@@ -19,7 +19,7 @@ import pickletools
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -345,6 +345,37 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise UserError(f"checkpoint {path} holds a {type(state).__name__}, not a training checkpoint")
     return state
+
+
+def state_dict_mismatch(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], limit: int = 3
+) -> str | None:
+    """Describe how ``state_dict`` fails to fit ``model`` (names, shapes) in one line, or None
+    when it fits; ``model`` may live on the meta device."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [
+        f"{k} {tuple(v.shape)} (expected {expected[k]})"
+        for k, v in state_dict.items()
+        if k in expected and (not isinstance(v, torch.Tensor) or tuple(v.shape) != expected[k])
+    ]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            shown = ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
+            problems.append(f"{len(items)} {label} ({shown})")
+    return "; ".join(problems) or None
+
+
+def check_finite_weights(tensors: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse, with one :class:`UserError` naming ``path`` and the weight, weights that hold
+    NaN or infinite values (a diverged training or a damaged file): a network with them draws
+    blank images, which nothing downstream would notice."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{path}: weight {name} holds NaN or infinite values (a diverged training or a "
+                            "damaged file); it would draw blank images")  # fmt: skip
 
 
 def read_safetensors(

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from dlcv.cli import UserError
+from dlcv.io.checkpoint import save_text
 from dlcv.report.collect import collect
 from dlcv.report.document import TITLE, Report
 from dlcv.report.render import render_html, render_markdown
@@ -67,8 +68,8 @@ def build_report(inputs: Inputs, out_dir: str | Path, title: str = TITLE) -> tup
         )
         place_figures(report, img_dir)
         html_path, md_path = out_dir / HTML_NAME, out_dir / MARKDOWN_NAME
-        html_path.write_text(render_html(report), encoding="utf-8")
-        md_path.write_text(render_markdown(report), encoding="utf-8")
+        save_text(render_html(report), html_path)  # atomically: a link there is replaced, not followed
+        save_text(render_markdown(report), md_path)
     except OSError as err:
         raise UserError(f"cannot write the report to {out_dir}: {err.strerror or err}") from None
     return report, html_path, md_path

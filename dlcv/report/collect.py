@@ -63,7 +63,7 @@ def read_json(path: Path) -> tuple[Any, str]:
     """``(data, "")`` or ``(None, why it could not be read)``."""
     try:
         return json.loads(path.read_text(encoding="utf-8")), ""
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         return None, f"{show(path)} is unreadable ({type(err).__name__}: {str(err).splitlines()[0]})"
 
 

@@ -50,7 +50,7 @@ def read_metrics(path: str | Path) -> MetricsLog:
                 raise ValueError
             step = int(record["step"])
             loss = float(record["loss"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             bad += 1
             continue
         if not math.isfinite(loss):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlcv.cli import UserError
+from dlcv.cli import UserError, read_json
 
 SD_V1_UNET: dict[str, Any] = {
     "sample_size": 64,
@@ -168,8 +168,10 @@ def load_config(path: str | Path) -> SDConfig:
     if not path.is_file():
         raise UserError(f"model config not found: {path}")
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, "model config")
         config = SDConfig(**data)
+    except UserError:
+        raise
     except (ValueError, TypeError) as err:
         raise UserError(f"{path}: not a Stable Diffusion model config ({err})") from None
     for part in ("unet", "vae", "text_encoder"):

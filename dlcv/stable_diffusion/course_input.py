@@ -9,12 +9,11 @@ needs ``prompt_4_clip_eval`` and one ``baseline`` pair per evaluation prompt.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlcv.cli import UserError, plain_name
+from dlcv.cli import UserError, plain_name, read_json
 
 
 @dataclass
@@ -51,10 +50,7 @@ def read_input_json(path: str | Path, *, for_grading: bool = False) -> list[Conc
     path = Path(path)
     if not path.is_file():
         raise UserError(f"input json not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON: {err}") from None
+    data = read_json(path, "input json")
     if not isinstance(data, dict) or not data:
         raise UserError(f"{path}: expected an object mapping concept keys to their fields")
     concepts = []

@@ -34,6 +34,12 @@ if TYPE_CHECKING:  # transformers is imported by whoever builds the model
     from transformers import CLIPTextModel, CLIPTokenizer
 
 EMBEDDING_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+#: Larger values are refused: CLIP's token embeddings hold values below 1, and fp16 overflows
+#: (to black images) from 65504, so such an embedding is damaged, not learned.
+MAX_EMBEDDING_VALUE = 1e4
+#: More vectors than this get a warning: Textual Inversion learns 1 to a few (the paper: 1;
+#: more vectors fit less of the prompt into CLIP's 77 tokens).
+MANY_VECTORS = 16
 
 
 def _as_matrix(value: Any, token: str, path: Path) -> torch.Tensor:
@@ -49,6 +55,11 @@ def _as_matrix(value: Any, token: str, path: Path) -> torch.Tensor:
                         "expected (D,) or (vectors, D)")
     if not torch.isfinite(value).all():
         raise UserError(f"{path}: the embedding of {token!r} holds NaN or infinite values")
+    largest = float(value.abs().max())
+    if largest > MAX_EMBEDDING_VALUE:
+        raise UserError(f"{path}: the embedding of {token!r} holds values up to {largest:.3g}, far beyond a "
+                        f"text embedding's (CLIP's are below 1; at most {MAX_EMBEDDING_VALUE:g} is "
+                        "accepted): a damaged file, or not an embedding")  # fmt: skip
     return value.contiguous()
 
 
@@ -136,6 +147,37 @@ def expand_placeholders(text: str, vectors: Mapping[str, int]) -> str:
     return text
 
 
+def check_vector_count(token: str, vectors: int, room: int, source: str) -> None:
+    """Warn (one line) when ``token``'s embedding from ``source`` has more than
+    :data:`MANY_VECTORS` vectors: ``room`` (the prompt's tokens besides its start and end, 75
+    for CLIP) is shared with the rest of the prompt, and past it the placeholder is cut."""
+    if vectors <= MANY_VECTORS:
+        return
+    if vectors >= room:
+        fit = f"more than the {room} tokens a prompt holds: every prompt with it is cut short"
+    else:
+        fit = f"leaving {room - vectors} of a prompt's {room} tokens for the rest of it"
+    warn(f"{source}: the embedding of {token} has {vectors} vectors (Textual Inversion learns 1 to a few), "
+         f"{fit}")  # fmt: skip
+
+
+def cut_placeholders(tokenizer: CLIPTokenizer, prompt: str, ids: Mapping[str, list[int]]) -> dict[str, int]:
+    """The placeholders of ``prompt`` (``ids``: their token ids, :func:`add_embeddings`) whose
+    vectors CLIP's truncation to ``tokenizer.model_max_length`` tokens cuts off, with how many
+    of their vectors are lost; empty when the whole prompt fits."""
+    full = tokenizer(prompt, add_special_tokens=True, truncation=False).input_ids
+    limit = tokenizer.model_max_length
+    if len(full) <= limit:
+        return {}
+    lost = full[limit - 1 :]  # what truncation drops: the end-of-text token takes the last place
+    cut = {}
+    for token, token_ids in ids.items():
+        gone = sum(lost.count(i) for i in token_ids)
+        if gone:
+            cut[token] = gone
+    return cut
+
+
 def check_new_token(tokenizer: CLIPTokenizer, token: str) -> None:
     """Refuse a placeholder that the tokenizer already knows as one token."""
     if not token.strip() or token != token.strip():
@@ -218,9 +260,12 @@ checkout this script is in, then checkpoints/pb3/ of the working directory. An e
 
 
 def token_stem(token: str) -> str:
-    """``"<new1>"`` -> ``"new1"``: a placeholder as a file or folder name."""
-    stem = token.strip().strip("<>").strip()
-    return re.sub(r"[^\w.-]+", "_", stem) or "token"
+    """``"<new1>"`` -> ``"new1"``: a placeholder as a file or folder name, always one plain
+    name inside its folder (no ``/``; ``"<..>"`` gives ``"__"``, never ``".."``)."""
+    stem = re.sub(r"[^\w.-]+", "_", token.strip().strip("<>").strip())
+    if not stem.strip("."):  # "." or "..": the folder itself or its parent
+        stem = stem.replace(".", "_")
+    return stem or "token"
 
 
 def default_embedding_dirs(script: str | Path | None = None) -> list[Path]:
@@ -246,7 +291,8 @@ def embedding_entries(
 
 def _candidates(folder: Path, token: str, key: str | None) -> list[tuple[Path, bool]]:
     """Files in ``folder`` that may hold ``token``'s embedding, with whether renaming is allowed."""
-    stems = list(dict.fromkeys([token_stem(token), token]))
+    plain = token not in (".", "..") and not any(c in token for c in "/\\\0")  # never a path out of folder
+    stems = list(dict.fromkeys([token_stem(token), token] if plain else [token_stem(token)]))
     out: list[tuple[Path, bool]] = []
     for stem in stems:
         out += [(folder / stem / name, True) for name in LEARNED_EMBEDS]

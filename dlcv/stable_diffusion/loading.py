@@ -27,7 +27,7 @@ from diffusers.loaders.single_file_utils import (
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from dlcv.cli import ArgumentError, UserError
+from dlcv.cli import ArgumentError, UserError, read_json
 from dlcv.clip_tokenizer import load_clip_tokenizer, offline_clip_tokenizer
 from dlcv.diffusion import NoiseSchedule
 from dlcv.stable_diffusion.config import SD_V1_TEXT_ENCODER, SDConfig, sd_v1_config
@@ -200,6 +200,8 @@ def load_from_diffusers(
     folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> StableDiffusion:
     """Build SD v1 from a diffusers folder (``unet/``, ``vae/``, ``text_encoder/``), offline."""
+    from safetensors import SafetensorError
+
     folder = Path(folder)
     for sub in ("unet", "vae", "text_encoder"):
         if not (folder / sub / "config.json").is_file():
@@ -214,7 +216,7 @@ def load_from_diffusers(
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kwargs, **lean)
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **kwargs, **lean)
         text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **kwargs)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # SafetensorError: a damaged or hostile file
         raise UserError(f"cannot load the diffusers folder {folder}: {str(err).splitlines()[0]}") from None
     u, v = unet.config, vae.config
     config = SDConfig(
@@ -234,12 +236,12 @@ def load_from_diffusers(
 
 def _read_scheduler(folder: Path, config: SDConfig) -> None:
     """Take the training schedule from ``scheduler/scheduler_config.json`` when present."""
-    import json
-
     path = folder / "scheduler" / "scheduler_config.json"
     if not path.is_file():
         return
-    data = json.loads(path.read_text())
+    data = read_json(path, "scheduler config")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected an object of scheduler settings")
     if data.get("beta_schedule", "scaled_linear") != "scaled_linear":
         raise UserError(f"{path}: only the 'scaled_linear' schedule of SD v1 is supported")
     config.num_train_timesteps = int(data.get("num_train_timesteps", config.num_train_timesteps))

@@ -57,9 +57,14 @@ def test_a_latent_pca_model_trains_generates_and_keeps_its_basis(tmp_path, digit
     config = tmp_path / "latent.yaml"
     config.write_text(LATENT_YAML)
     out = tmp_path / "run"
+    mine = tmp_path / "mine.safetensors"  # a link planted where a kept model goes: replaced, not followed
+    mine.write_text("mine")
+    (out / "models").mkdir(parents=True)
+    (out / "models" / "step_0000003.safetensors").symlink_to(mine)
     result = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(out),
                         "--config", str(config), "--device", "cpu", "--keep-models")  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert mine.read_text() == "mine" and not (out / "models" / "step_0000003.safetensors").is_symlink()
     assert "PCA: 16 components keep" in result.stdout
     assert sorted(p.name for p in (out / "models").iterdir()) == ["step_0000003.safetensors",
                                                                   "step_0000006.safetensors"]  # fmt: skip

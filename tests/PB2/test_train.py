@@ -90,7 +90,7 @@ def test_bad_inputs(faces, tmp_path):
         (["--data", str(tmp_path / "none"), *base], "--data folder not found"),
         (["--data", str(empty), *base], "contains no images"),
         (["--data", str(faces), *base, "--width", "0"], "--width must be a positive even number"),
-        (["--data", str(faces), *base, "--steps", "0"], "--steps and --batch-size must be positive"),
+        (["--data", str(faces), *base, "--steps", "0"], "--steps must be positive, got 0"),
         (["--data", str(faces), *base, "--ema", "1"], "--ema must be in [0, 1)"),
         (["--data", str(faces), *base, "--log-every", "0"], "--log-every must be positive"),
         (["--data", str(faces), *base, "--width", "7"], "--width"),

@@ -126,3 +126,21 @@ def test_bad_inputs_give_one_line(tmp_path, tiny, data):
     with pytest.raises(UserError, match="--model-config"):
         main(["--sd-ckpt", str(tiny["ckpt"]), "--model-config", str(tmp_path / "no.json"), "--images",
               str(data / "0"), "--token", "<x>", "--out", str(tmp_path / "o2")])  # fmt: skip
+
+
+def test_a_token_without_out_names_a_folder_inside_the_default_one(tmp_path, monkeypatch):
+    """``--token "<..>"`` without --out: the folder is DEFAULT/__, not DEFAULT/.. (above it); a
+    link planted where the token's folder goes is refused, nothing written through it."""
+    module = sys.modules["pb3_train"]
+    default = tmp_path / "checkpoints" / "pb3"
+    monkeypatch.setattr(module, "DEFAULT_EMBEDDINGS_DIR", default)
+    images = _images(tmp_path / "images", 0)
+    args = module.build_parser().parse_args(["--sd-ckpt", "x", "--images", str(images), "--token", "<..>"])
+    (job,) = module._jobs(args)
+    assert job.out == default / "__"
+    (tmp_path / "elsewhere").mkdir()
+    default.mkdir(parents=True)
+    (default / "new1").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(UserError, match=r"output folder .*pb3/new1 is a symbolic link"):
+        main(["--sd-ckpt", str(images / "0.png"), "--images", str(images), "--token", "<new1>", *FAST])
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -149,3 +149,9 @@ def test_cases_and_csv(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0] == "file,class_id,label,pred_id,pred_label,correct,confidence"
     assert lines[2] == "3_2.png,3,palm_tree,0,apple,0,0.6000"
+    mine = tmp_path / "mine.csv"  # a link planted at the CSV's name is replaced, not written through
+    mine.write_text("mine")
+    (tmp_path / "link.csv").symlink_to(mine)
+    write_predictions_csv(result, {0: "apple", 3: "palm_tree"}, tmp_path / "link.csv")
+    assert mine.read_text() == "mine" and not (tmp_path / "link.csv").is_symlink()
+    assert (tmp_path / "link.csv").read_text() == path.read_text()

@@ -177,5 +177,5 @@ def test_each_bad_input_is_named(setup, tmp_path):
     (alone / "Classifier.pth").write_bytes((root / "ckpt" / "Classifier.pth").read_bytes())
     with pytest.raises(UserError, match="no SVHN classifier: pass `svhn_checkpoint`"):
         run_main("--folder", out, "--checkpoint", str(alone / "Classifier.pth"))
-    with pytest.raises(UserError, match="--batch-size must be positive"):
+    with pytest.raises(UserError, match="--batch-size must be 1-65,536"):
         run_main("--folder", out, "--checkpoint", lenet, "--batch-size", "0")

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlcv.faces.unet import FaceUNet, infer_base_channels, state_dict_mismatch
+from dlcv.faces.unet import FaceUNet, infer_base_channels
+from dlcv.io.checkpoint import state_dict_mismatch
 
 from ..conftest import FIXTURES
 

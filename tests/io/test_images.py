@@ -5,6 +5,7 @@ from PIL import Image
 
 from dlcv.cli import UserError
 from dlcv.io.images import load_rgb, minmax_to_uint8, save_png, to_uint8
+from tests.hostile import bomb_png
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -30,26 +31,11 @@ def test_unreadable_image_names_the_file(tmp_path):
         load_rgb(tmp_path / "bad.png")
 
 
-def _bomb_png(path, width=100_000, height=100_000):
-    """A valid PNG header of ``width`` x ``height`` pixels and next to no data: a
-    decompression bomb as Pillow sees it."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
-                     + chunk(b"IEND", b""))  # fmt: skip
-    return path
-
-
 @pytest.mark.parametrize("side", [10_000, 100_000])  # Pillow warns from 89M pixels, refuses from twice that
 def test_decompression_bombs_are_refused_before_decoding(tmp_path, side):
     import warnings
 
-    path = _bomb_png(tmp_path / "bomb.png", side, side)
+    path = bomb_png(tmp_path / "bomb.png", side, side)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and no DecompressionBombWarning on the way
         with pytest.raises(UserError, match=r"bomb\.png: it is too large .*decompression bomb"):

@@ -226,3 +226,49 @@ def test_lookup_entries_and_environment(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="nope.pt does not exist"):
         check_entries([f"<new1>={tmp_path / 'nope.pt'}"])
     check_entries([str(tmp_path / "a"), str(default)])  # the default may be absent
+
+
+def test_token_stems_are_plain_names_inside_their_folder():
+    from dlcv.stable_diffusion.embeddings import token_stem
+
+    assert token_stem("<new1>") == "new1" and token_stem("<a/b>") == "a_b"
+    for token in ("<..>", "..", "<.>", "<../x>", "<>", "/"):
+        stem = token_stem(token)
+        assert stem not in (".", "..") and "/" not in stem and stem, (token, stem)
+        assert (Path("base") / stem).parent == Path("base")
+
+
+def test_a_token_that_is_a_path_is_not_looked_up_outside_the_folder(tmp_path):
+    (tmp_path / "emb").mkdir()
+    (tmp_path / "x").mkdir()
+    save_file({"<x>": torch.randn(WIDTH)}, tmp_path / "x" / "learned_embeds.safetensors")
+    assert find_embedding("../x", [str(tmp_path / "emb")]) is None
+
+
+def test_absurd_embedding_values_are_refused_and_many_vectors_warned(tmp_path, capsys):
+    from dlcv.stable_diffusion.embeddings import check_vector_count
+
+    message = r"big\.safetensors: the embedding of '<big>' holds values up to 1e\+30,"
+    save_file({"<big>": torch.full((WIDTH,), 1e30)}, tmp_path / "big.safetensors")
+    with pytest.raises(UserError, match=message):
+        read_embedding_file(tmp_path / "big.safetensors")
+    save_file({"<ok>": torch.full((WIDTH,), 5.0)}, tmp_path / "ok.safetensors")
+    assert read_embedding_file(tmp_path / "ok.safetensors")["<ok>"].shape == (1, WIDTH)
+    check_vector_count("<t>", 16, 75, "f")
+    assert capsys.readouterr().err == ""
+    check_vector_count("<t>", 20, 75, "f")
+    err = capsys.readouterr().err
+    assert "has 20 vectors" in err and "leaving 55 of a prompt's 75 tokens" in err
+    check_vector_count("<t>", 100, 75, "f")
+    assert "more than the 75 tokens a prompt holds" in capsys.readouterr().err
+
+
+def test_cut_placeholders_says_which_vectors_truncation_drops(sd):
+    from dlcv.stable_diffusion.embeddings import cut_placeholders
+
+    ids = add_embeddings(sd.tokenizer, sd.text_encoder, {"<c>": torch.randn(3, WIDTH)})
+    limit = sd.tokenizer.model_max_length
+    assert cut_placeholders(sd.tokenizer, "a <c> <c>_1 <c>_2 dog", ids) == {}
+    filler = " ".join(["dog"] * (limit - 4))  # with the start token: the first two vectors fit
+    assert cut_placeholders(sd.tokenizer, f"{filler} <c> <c>_1 <c>_2", ids) == {"<c>": 1}
+    assert cut_placeholders(sd.tokenizer, f"<c> <c>_1 <c>_2 {filler} dog dog", ids) == {}  # only words go

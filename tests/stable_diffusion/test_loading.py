@@ -134,8 +134,9 @@ def test_not_a_diffusers_folder(tmp_path):
 
 def test_bad_model_config_json(tmp_path):
     bad = tmp_path / "config.json"
+    deep = "[" * 5000 + "]" * 5000
     for content, message in (('{"unet": {}, "colour": "red"}', "colour"), ('{"unet": 3}', "'unet' must be"),
-                             ("[1, 2", "not a Stable Diffusion model config")):  # fmt: skip
+                             ("[1, 2", "is not valid JSON"), (deep, "nested 5000 levels deep")):  # fmt: skip
         bad.write_text(content)
         with pytest.raises(UserError, match=message) as info:
             load_config(bad)
