@@ -7,4 +7,5 @@ if [ "$#" -ne 3 ]; then
     exit 2
 fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-exec "${PYTHON:-python3}" "$HERE/PB2/inference.py" --noise-dir "$1" --out-dir "$2" --unet "$3"
+source "$HERE/scripts/hw_python.sh"
+exec "$PY" "$HERE/PB2/inference.py" --noise-dir="$1" --out-dir="$2" --unet="$3"  # a path may begin with -

@@ -10,4 +10,5 @@ if [ "$#" -lt 3 ]; then
     exit 2
 fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-exec "${PYTHON:-python3}" "$HERE/PB3/inference.py" --json "$1" --out-dir "$2" --ckpt "$3" "${@:4}"
+source "$HERE/scripts/hw_python.sh"
+exec "$PY" "$HERE/PB3/inference.py" --json="$1" --out-dir="$2" --ckpt="$3" "${@:4}"  # a path may begin with -
