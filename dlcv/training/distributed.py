@@ -1,19 +1,48 @@
 """Data-parallel set-up for runs launched by ``torchrun`` (one process per GPU or per CPU slot).
 
-Nothing here starts processes: ``torchrun --nproc_per_node N script.py ...`` does,
-and sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. A plain ``python script.py``
-is a world of one.
+Nothing here starts processes: ``torchrun ... --nproc_per_node N script.py ...`` does
+(:data:`SINGLE_NODE` on one machine), and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR`` and ``MASTER_PORT``. A plain ``python script.py`` is a world of one.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from dlcv.cli import UserError
 from dlcv.runtime import pick_device
+
+#: torchrun's flags for one machine: the rendezvous on the loopback address and a free port.
+#: (``--standalone`` publishes the host's fully qualified name instead, which a container or a
+#: laptop on another network may resolve to an address that does not answer.)
+SINGLE_NODE = "--nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:0 --local-addr 127.0.0.1"
+#: How long a rank tries to reach the rendezvous (``MASTER_ADDR:MASTER_PORT``) before it gives up.
+REACH_SECONDS = 10.0
+
+
+def check_rendezvous(addr: str, port: int, within: float | None = None) -> None:
+    """Return once a TCP connection to ``addr:port`` (torchrun's store) succeeds, or raise one
+    :class:`UserError` line after ``within`` seconds (:data:`REACH_SECONDS`), instead of waiting
+    for torch's 30-minute timeout."""
+    within = REACH_SECONDS if within is None else within
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with socket.create_connection((addr, port), timeout=max(0.1, min(2.0, within))):
+                return
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+        if time.monotonic() >= deadline:
+            raise UserError(f"cannot reach the data-parallel rendezvous {addr}:{port} ({reason}) within "
+                            f"{within:g}s; on one machine launch with `torchrun {SINGLE_NODE} "
+                            "--nproc_per_node N ...`")  # fmt: skip
+        time.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,11 @@ def setup(device: str = "auto") -> DistInfo:
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
+        if "MASTER_ADDR" in os.environ:
+            port = os.environ.get("MASTER_PORT", "29500")
+            if not port.isdigit():
+                raise UserError(f"MASTER_PORT must be a port number, got {port!r}")
+            check_rendezvous(os.environ["MASTER_ADDR"], int(port))
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank, world, local_rank, dev)
 

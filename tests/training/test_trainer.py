@@ -1,6 +1,9 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,13 +196,29 @@ torch.save(model.state_dict(), f"{out}/rank{__import__('os').environ['RANK']}.pt
 """
 
 
+def torchrun(*args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``torchrun`` with the README's one-machine flags (:data:`SINGLE_NODE`: the rendezvous on
+    127.0.0.1, a free port) and two CPU ranks, in a process group of its own: on a timeout the
+    whole group (torchrun, its agent and every rank) is killed, and the test fails saying so."""
+    from dlcv.training.distributed import SINGLE_NODE
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", *SINGLE_NODE.split(), "--nproc_per_node", "2",
+           *map(str, args)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun ran past {timeout}s; its process group was killed: {err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def test_data_parallel_with_torchrun_on_two_cpu_processes(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp_path)]  # fmt: skip
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240,
-                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    result = torchrun(script, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -241,10 +260,7 @@ def test_data_parallel_ranks_stop_together_on_a_signal_and_resume_exactly(tmp_pa
     script.write_text(DDP_STOP_SCRIPT)
 
     def launch(out, mode, stop_at):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(script), str(out), mode, str(stop_at)]  # fmt: skip
-        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240,
-                              env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+        return torchrun(script, out, mode, stop_at)
 
     straight = launch(tmp_path / "a", "fresh", 0)
     assert straight.returncode == 0, straight.stderr[-2000:]
