@@ -92,6 +92,19 @@ def offline(monkeypatch) -> NetworkGuard:
     assert not guard.attempts, f"the test tried to reach the network: {guard.attempts}"
 
 
+def load_script(path: str, name: str | None = None):
+    """The module of a script of the checkout (``PB1/inference.py``, ``bench/pb1_common.py``, ...),
+    loaded by its path as the tests' importable copy; ``bench/`` scripts find their siblings."""
+    import importlib.util
+
+    if path.startswith("bench/") and str(REPO / "bench") not in sys.path:
+        sys.path.insert(0, str(REPO / "bench"))
+    spec = importlib.util.spec_from_file_location(name or Path(path).stem, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_script(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a repository script (``PB1/train.py ...`` or ``hw2_1.sh ...``) as a user would."""
     cmd = ["bash", *args] if args[0].endswith(".sh") else [sys.executable, *args]

@@ -2,23 +2,13 @@
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
 from dlcv.digits import model as pb1_model
 from dlcv.digits.model import SHIPPED_MODEL, load_config, load_model
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_inference():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pb1_inference", REPO / "PB1" / "inference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ..conftest import REPO, load_script
 
 
 def test_the_shipped_model_is_the_one_its_card_describes():
@@ -37,7 +27,8 @@ def test_the_shipped_model_is_the_one_its_card_describes():
 def test_without_a_model_of_ones_own_generation_uses_the_shipped_one(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("PB1_CKPT", raising=False)
     monkeypatch.setattr(pb1_model, "DEFAULT_CKPT", tmp_path / "checkpoints" / "pb1" / "model.safetensors")
-    load_inference().main(["--out-dir", str(tmp_path / "out"), "--n-per-digit", "2", "--device", "cpu"])
+    inference = load_script("PB1/inference.py", "pb1_inference")
+    inference.main(["--out-dir", str(tmp_path / "out"), "--n-per-digit", "2", "--device", "cpu"])
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if "shipped model" in line]
     assert len(notes) == 1 and str(SHIPPED_MODEL) in notes[0]

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 
 from dlcv.data.digits import load_digit_split
 
-from ..conftest import REPO
-
-
-def load_common():
-    sys.path.insert(0, str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("pb1_common", REPO / "bench" / "pb1_common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ..conftest import load_script
 
 
 def rows(path):
@@ -26,7 +16,7 @@ def rows(path):
 
 
 def test_the_split_gives_generator_and_graders_disjoint_halves_of_each_digit(digits_root, tmp_path):
-    common = load_common()
+    common = load_script("bench/pb1_common.py")
     parts = common.split_for_graders(digits_root, tmp_path / "split", seed=0)
     for dataset in ("mnistm", "svhn"):
         everything = rows(digits_root / dataset / "train.csv")

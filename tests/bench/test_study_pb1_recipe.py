@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 import torch
 
 from dlcv.digits.classifiers import build_digit_classifier, save_digit_classifier
 
-from ..conftest import REPO
-
-
-def load_study():
-    sys.path.insert(0, str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("study_pb1_recipe", REPO / "bench" / "study_pb1_recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ..conftest import load_script
 
 
 @pytest.fixture
@@ -34,7 +24,7 @@ def graders(tmp_path):
 
 def test_the_sweep_grades_every_model_with_every_seed_per_setting(tmp_path, graders, tiny_pb1_model,
                                                                  digits_root):  # fmt: skip
-    study = load_study()
+    study = load_script("bench/study_pb1_recipe.py")
     record = tmp_path / "sweep.json"
     study.main(["--sweep", str(tiny_pb1_model), str(tiny_pb1_model), "--sampling-seeds", "3", "4",
                 "--settings", "ddim:2:1", "dpm++:2:2/3:1", "--per-class", "1", "--data", str(digits_root),
@@ -54,7 +44,7 @@ def test_the_sweep_grades_every_model_with_every_seed_per_setting(tmp_path, grad
 
 
 def test_record_only_merges_a_seeds_graded_results_and_refuses_ungraded_ones(tmp_path, graders, digits_root):
-    study = load_study()
+    study = load_script("bench/study_pb1_recipe.py")
     out, record = tmp_path / "s1", tmp_path / "record.json"
     (out / "results").mkdir(parents=True)
     graded = {"name": "preset", "overrides": [], "base": "demo", "steps": 7, "points": [{"step": 7}]}

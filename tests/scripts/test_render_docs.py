@@ -1,30 +1,21 @@
 """The rendered blocks of the README and docs/ match their results files (make docs-check)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_renderer():
-    spec = importlib.util.spec_from_file_location("render_docs", REPO / "scripts" / "render_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ..conftest import load_script
 
 
 def test_every_rendered_block_matches_its_results_file():
-    render_docs = load_renderer()
+    render_docs = load_script("scripts/render_docs.py")
     assert render_docs.main(["--check"]) == 0
     blocks = [m["name"] for p in render_docs.documents() for m in render_docs.BLOCK.finditer(p.read_text())]
     assert {"pb1-round4", "pb1-shipped", "pb1-graders", "pb1-sweep"} <= set(blocks)
 
 
 def test_a_hand_edited_block_is_caught(tmp_path, monkeypatch, capsys):
-    render_docs = load_renderer()
+    render_docs = load_script("scripts/render_docs.py")
     results = tmp_path / "docs" / "results"
     results.mkdir(parents=True)
     run = {"svhn_total": 500, "mnistm": 0.99, "mnistm_correct": 495, "mnistm_total": 500, "svhn": 0.96,
