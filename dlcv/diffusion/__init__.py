@@ -9,7 +9,16 @@ Class or text conditioning is bound into ``eps_fn`` by
 :func:`dlcv.diffusion.guidance.classifier_free_guidance`.
 """
 
-from dlcv.diffusion.driver import EpsFactory, constant_eps, sample_batches, sampler_timesteps
+from dlcv.diffusion.driver import (
+    COURSE,
+    SD_V1,
+    EpsFactory,
+    TimestepConvention,
+    constant_eps,
+    iter_sample_batches,
+    sample_batches,
+    sampler_timesteps,
+)
 from dlcv.diffusion.guidance import classifier_free_guidance
 from dlcv.diffusion.interpolation import lerp, slerp
 from dlcv.diffusion.objective import Objective, diffusion_loss, eps_model
@@ -26,10 +35,13 @@ from dlcv.diffusion.samplers import (
 from dlcv.diffusion.schedule import NoiseSchedule
 
 __all__ = [
+    "COURSE",
+    "SD_V1",
     "Capture",
     "EpsFactory",
     "NoiseSchedule",
     "Objective",
+    "TimestepConvention",
     "classifier_free_guidance",
     "constant_eps",
     "ddim_sample",
@@ -41,6 +53,7 @@ __all__ = [
     "dpm_solver_timesteps",
     "dpmpp_2m_sample",
     "eps_model",
+    "iter_sample_batches",
     "lerp",
     "sample_batches",
     "sampler_timesteps",

@@ -3,7 +3,9 @@
 Stable Diffusion (Rombach et al., CVPR 2022) runs the diffusion in the latent space of
 its autoencoder: initial latents ``z_T ~ N(0, I)`` of shape ``(4, H/8, W/8)`` are
 denoised by the text-conditioned UNet with classifier-free guidance (Ho & Salimans,
-2021), then decoded as ``x = D(z_0 / 0.18215)``. Two of the core's samplers:
+2021), then decoded as ``x = D(z_0 / 0.18215)``. Sampling runs through the core's one batched
+driver (:func:`~dlcv.diffusion.iter_sample_batches`) in SD v1's timestep convention
+(:data:`~dlcv.diffusion.SD_V1`), with two of its samplers:
 
 * ``dpm++`` (the default, :data:`DEFAULT_SOLVER` with :data:`DEFAULT_STEPS` = 20 steps):
   DPM-Solver++(2M) (Lu et al., 2022), :func:`~dlcv.diffusion.dpmpp_2m_sample`, on
@@ -13,7 +15,11 @@ denoised by the text-conditioned UNet with classifier-free guidance (Ho & Salima
   as diffusers' ``DPMSolverMultistepScheduler`` in SD's configuration;
 * ``ddim``: DDIM (Song et al., 2021), :func:`~dlcv.diffusion.ddim_sample`, in SD's
   convention (timesteps ``981, 961, ..., 1`` for 50 steps, last ``alpha_bar_prev =
-  alpha_bar[0]``, no clamping of ``x0``, ``eta = 0`` by default).
+  alpha_bar[0]``, no clamping of ``x0``).
+
+Both take ``eta`` (default 0, deterministic); ``eta > 0`` adds fresh noise each step (DDIM's
+``eta``; SDE-DPM-Solver++(2M) for ``dpm++``), drawn per image from a generator seeded by the
+sampling seed, so image ``i`` is the same whatever the batch size.
 
 The prompt's and the empty prompt's CLIP embeddings are computed once per prompt and
 broadcast over the batch; both guidance halves go through the UNet in one forward.
@@ -40,13 +46,8 @@ import torch
 from tqdm.auto import tqdm
 
 from dlcv.cli import ArgumentError, UserError, prepare_out_dir, warn
-from dlcv.diffusion import (
-    classifier_free_guidance,
-    ddim_sample,
-    ddim_timesteps,
-    dpm_solver_timesteps,
-    dpmpp_2m_sample,
-)
+from dlcv.diffusion import SD_V1, EpsFactory, classifier_free_guidance, iter_sample_batches, sample_batches
+from dlcv.diffusion.samplers import EpsFn
 from dlcv.io.images import save_png, to_uint8
 from dlcv.runtime import autocast
 
@@ -88,16 +89,13 @@ class SamplingOptions:
     decode_batch: int = 4
 
     def check_numbers(self) -> None:
-        """What can be checked without the model: the solver, a finite guidance, eta >= 0."""
+        """What can be checked without the model: the solver, a finite guidance, eta >= 0, steps >= 1."""
         if self.solver not in SOLVERS:
             raise ArgumentError(f"`solver` must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if not math.isfinite(self.guidance):
             raise ArgumentError(f"`guidance` must be a finite number, got {self.guidance}")
         if not (math.isfinite(self.eta) and self.eta >= 0):
             raise ArgumentError(f"`eta` must be a number >= 0, got {self.eta}")
-        if self.eta > 0 and self.solver != "ddim":
-            raise ArgumentError(f"`eta` is DDIM's: add `solver` ddim (the {self.solver} solver is "
-                                "deterministic)")  # fmt: skip
         if self.steps < 1:
             raise ArgumentError(f"`steps` must be at least 1, got {self.steps}")
 
@@ -115,10 +113,15 @@ class SamplingOptions:
         return res
 
     def timesteps(self, num_train_timesteps: int) -> list[int]:
-        """The timesteps the solver visits (SD's conventions, see the module docstring)."""
-        if self.solver == "ddim":
-            return ddim_timesteps(self.steps, num_train_timesteps, offset=1)
-        return dpm_solver_timesteps(self.steps, num_train_timesteps, offset=1)
+        """The timesteps the solver visits (SD v1's convention, :data:`~dlcv.diffusion.SD_V1`)."""
+        return SD_V1.timesteps(self.solver, self.steps, num_train_timesteps)
+
+    def driver_options(self, sd: StableDiffusion) -> dict[str, object]:
+        """The keyword options of :func:`~dlcv.diffusion.iter_sample_batches` for ``sd``: this
+        solver, steps and eta in SD v1's convention, ``x0`` not clamped, on ``sd``'s device."""
+        cuda = sd.device.type == "cuda"  # the UNet's convolutions run channels-last there
+        return {"sampler": self.solver, "steps": self.steps, "eta": self.eta, "clip_x0": False,
+                "convention": SD_V1, "device": sd.device, "channels_last": cuda}  # fmt: skip
 
 
 def prepare_for_inference(sd: StableDiffusion, device: torch.device) -> StableDiffusion:
@@ -179,7 +182,18 @@ def _unet(sd: StableDiffusion) -> Callable[[torch.Tensor, torch.Tensor, torch.Te
     return model
 
 
-@torch.no_grad()
+def text_eps(sd: StableDiffusion, cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> EpsFactory:
+    """The driver's eps factory for text prompts: ``cond`` / ``uncond`` text embeddings (batch 1,
+    broadcast, or one row per item of the job) bound into the guided UNet."""
+
+    def make_eps_fn(index: torch.Tensor) -> EpsFn:
+        c = cond.expand(len(index), *cond.shape[1:]) if cond.shape[0] == 1 else cond[index.to(cond.device)]
+        u = uncond if uncond.shape[0] == 1 else uncond[index.to(uncond.device)]
+        return classifier_free_guidance(_unet(sd), c, u, guidance)
+
+    return make_eps_fn
+
+
 def denoise(
     sd: StableDiffusion,
     latents: torch.Tensor,
@@ -187,25 +201,15 @@ def denoise(
     uncond: torch.Tensor,
     options: SamplingOptions,
     progress: bool = False,
+    seed: int = 0,
 ) -> torch.Tensor:
-    """Run the guided reverse process from ``latents`` (``z_T``, fp32) to ``z_0``.
+    """Run the guided reverse process from ``latents`` (``z_T``, fp32) to ``z_0``, all at once.
 
-    ``cond`` / ``uncond`` are text embeddings of batch 1 or ``len(latents)``.
-    ``solver="dpm++"`` is the core's :func:`~dlcv.diffusion.dpmpp_2m_sample` (DPM-Solver++(2M),
-    good with about 20 steps), ``"ddim"`` the core's :func:`~dlcv.diffusion.ddim_sample`
-    (see the module docstring for their timesteps).
+    ``cond`` / ``uncond`` are text embeddings of batch 1 or ``len(latents)``; ``seed`` seeds the
+    fresh noise of ``eta > 0``. The solvers and their timesteps: the module docstring.
     """
-    x = latents.to(sd.device, torch.float32)
-    if x.device.type == "cuda":  # the UNet's convolutions run channels-last (prepare_for_inference)
-        x = x.contiguous(memory_format=torch.channels_last)
-    b = x.shape[0]
-    cond = cond.expand(b, *cond.shape[1:]) if cond.shape[0] == 1 else cond
-    eps_fn = classifier_free_guidance(_unet(sd), cond, uncond, options.guidance)
-    timesteps = options.timesteps(sd.config.num_train_timesteps)
-    if options.solver == "ddim":
-        return ddim_sample(eps_fn, x, sd.schedule, timesteps, eta=options.eta, clip_x0=False,
-                           progress=progress)  # fmt: skip
-    return dpmpp_2m_sample(eps_fn, x, sd.schedule, timesteps, alpha_bar_final=1.0, progress=progress)
+    return sample_batches(text_eps(sd, cond, uncond, options.guidance), latents, sd.schedule,
+                          seed=seed, progress=progress, **options.driver_options(sd))  # fmt: skip
 
 
 def _decode(sd: StableDiffusion, latents: torch.Tensor) -> torch.Tensor:
@@ -270,19 +274,23 @@ def generate_batches(
     """Yield ``(index of the first image, uint8 images (B, 3, H, W) on the CPU)`` for one prompt.
 
     The prompt and the unconditional prompt (``negative_prompt``, default ``""``) are
-    encoded once; ``progress(k)`` is called after each batch of ``k`` images.
+    encoded once; the driver (:func:`~dlcv.diffusion.iter_sample_batches`) runs the images
+    ``batch_size`` at a time from the latents of :func:`initial_latents`, the VAE decoding each
+    batch; ``progress(k)`` is called after each batch of ``k`` images.
     """
     options = options or SamplingOptions()
     resolution = options.check(sd)
     if n_images < 1 or batch_size < 1:
         raise ArgumentError(f"`n_images` and `batch_size` must be >= 1, got {n_images} and {batch_size}")
     cond, uncond = encode_text(sd, [prompt, negative_prompt]).chunk(2)
-    for start in range(0, n_images, batch_size):
-        n = min(batch_size, n_images - start)
-        z = denoise(sd, initial_latents(sd, n, resolution, seed, start), cond, uncond, options)
-        images = to_uint8(decode_latents(sd, z, options.decode_batch))
+    batches = iter_sample_batches(
+        text_eps(sd, cond, uncond, options.guidance), initial_latents(sd, n_images, resolution, seed),
+        sd.schedule, batch_size=batch_size, seed=seed, **options.driver_options(sd),
+        decode=lambda z: to_uint8(decode_latents(sd, z, options.decode_batch)),
+    )  # fmt: skip
+    for start, images in batches:
         if progress is not None:
-            progress(n)
+            progress(len(images))
         yield start, images
 
 

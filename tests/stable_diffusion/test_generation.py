@@ -120,10 +120,18 @@ def _dpm_reference_timesteps(steps: int) -> list[int]:
     return scheduler.timesteps.tolist()
 
 
-def test_eta_is_ddim_only():
-    SamplingOptions(solver="ddim", eta=0.5).check_numbers()
-    with pytest.raises(UserError, match="`eta` is DDIM's: add `solver` ddim"):
-        SamplingOptions(eta=0.5).check_numbers()
+@pytest.mark.parametrize("solver", ["ddim", "dpm++"])
+def test_eta_adds_seeded_noise_per_image_for_both_solvers(sd, solver):
+    """``eta > 0`` is a feature of both solvers (SDE-DPM-Solver++(2M) for dpm++): the images
+    change, repeat with the seed and do not depend on the batch size."""
+    SamplingOptions(solver=solver, eta=0.5).check_numbers()
+    with pytest.raises(UserError, match="`eta` must be a number >= 0"):
+        SamplingOptions(solver=solver, eta=-1.0).check_numbers()
+    noisy, plain = (SamplingOptions(steps=3, solver=solver, eta=eta, resolution=16) for eta in (1.0, 0.0))
+    whole = generate(sd, PROMPT, 3, noisy, seed=2, batch_size=3)
+    assert torch.equal(whole, generate(sd, PROMPT, 3, noisy, seed=2, batch_size=2))
+    assert not torch.equal(whole, generate(sd, PROMPT, 3, noisy, seed=5, batch_size=3))
+    assert not torch.equal(whole, generate(sd, PROMPT, 3, plain, seed=2, batch_size=3))
 
 
 def test_an_fp32_vae_decodes_in_fp32_inside_an_outer_autocast(sd):
