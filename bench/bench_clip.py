@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from dlcv.cli import UserError, run
 from dlcv.clip_eval.grading import GradingPlan, grade_textual_inversion, plan_grading
@@ -41,31 +40,12 @@ from dlcv.clip_eval.preprocess import clip_transform, open_pil
 from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, DEFAULT_TEMPLATE
 from dlcv.clip_eval.scores import TEXT_WEIGHT, TOP_K, image_scores, select_top_k, text_scores
 from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
-from dlcv.clip_eval.tiny import clip_config, random_clip, vit_b32_config
+from dlcv.clip_eval.tiny import random_clip
 from dlcv.clip_eval.zeroshot import read_zeroshot_folder, run_zeroshot, text_classifier
 from dlcv.clip_tokenizer import offline_clip_tokenizer
 from dlcv.runtime import configure_backends, pick_device
 from dlcv.stable_diffusion.course_input import read_input_json
-
-ARCHS = {"tiny": clip_config, "vit-b32": vit_b32_config}
-
-
-def smooth_image(rng: np.random.Generator, size: int) -> Image.Image:
-    """A random image with some structure (upsampled noise), so PNG sizes are realistic."""
-    low = rng.integers(0, 256, (max(size // 16, 2), max(size // 16, 2), 3), dtype=np.uint8)
-    return Image.fromarray(low).resize((size, size), Image.BICUBIC)
-
-
-def write_zeroshot_data(root: Path, classes: int, per_class: int, size: int, seed: int) -> Path:
-    """``root/val/{class_id}_{image_id}.png`` and ``root/id2label.json`` with made-up labels."""
-    rng = np.random.default_rng(seed)
-    (root / "val").mkdir(parents=True)
-    labels = {str(c): f"class_{c}" for c in range(classes)}
-    (root / "id2label.json").write_text(json.dumps(labels))
-    for c in range(classes):
-        for j in range(per_class):
-            smooth_image(rng, size).save(root / "val" / f"{c}_{j:04d}.png")
-    return root
+from dlcv_bench.clip import ARCHS, smooth_image, write_zeroshot_data
 
 
 def write_grading_tree(

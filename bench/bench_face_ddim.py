@@ -36,8 +36,6 @@ from pathlib import Path
 import torch
 
 from dlcv.cli import UserError, run
-from dlcv.diffusion import NoiseSchedule, ddim_sample, ddim_timesteps
-from dlcv.diffusion.reference import course_ddim_scheduler
 from dlcv.diffusion.samplers import EpsFn
 from dlcv.faces.ddim import (
     NUM_STEPS,
@@ -47,30 +45,15 @@ from dlcv.faces.ddim import (
     load_face_unet,
     precision_context,
 )
-from dlcv.faces.unet import DOWN_FACTOR, FaceUNet
+from dlcv.faces.unet import DOWN_FACTOR
 from dlcv.runtime import pick_device
+from dlcv_bench.faces import core_loop, diffusers_loop, random_unet
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = {  # width, size, num, repeat
     "cuda": (128, 256, 10, 3),
     "cpu": (16, 32, 2, 3),
 }
-
-
-
-
-def diffusers_loop(eps_fn: EpsFn, x: torch.Tensor) -> torch.Tensor:
-    """The usual diffusers loop: ``step(eps_fn(x, t), t, x).prev_sample`` for each timestep."""
-    scheduler = course_ddim_scheduler(NUM_STEPS)
-    for t in scheduler.timesteps:
-        eps = eps_fn(x, t.to(x.device).expand(x.shape[0]))
-        x = scheduler.step(eps, t, x).prev_sample
-    return x
-
-
-def core_loop(eps_fn: EpsFn, x: torch.Tensor) -> torch.Tensor:
-    """What hw2_2 runs: the core's DDIM, 981..1, x0 clamped, the last step to alpha_bar[0]."""
-    return ddim_sample(eps_fn, x, NoiseSchedule.linear(), ddim_timesteps(NUM_STEPS), clip_x0=True)
 
 
 def timed(fn, eps_fn: EpsFn, x: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -81,16 +64,6 @@ def timed(fn, eps_fn: EpsFn, x: torch.Tensor) -> tuple[float, torch.Tensor]:
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
     return time.perf_counter() - start, out
-
-
-def random_unet(width: int, path: Path) -> None:
-    """Random weights with the output conv scaled by 0.005 (see the module docstring)."""
-    torch.manual_seed(0)
-    model = FaceUNet(width)
-    with torch.no_grad():
-        model.out[2].weight.mul_(0.005)
-        model.out[2].bias.mul_(0.005)
-    torch.save(model.state_dict(), path)
 
 
 def build_parser() -> argparse.ArgumentParser:

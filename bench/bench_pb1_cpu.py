@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pb1_common import REFERENCE_CONFIG  # noqa: E402
-
-from dlcv.diffusion import ddim_sample, ddim_timesteps, diffusion_loss  # noqa: E402
-from dlcv.digits.model import (  # noqa: E402
+from dlcv.diffusion import ddim_sample, ddim_timesteps, diffusion_loss
+from dlcv.digits.model import (
     build_model,
     build_objective,
     build_schedule,
     load_config,
     noise_predictor,
 )
-from dlcv.digits.sampling import course_labels, guided_eps_fn  # noqa: E402
+from dlcv.digits.sampling import course_labels, guided_eps_fn
+from dlcv_bench.pb1 import REFERENCE_CONFIG
 
 
 def has_bf16() -> bool:

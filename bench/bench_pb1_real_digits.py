@@ -5,7 +5,7 @@
 
 On real MNIST-M and SVHN in the course layout (../shared/data/digits_mini by default):
 
-1. times the fixed reference network (bench/pb1_common.py: the first demo recipe's network,
+1. times the fixed reference network (dlcv_bench/pb1.py: the first demo recipe's network,
    2 threads) and the recipe's own network, so that a slow machine can be told from a bad
    recipe: the run is ``--minutes`` of training *on the slow machine* (3.1 reference
    steps/s), i.e. the same work on any machine, however long it takes here;
@@ -30,9 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pb1_common import (  # noqa: E402
+from dlcv_bench.pb1 import (
     DEFAULT_DATA,
     REPO,
     SLOW_MACHINE_STEPS_PER_S,

@@ -14,7 +14,7 @@ recorded until then is kept), and all of them within --max-seconds (480):
 * ``pb1`` (240 s): PB1/train.py with the ``default`` recipe on ``--digits``
   (../shared/data/digits_mini; synthetic digits when it is missing) for 1,200 steps or 80 s,
   whichever comes first: steps/s and images/s; ``hw2_1.sh`` (the 1,000 images) wall time;
-  digit graders trained there (bench/pb1_common.py's ``ensure_graders``, 30 epochs) and the
+  digit graders trained there (:func:`dlcv_bench.pb1.ensure_graders`, 30 epochs) and the
   accuracies of the 1,000 images by ``evaluation/digit_classifier.py``;
 * ``pb2`` (45 s): the full-size face UNet (width 128) with random weights saved in the
   course's state-dict format, ten 256x256 noises: ``hw2_2.sh`` wall time, the largest uint8
@@ -60,11 +60,10 @@ from typing import Any
 
 import torch
 
+from dlcv.cli import UserError, run
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))  # the other bench modules (pb1_common, bench_face_ddim, bench_clip)
-
-from dlcv.cli import UserError, run  # noqa: E402
 
 PARTS = ("pb1", "pb2", "sd", "ti", "clip")
 #: Seconds each part may take on the GPU (process start-up included); --dry-run allows DRY_LIMIT each.
@@ -186,9 +185,8 @@ def run_command(cmd: list[str], log: Path, env: dict[str, str] | None = None) ->
 
 def part_pb1(ctx: Context, rec: Recorder) -> None:
     """PB1's default recipe trained for a fixed number of steps, hw2_1.sh, graders, accuracies."""
-    from pb1_common import ensure_graders, split_for_graders
-
     from dlcv.digits.model import load_config
+    from dlcv_bench.pb1 import ensure_graders, split_for_graders
 
     s = ctx.size
     data = ctx.digits
@@ -243,10 +241,10 @@ def part_pb1(ctx: Context, rec: Recorder) -> None:
 def part_pb2(ctx: Context, rec: Recorder) -> None:
     """hw2_2.sh on the full-size face UNet: wall time, default vs fp32 pixels, core vs diffusers DDIM."""
     import numpy as np
-    from bench_face_ddim import core_loop, diffusers_loop, random_unet
     from PIL import Image
 
     from dlcv.faces.ddim import face_eps_fn, face_precision, load_face_unet, precision_context
+    from dlcv_bench.faces import core_loop, diffusers_loop, random_unet
 
     s = ctx.size
     unet_path, noise_dir = ctx.out / "UNet.pt", ctx.out / "noise"
@@ -409,13 +407,12 @@ def part_ti(ctx: Context, rec: Recorder) -> None:
 
 def part_clip(ctx: Context, rec: Recorder) -> None:
     """CLIP ViT-B/32 (random weights) zero-shot, end to end."""
-    from bench_clip import ARCHS, write_zeroshot_data
-
     from dlcv.clip_eval.loading import wrap_clip_model
     from dlcv.clip_eval.prompts import DEFAULT_TEMPLATE
     from dlcv.clip_eval.tiny import random_clip
     from dlcv.clip_eval.zeroshot import read_zeroshot_folder, run_zeroshot
     from dlcv.clip_tokenizer import offline_clip_tokenizer
+    from dlcv_bench.clip import ARCHS, write_zeroshot_data
 
     s = ctx.size
     clip = wrap_clip_model(random_clip(ARCHS[s["clip"]](), seed=0), offline_clip_tokenizer(), ctx.device,
@@ -541,7 +538,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pb1_common import DEFAULT_DATA
+    from dlcv_bench.pb1 import DEFAULT_DATA
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="gpu_check_out", help="output folder (default: %(default)s)")

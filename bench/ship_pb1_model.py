@@ -3,10 +3,10 @@
     python bench/ship_pb1_model.py [--data ../shared/data/digits_mini] [--seeds 0 1 2] [--export]
 
 1. splits digits_mini's train split into a generator part and a disjoint grader part
-   (``pb1_common.split_for_graders``: half of each digit of each dataset, seeded);
+   (``dlcv_bench.pb1.split_for_graders``: half of each digit of each dataset, seeded);
 2. trains the digit graders on the grader part (small CNNs) and checks them on the test split;
 3. trains ``PB1/train.py --config demo`` (no overrides: the preset as shipped) on the generator
-   part, once per ``--seeds`` seed, and times the fixed reference network (bench/pb1_common.py)
+   part, once per ``--seeds`` seed, and times the fixed reference network (dlcv_bench/pb1.py)
    to state the training's work in slow-machine minutes;
 4. stores each model small (int8 matrices with per-row scales, fp16 basis:
    ``dlcv.digits.model.export_compact_model``), then generates the course's 1,000 images from
@@ -32,9 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pb1_common import (  # noqa: E402
+from dlcv_bench.pb1 import (
     DEFAULT_DATA,
     REPO,
     SLOW_MACHINE_STEPS_PER_S,

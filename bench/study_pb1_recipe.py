@@ -12,11 +12,11 @@ course layout, ../shared/data/digits_mini by default), keeping a model at ``--ev
 points of the run; each model generates ``--per-class`` images of each of the 20 classes,
 graded by small CNNs that never saw the generator's images: ``--graders`` (trained on
 ``--grader-data``, whose test split checks them), else the train split of ``--data`` is cut in
-two (``pb1_common.split_for_graders``) and the generator learns from one half, the graders
+two (``dlcv_bench.pb1.split_for_graders``) and the generator learns from one half, the graders
 from the other.
 
 Equal work, whatever this machine's speed: first every option's training speed (--speed-threads, 2,
-nothing else running) is measured against the fixed reference network (bench/pb1_common.py);
+nothing else running) is measured against the fixed reference network (dlcv_bench/pb1.py);
 an option runs ``budget x 3.1 steps/s x its speed / the reference's speed`` steps, i.e. as
 many as it would fit in ``--budget-minutes`` on the slow machine. The runs themselves may go
 side by side (``--parallel``, one thread each): their length is counted in steps, so the
@@ -35,9 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pb1_common import (  # noqa: E402
+from dlcv_bench.pb1 import (
     DEFAULT_DATA,
     REFERENCE_CONFIG,
     REPO,

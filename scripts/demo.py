@@ -60,10 +60,8 @@ def record_run(path: Path, grades: Path, minutes: dict[str, float]) -> None:
     """``--record``: the graded accuracies, the steps' minutes and the machine's speed."""
     import json
 
-    sys.path.insert(0, str(REPO / "bench"))
-    from pb1_common import SLOW_MACHINE_STEPS_PER_S, provenance, reference_speed, write_json
-
     from dlcv.digits.grading import wilson_interval
+    from dlcv_bench.pb1 import SLOW_MACHINE_STEPS_PER_S, provenance, reference_speed, write_json
 
     data = json.loads(grades.read_text())
     accuracy = {}

@@ -256,9 +256,9 @@ def pb1_demo() -> str:
     return (
         f"Measured ({data['date']}, commit {data['commit']}, `{data['command']}`): {total:.1f} min "
         f"without the install on {data['cpus']} x {data['cpu']}, whose speed was {ref:.2f} steps/s on the "
-        f"reference network of `bench/pb1_common.py` ({ref / slow:.1f}x the slowest machine of this kind "
-        f"seen, {slow}); scaled by the speeds, about {total * ref / slow:.0f} minutes there. MNIST-M acc = "
-        f"{acc_ci(m)} and SVHN acc = {acc_ci(s)} ({m['total']} images each, 95% intervals; the "
+        f"reference network of `bench/reference_speed.py` ({ref / slow:.1f}x the slowest machine of this "
+        f"kind seen, {slow}); scaled by the speeds, about {total * ref / slow:.0f} minutes there. MNIST-M "
+        f"acc = {acc_ci(m)} and SVHN acc = {acc_ci(s)} ({m['total']} images each, 95% intervals; the "
         f"synthetic set, graded by the demo's own graders, one run: every step is seeded, so a second "
         f"run on the same machine gives the same numbers)."
     )
@@ -278,8 +278,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
 
 def pb1_round4_figure(path: Path) -> Path:
     """docs/pb1_round4.png: accuracy against training work, mean over seeds, every option."""
-    sys.path.insert(0, str(REPO / "bench"))
-    from pb1_common import plot_curves
+    from dlcv_bench.pb1 import plot_curves
 
     data = load("pb1_round4.json")
     curves = {}

@@ -1,4 +1,4 @@
-"""bench/pb1_common.py: the generator/grader split and the gradings every PB1 bench reports."""
+"""dlcv_bench/pb1.py: the generator/grader split and the gradings every PB1 bench reports."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import csv
 import json
 
 from dlcv.data.digits import load_digit_split
-
-from ..conftest import load_script
+from dlcv_bench import pb1 as common
 
 
 def rows(path):
@@ -16,7 +15,6 @@ def rows(path):
 
 
 def test_the_split_gives_generator_and_graders_disjoint_halves_of_each_digit(digits_root, tmp_path):
-    common = load_script("bench/pb1_common.py")
     parts = common.split_for_graders(digits_root, tmp_path / "split", seed=0)
     for dataset in ("mnistm", "svhn"):
         everything = rows(digits_root / dataset / "train.csv")

@@ -9,7 +9,7 @@ work divided by 3.1 steps/s, whatever machine measured it.
 
 The 3.1 is a measurement, not a definition: the slowest 2-core build machine of this project
 seen so far ran the reference network at 3.1 steps/s (2 threads, idle), the fastest about 9.
-``python bench/pb1_common.py`` measures it again on the machine it runs on and prints how
+``python bench/reference_speed.py`` measures it again on the machine it runs on and prints how
 many times the slow machine's speed that is; a slower machine than 3.1 would make every
 "slow-machine minutes" figure an underestimate there.
 """
@@ -30,7 +30,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "digits_mini"
 SLOW_MACHINE_STEPS_PER_S = 3.1  # the reference network on the slower 2-core machines seen
 
 #: The first demo recipe (a pixel-space UNet, batch 32): the fixed speed reference of every PB1 bench.
-REFERENCE_CONFIG = str(Path(__file__).resolve().parent / "configs" / "pb1_unet_cpu.yaml")
+REFERENCE_CONFIG = str(REPO / "bench" / "configs" / "pb1_unet_cpu.yaml")
 
 
 def train_steps_per_second(config: str, overrides: list[str], threads: int = 2, steps: int = 30,
@@ -253,16 +253,9 @@ def provenance() -> dict:
 
 
 def write_json(path: Path, data: object) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
-
-if __name__ == "__main__":
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    reference_speed(threads)  # warm-up, untimed
-    speed = max(reference_speed(threads), reference_speed(threads))
-    print(f"reference network: {speed:.2f} steps/s here ({threads} threads, best of two); the slow "
-          f"machine of SLOW_MACHINE_STEPS_PER_S: {SLOW_MACHINE_STEPS_PER_S}, so this machine is "
-          f"{speed / SLOW_MACHINE_STEPS_PER_S:.1f}x it")  # fmt: skip
