@@ -2,9 +2,9 @@
 
     python bench/bench_ti_learns.py [--out ti_learns_out]        (make demo-ti)
     python bench/bench_ti_learns.py --world-only                 (the world's named-digit rate)
-    python bench/bench_ti_learns.py --train-world [--export-world dlcv/assets/digit_world]
+    python bench/bench_ti_learns.py --train-world [--export-world dlcv_bench/digit_world/shipped]
 
-1. Takes a small text-to-image world (:mod:`dlcv.stable_diffusion.digit_world`: a diffusers
+1. Takes a small text-to-image world (:mod:`dlcv_bench.digit_world`: a diffusers
    ``UNet2DConditionModel`` with cross-attention and a transformers ``CLIPTextModel`` with the
    project's CLIP tokenizer, on the 2x2 means of the 28x28 pixels through a built
    ``AutoencoderKL``), trained on the procedural digits in both styles. Captions name the
@@ -57,11 +57,11 @@ if str(REPO) not in sys.path:
 from dlcv.cli import UserError, run  # noqa: E402
 from dlcv.io.checkpoint import load_weights  # noqa: E402
 from dlcv.io.images import list_images, load_rgb, save_grid, save_png  # noqa: E402
-from dlcv.stable_diffusion import digit_world as world  # noqa: E402
 from dlcv.stable_diffusion import generation as sampling  # noqa: E402
 from dlcv.stable_diffusion.embeddings import token_stem  # noqa: E402
 from dlcv.stable_diffusion.loading import StableDiffusion, load_stable_diffusion  # noqa: E402
 from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS, init_vectors, save_learned_embeds  # noqa: E402
+from dlcv_bench import digit_world as world  # noqa: E402
 
 # The digit grader's machinery (the only imports from the PB1 side of the package).
 from dlcv.digits.classifiers import load_digit_classifier, save_digit_classifier  # noqa: E402  # isort: skip
