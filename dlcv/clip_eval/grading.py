@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dlcv.cli import UserError, existing_dir
+from dlcv.cli import UserError, existing_dir, read_json
 from dlcv.clip_eval.preprocess import encode_image_files
 from dlcv.clip_eval.scores import (
     IMAGES_PER_PROMPT,
@@ -56,6 +56,23 @@ class PromptResult:
     @property
     def passed(self) -> bool:
         return passes(self.image_score, self.text_score, self.baseline)
+
+    @classmethod
+    def from_json(cls, data: Any) -> PromptResult:
+        """The result of one entry of :func:`results_to_json` (its margins and pass flag are
+        recomputed from the scores); ValueError when it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError("an entry is a JSON object per prompt")
+        try:
+            image, text = (float(v) for v in data["baseline"])
+            files = data.get("top_files", [])
+            if not isinstance(files, list):
+                raise ValueError("top_files must be a list")
+            scores = float(data["image_score"]), float(data["text_score"])
+            key, index, prompt = str(data["key"]), int(data["index"]), str(data.get("prompt", ""))
+            return cls(key, index, prompt, *scores, (image, text), [str(f) for f in files])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"an entry is incomplete ({type(err).__name__}: {err})") from None
 
 
 def prompt_images(output_dir: Path, key: str, index: int) -> list[Path]:
@@ -156,9 +173,22 @@ def format_report(results: Sequence[PromptResult]) -> str:
 
 
 def results_to_json(results: Sequence[PromptResult]) -> list[dict]:
-    """Plain dicts (with margins and pass flag) for a JSON summary."""
+    """Plain dicts (with margins and pass flag) for a JSON summary (``grade_hw2_3.py --save_json``;
+    read back by :func:`load_results`)."""
     return [
         {**asdict(r), "baseline": list(r.baseline), "image_margin": r.image_margin,
          "text_margin": r.text_margin, "passed": r.passed}
         for r in results
     ]
+
+
+def load_results(path: str | Path) -> list[PromptResult]:
+    """The results in a JSON file of :func:`results_to_json` (what ``evaluation/grade_hw2_3.py
+    --save_json`` writes); one :class:`UserError` naming ``path`` when it is missing or not one."""
+    data = read_json(path, "scores file")
+    try:
+        if not isinstance(data, list):
+            raise ValueError("expected a JSON list, one entry per prompt")
+        return [PromptResult.from_json(entry) for entry in data]
+    except ValueError as err:
+        raise UserError(f"{path} is not what `grade_hw2_3.py --save_json` writes: {err}") from None

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from dlcv.cli import ArgumentError, UserError, warn
+from dlcv.cli import ArgumentError, UserError, read_json, warn
 from dlcv.io.images import open_image
 
 DATASETS = ("mnistm", "svhn")
@@ -184,12 +186,88 @@ def grade_digit_folder(folder: str | Path, mnistm_model: nn.Module, svhn_model: 
     return result
 
 
+@dataclass(frozen=True)
+class DatasetGrade:
+    """One dataset's grade (:func:`accuracy_stats`): the accuracy, its counts and, per digit,
+    ``(correct, total)``."""
+
+    acc: float
+    correct: int
+    total: int
+    per_digit: dict[int, tuple[int, int]]
+
+    def to_json(self) -> dict:
+        per_digit = {d: [c, t] for d, (c, t) in self.per_digit.items()}
+        return {"acc": self.acc, "correct": self.correct, "total": self.total, "per_digit": per_digit}
+
+    @classmethod
+    def from_json(cls, data: Any) -> DatasetGrade:
+        """The grade of :meth:`to_json`'s mapping (digit keys as JSON writes them, ``"0"``..``"9"``);
+        ValueError when it is not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("per_digit"), dict):
+            raise ValueError("a dataset's grade is a mapping with acc, correct, total and per_digit")
+        try:
+            per_digit = {int(d): (int(ct[0]), int(ct[1])) for d, ct in data["per_digit"].items()}
+            grade = cls(float(data["acc"]), int(data["correct"]), int(data["total"]), per_digit)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"a dataset's grade is incomplete ({type(err).__name__}: {err})") from None
+        if not 0.0 <= grade.acc <= 1.0 or not 0 <= grade.correct <= grade.total:
+            raise ValueError(f"acc {grade.acc} or correct/total {grade.correct}/{grade.total} out of range")
+        return grade
+
+
+@dataclass(frozen=True)
+class GradesRecord:
+    """What ``evaluation/digit_classifier.py --json`` writes (:func:`grades_record`) and
+    ``python -m dlcv.report`` reads (:meth:`load`): each dataset's grade, the mean accuracy, the
+    graded folder, the two classifiers and the baselines."""
+
+    folder: str
+    mnistm_checkpoint: str
+    svhn_checkpoint: str
+    baselines: dict[str, float]
+    grades: dict[str, DatasetGrade]  # per dataset of DATASETS
+    acc: float
+
+    def to_json(self) -> dict:
+        paths = {
+            "folder": self.folder,
+            "mnistm_checkpoint": self.mnistm_checkpoint,
+            "svhn_checkpoint": self.svhn_checkpoint,
+        }
+        grades = {name: grade.to_json() for name, grade in self.grades.items()}
+        return {**paths, "baselines": dict(self.baselines), **grades, "acc": self.acc}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str | Path = "the grades") -> GradesRecord:
+        """The record of :meth:`to_json`'s mapping; one :class:`UserError` naming ``where`` when it is
+        not what ``evaluation/digit_classifier.py --json`` writes."""
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            grades = {name: DatasetGrade.from_json(data.get(name)) for name in DATASETS}
+            paths = [data.get(k) for k in ("folder", "mnistm_checkpoint", "svhn_checkpoint")]
+            if not all(isinstance(v, str) for v in paths):
+                raise ValueError("folder, mnistm_checkpoint and svhn_checkpoint must be paths")
+            baselines = {str(k): float(v) for k, v in dict(data.get("baselines", BASELINES)).items()}
+            return cls(*paths, baselines, grades, float(data["acc"]))
+        except (KeyError, TypeError, ValueError) as err:
+            what = "what `evaluation/digit_classifier.py --json` writes"
+            raise UserError(f"{where} is not {what}: {err}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> GradesRecord:
+        """The record in the JSON file ``path``; one :class:`UserError` if it is missing or not one."""
+        return cls.from_json(read_json(path, "grades file"), path)
+
+
 def grades_record(result: dict, folder: str | Path, mnistm_checkpoint: str | Path,
                   svhn_checkpoint: str | Path) -> dict:
-    """What ``evaluation/digit_classifier.py --json`` writes (and ``python -m dlcv.report`` reads):
+    """What ``evaluation/digit_classifier.py --json`` writes (:class:`GradesRecord`'s JSON):
     :func:`grade_digit_folder`'s result with the folder, the two checkpoints and the baselines."""
-    paths = {"folder": folder, "mnistm_checkpoint": mnistm_checkpoint, "svhn_checkpoint": svhn_checkpoint}
-    return {**{k: str(Path(v).resolve()) for k, v in paths.items()}, "baselines": dict(BASELINES), **result}
+    paths = [str(Path(v).resolve()) for v in (folder, mnistm_checkpoint, svhn_checkpoint)]
+    grades = {name: DatasetGrade.from_json(result[name]) for name in DATASETS}
+    return GradesRecord(*paths, dict(BASELINES), grades, result["acc"]).to_json()
 
 
 def format_report(result: dict) -> list[str]:

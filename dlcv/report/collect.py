@@ -16,19 +16,19 @@ from typing import Any
 import torch
 
 from dlcv.cli import UserError
-from dlcv.digits.grading import BASELINES, DATASETS, DISPLAY_NAMES, digit_files
+from dlcv.clip_eval.grading import PromptResult, load_results
+from dlcv.digits.grading import DATASETS, DISPLAY_NAMES, GradesRecord, digit_files
 from dlcv.digits.model import MODEL_FILE
 from dlcv.faces.mse import compare_folders
 from dlcv.io.images import list_images
+from dlcv.report import commands
+from dlcv.report.commands import FACE_UNET, SD_CKPT
 from dlcv.report.document import Block, Code, Figure, Gap, Item, Section, Table, Text
 from dlcv.report.plots import MetricsLog, contact_sheet, plot_training_curves, read_metrics
 from dlcv.report.sources import DEFAULT_FACE_GT, DEFAULT_TI_INPUT, GRADES_NAME, Inputs, show
+from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS
 from dlcv.training.trainer import CHECKPOINT_NAME, METRICS_NAME
 
-FACE_UNET = "hw2_data/face/UNet.pt"
-FACE_NOISE = "hw2_data/face/noise"
-SD_CKPT = "sd-v1-4.ckpt"
-EMBEDDINGS_NAME = "learned_embeds.safetensors"
 PB2_FIGURES = [
     ("eta_grid.png", "DDIM eta grid: rows eta = 0, 0.25, 0.5, 0.75, 1; columns the first four noises"),
     (
@@ -125,12 +125,12 @@ def pb1_section(inputs: Inputs, img_dir: Path) -> Section:
     model_dir = inputs.expected("pb1_model")
     data = model_dir.parent / "hw2_data" / "digits"  # a run folder's own digits (make demo writes them)
     data = data if data.is_dir() else Path("hw2_data/digits")
-    train_cmd = f"python PB1/train.py --data {show(data)} --out {show(model_dir)}"
+    train_cmd = str(commands.pb1_train(data, model_dir))
     items = [pb1_training(inputs, model_dir, train_cmd, img_dir), pb1_recipe(inputs, model_dir, train_cmd)]
 
     fig_dir = inputs.get("pb1_figures") or inputs.expected("pb1_figures")
     fig_model = inputs.sibling("pb1_figures", "pb1_model") / MODEL_FILE
-    report_cmd = f"python PB1/report.py --out-dir {show(fig_dir)} --ckpt {show(fig_model)}"
+    report_cmd = str(commands.pb1_figures(fig_dir, fig_model))
     where = inputs.where_looked("pb1_figures")
     for title, suffix, caption in (
         ("10x10 grids of generated digits", "grid", "rows: digits 0-9; columns: ten noises"),
@@ -232,11 +232,7 @@ def pb1_accuracies(inputs: Inputs) -> Item:
     out = inputs.get("pb1_outputs") or inputs.expected("pb1_outputs")
     grades = out / GRADES_NAME
     gen_model = inputs.sibling("pb1_outputs", "pb1_model") / MODEL_FILE
-    generate = f"PB1_CKPT={show(gen_model)} bash hw2_1.sh {show(out)}"
-    grade = (
-        f"python evaluation/digit_classifier.py --folder {show(out)} --checkpoint Classifier.pth "
-        f"--svhn-checkpoint resnet34_svhn.pth --json {show(grades)}"
-    )
+    generate, grade = str(commands.hw2_1(out, gen_model)), str(commands.grade_digits(out, grades))
     item = Item("The grader's accuracies", f"`{generate}`, then `{grade}`")
     if "pb1_outputs" not in inputs.found:
         item.blocks.append(
@@ -257,47 +253,35 @@ def pb1_accuracies(inputs: Inputs) -> Item:
     if not grades.is_file():
         item.blocks.append(Gap("grader's accuracies", f"{GRADES_NAME} not found in {show(out)}", grade))
         return item
-    data, error = read_json(grades)
     try:
-        stats = {d: data[d] for d in DATASETS}
-        rows = []
-        for d in DATASETS:
-            verdicts = ["pass" if stats[d]["acc"] >= line else "FAIL" for line in BASELINES.values()]
-            rows.append(
-                [
-                    DISPLAY_NAMES[d],
-                    f"{stats[d]['acc']:.4f}",
-                    f"{stats[d]['correct']}/{stats[d]['total']}",
-                    *verdicts,
-                ]
-            )
-        rows.append(["mean (acc)", f"{float(data['acc']):.4f}", "", "", ""])
-        per_digit = [
-            [DISPLAY_NAMES[d]]
-            + ["{}/{}".format(*stats[d]["per_digit"].get(str(k), ["-", "-"])) for k in range(10)]
-            for d in DATASETS
-        ]
-    except (TypeError, KeyError, ValueError, IndexError) as err:
-        reason = (
-            error or f"{show(grades)} is not what `evaluation/digit_classifier.py --json` writes ({err!r})"
-        )
-        item.blocks.append(Gap("grader's accuracies", reason, grade))
+        record = GradesRecord.load(grades)
+    except UserError as err:
+        item.blocks.append(Gap("grader's accuracies", str(err), grade))
         return item
+    rows = []
+    for d in DATASETS:
+        g = record.grades[d]
+        verdicts = ["pass" if g.acc >= line else "FAIL" for line in record.baselines.values()]
+        rows.append([DISPLAY_NAMES[d], f"{g.acc:.4f}", f"{g.correct}/{g.total}", *verdicts])
+    rows.append(["mean (acc)", f"{record.acc:.4f}", *[""] * (len(record.baselines) + 1)])
+    counts = {d: record.grades[d].per_digit for d in DATASETS}
+    per_digit = [[DISPLAY_NAMES[d], *("{}/{}".format(*counts[d].get(k, ("-", "-"))) for k in range(10))]
+                 for d in DATASETS]
     header = [
         "dataset",
         "accuracy",
         "correct/total",
-        *[f"{name} baseline ({line:.2f})" for name, line in BASELINES.items()],
+        *[f"{name} baseline ({line:.2f})" for name, line in record.baselines.items()],
     ]
     item.blocks += [
         Table(header, rows),
         Text("Correct per digit:"),
         Table(["dataset", *map(str, range(10))], per_digit),
     ]
-    classifiers = [data.get("mnistm_checkpoint"), data.get("svhn_checkpoint")]
+    classifiers = (record.mnistm_checkpoint, record.svhn_checkpoint)
     item.checkpoint = (
         f"images from {code(gen_model)}; graded with "
-        + " and ".join(code(c) for c in classifiers if c)
+        + " and ".join(code(c) for c in classifiers)
         + f"; numbers from {written(grades)}"
     )
     item.blocks += stale(grades, gen_model, f"{generate} && {grade}")
@@ -310,9 +294,7 @@ def pb1_accuracies(inputs: Inputs) -> Item:
 def pb2_section(inputs: Inputs, img_dir: Path) -> Section:
     items = []
     face_dir = inputs.get("pb2_figures") or inputs.expected("pb2_figures")
-    face_cmd = (
-        f"python PB2/experiments.py --unet {FACE_UNET} --noise-dir {FACE_NOISE} --out-dir {show(face_dir)}"
-    )
+    face_cmd = str(commands.pb2_face_figures(face_dir))
     face = Item(
         "Eta grid and interpolation on the face UNet",
         f"`{face_cmd}`",
@@ -322,9 +304,7 @@ def pb2_section(inputs: Inputs, img_dir: Path) -> Section:
     where = inputs.where_looked("pb2_figures")
     how = face_cmd
     if digit_dir is None:
-        how = (
-            f"`{face_cmd}` (or on a PB1 model: `python PB2/experiments.py --digit-ckpt MODEL --out-dir DIR`)"
-        )
+        how = f"`{face_cmd}` (or on a PB1 model: `{commands.pb2_digit_figures('MODEL', 'DIR')}`)"
     face.blocks = figures(
         inputs.get("pb2_figures"),
         PB2_FIGURES,
@@ -336,7 +316,7 @@ def pb2_section(inputs: Inputs, img_dir: Path) -> Section:
     items.append(face)
     if digit_dir is not None:
         model = inputs.sibling("pb2_digit_figures", "pb1_model") / MODEL_FILE
-        cmd = f"python PB2/experiments.py --digit-ckpt {show(model)} --out-dir {show(digit_dir)}"
+        cmd = str(commands.pb2_digit_figures(model, digit_dir))
         digits = Item(
             "Eta grid and interpolation on the PB1 digit model",
             f"`{cmd}`",
@@ -366,7 +346,7 @@ def pb2_section(inputs: Inputs, img_dir: Path) -> Section:
 
 def pb2_mse(inputs: Inputs, img_dir: Path) -> Item:
     out = inputs.get("pb2_outputs") or inputs.expected("pb2_outputs")
-    generate = f"bash hw2_2.sh {FACE_NOISE} {show(out)} {FACE_UNET}"
+    generate = str(commands.hw2_2(out))
     gt = inputs.face_gt
     item = Item(
         "Per-image MSE against the ground truth",
@@ -387,7 +367,7 @@ def pb2_mse(inputs: Inputs, img_dir: Path) -> Item:
             )
         )
         return item
-    grade = f"python evaluation/face_mse.py {show(out)} {show(gt)}"
+    grade = str(commands.face_mse(out, gt))
     try:
         report = compare_folders(out, gt)
     except UserError as err:
@@ -429,7 +409,7 @@ def pb3_section(inputs: Inputs, img_dir: Path) -> Section:
 
 def pb3_zeroshot(inputs: Inputs) -> Item:
     folder = inputs.get("zeroshot") or inputs.expected("zeroshot")
-    cmd = f"python PB3/zeroshot.py --data hw2_data/clip_zeroshot --output_dir {show(folder)}"
+    cmd = str(commands.zeroshot(folder))
     item = Item("CLIP zero-shot accuracy, five right and five wrong cases", f"`{cmd}`")
     summary_path = folder / "summary.json"
     if "zeroshot" not in inputs.found or not summary_path.is_file():
@@ -498,19 +478,19 @@ def _prediction_rows(path: Path) -> dict[str, dict[str, str]]:
 
 def _concept_dirs(folder: Path) -> dict[str, Path]:
     """Textual Inversion output folders: ``folder`` itself when it holds a run, else its sub-folders."""
-    if (folder / METRICS_NAME).is_file() or (folder / EMBEDDINGS_NAME).is_file():
+    if (folder / METRICS_NAME).is_file() or (folder / LEARNED_EMBEDS).is_file():
         return {folder.name: folder}
     return {
         p.name: p
         for p in sorted(folder.iterdir())
-        if p.is_dir() and ((p / METRICS_NAME).is_file() or (p / EMBEDDINGS_NAME).is_file())
+        if p.is_dir() and ((p / METRICS_NAME).is_file() or (p / LEARNED_EMBEDS).is_file())
     }
 
 
 def pb3_training(inputs: Inputs, img_dir: Path) -> Item:
     folder = inputs.get("pb3_embeddings") or inputs.expected("pb3_embeddings")
     ti_input = inputs.ti_input or Path(DEFAULT_TI_INPUT)
-    cmd = f"python PB3/train.py --sd-ckpt {SD_CKPT} --json {show(ti_input)} --out {show(folder)}"
+    cmd = str(commands.pb3_train(ti_input, folder))
     item = Item("Textual Inversion training", f"`{cmd}`", f"Stable Diffusion v1.4 ({code(SD_CKPT)})")
     concepts = _concept_dirs(folder) if "pb3_embeddings" in inputs.found and folder.is_dir() else {}
     if not concepts:
@@ -529,7 +509,7 @@ def pb3_training(inputs: Inputs, img_dir: Path) -> Item:
         item.blocks.append(
             Gap("Textual Inversion training curves", f"no readable {METRICS_NAME} in {show(folder)}", cmd)
         )
-    embeds = [code(p / EMBEDDINGS_NAME) for p in concepts.values() if (p / EMBEDDINGS_NAME).is_file()]
+    embeds = [code(p / LEARNED_EMBEDS) for p in concepts.values() if (p / LEARNED_EMBEDS).is_file()]
     if embeds:
         item.checkpoint += f"; learned embeddings {', '.join(embeds)}"
     for key, path in concepts.items():
@@ -562,11 +542,7 @@ def pb3_samples(inputs: Inputs, img_dir: Path) -> Item:
     out = inputs.get("pb3_outputs") or inputs.expected("pb3_outputs")
     ti_input = inputs.ti_input or Path(DEFAULT_TI_INPUT)
     grades = out / GRADES_NAME
-    generate = f"bash hw2_3.sh {show(ti_input)} {show(out)} {SD_CKPT}"
-    grade = (
-        f"python evaluation/grade_hw2_3.py --json_path {show(ti_input)} --input_dir {show(ti_input.parent)} "
-        f"--output_dir {show(out)} --save_json {show(grades)}"
-    )
+    generate, grade = str(commands.hw2_3(ti_input, out)), str(commands.grade_hw2_3(ti_input, out, grades))
     emb = inputs.get("pb3_embeddings")
     item = Item(
         "Textual Inversion samples per prompt and the grader's CLIP scores",
@@ -585,31 +561,25 @@ def pb3_samples(inputs: Inputs, img_dir: Path) -> Item:
         reason = inputs.missing("pb3_outputs", empty)
         item.blocks.append(Gap("Textual Inversion samples and CLIP scores", reason, f"{generate} && {grade}"))
         return item
-    scores: dict[tuple[str, int], dict] = {}
+    scores: dict[tuple[str, int], PromptResult] = {}
     if grades.is_file():
-        data, error = read_json(grades)
         try:
-            scores = {(str(r["key"]), int(r["index"])): r for r in data}
-            for r in scores.values():
-                float(r["image_score"]), float(r["text_score"]), list(r["baseline"]), bool(r["passed"])
-        except (TypeError, KeyError, ValueError) as err:
-            reason = error or f"{show(grades)} is not what `grade_hw2_3.py --save_json` writes ({err!r})"
-            item.blocks.append(Gap("grader's CLIP scores", reason, grade))
-            scores = {}
+            scores = {(r.key, r.index): r for r in load_results(grades)}
+        except UserError as err:
+            item.blocks.append(Gap("grader's CLIP scores", str(err), grade))
     else:
         item.blocks.append(Gap("grader's CLIP scores", f"{GRADES_NAME} not found in {show(out)}", grade))
     prompts = _prompts(inputs)
     rows, sheets = [], []
     for (key, index), folder in folders.items():
         files = list_images(folder)
-        prompt = prompts.get((key, index)) or scores.get((key, index), {}).get("prompt", "")
         r = scores.get((key, index))
+        prompt = prompts.get((key, index)) or (r.prompt if r else "")
         if r:
-            base = r["baseline"]
             cells = [
-                f"{r['image_score']:.2f} / {base[0]:g}",
-                f"{r['text_score']:.2f} / {base[1]:g}",
-                "PASS" if r["passed"] else "FAIL",
+                f"{r.image_score:.2f} / {r.baseline[0]:g}",
+                f"{r.text_score:.2f} / {r.baseline[1]:g}",
+                "PASS" if r.passed else "FAIL",
             ]
         else:
             cells = ["-", "-", "not graded"]
@@ -621,7 +591,7 @@ def pb3_samples(inputs: Inputs, img_dir: Path) -> Item:
             sheets.append(Figure(sheet, f"concept {key}, prompt {index}: {prompt}{verdict}"))
     if scores:
         item.checkpoint += f"; scores from {written(grades)}"
-        passed = sum(1 for r in scores.values() if r["passed"])
+        passed = sum(1 for r in scores.values() if r.passed)
         item.blocks.append(
             Text(
                 f"{passed} of {len(scores)} prompts pass (top 5 of image + 2.5 x text score, "

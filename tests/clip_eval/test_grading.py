@@ -169,3 +169,18 @@ def test_report_lists_margins_pass_fail_and_count(tree, tiny):
     assert json.loads(json.dumps(summary))[0]["image_margin"] == pytest.approx(
         results[0].image_score + 1000
     )
+
+
+def test_scores_read_back_as_the_results_that_wrote_them(tmp_path):
+    from dlcv.clip_eval.grading import PromptResult, load_results
+
+    results = [PromptResult("0", 1, "a <new1> dog", 80.0, 30.0, (79.0, 31.0), ["03.png"]),
+               PromptResult("1", 0, "a cat", 70.0, 35.0, (69.0, 34.0), [])]  # fmt: skip
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps(results_to_json(results)))
+    back = load_results(path)
+    assert back == results and [r.passed for r in back] == [False, True]
+    path.write_text(json.dumps([{"key": "0", "index": 1}]))
+    with pytest.raises(UserError, match="is not what `grade_hw2_3.py --save_json` writes"):
+        load_results(path)
+

@@ -150,3 +150,24 @@ def test_wilson_interval_matches_published_values():
     low, high = wilson_interval(500, 500)
     assert high == 1.0 and 0.99 < low < 0.995
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_the_grades_record_reads_back_what_the_grader_wrote(tmp_path):
+    import json
+
+    from dlcv.digits.grading import GradesRecord, grades_record
+
+    stats = {name: {"acc": 0.5, "correct": 2, "total": 4, "per_digit": {0: [1, 2], 3: [1, 2]}}
+             for name in ("mnistm", "svhn")}  # fmt: skip
+    record = grades_record({**stats, "acc": 0.5}, tmp_path, tmp_path / "a.pth", tmp_path / "b.pth")
+    assert list(record) == ["folder", "mnistm_checkpoint", "svhn_checkpoint", "baselines", "mnistm", "svhn",
+                            "acc"]  # fmt: skip
+    path = tmp_path / "grades.json"
+    path.write_text(json.dumps(record))
+    back = GradesRecord.load(path)
+    assert back.grades["svhn"].per_digit == {0: (1, 2), 3: (1, 2)} and back.acc == 0.5
+    assert back.svhn_checkpoint == str((tmp_path / "b.pth").resolve()) and back.baselines["strong"] == 0.95
+    assert json.loads(json.dumps(back.to_json())) == json.loads(path.read_text())
+    for broken in ({"mnistm": stats["mnistm"]}, {**record, "svhn": {**stats["svhn"], "correct": 9}}, []):
+        with pytest.raises(UserError, match="is not what `evaluation/digit_classifier.py --json` writes"):
+            GradesRecord.from_json(broken, path)
