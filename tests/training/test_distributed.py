@@ -10,10 +10,14 @@ from dlcv.cli import UserError
 from dlcv.training import distributed
 
 
-def _closed_port() -> int:
+@pytest.fixture
+def refusing_port():
+    """A port bound but never listened on: a connection is refused, and no other process (a
+    gloo listener of a torchrun test running beside this one) can take the port meanwhile and
+    receive the probe's connections."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens there once the socket is closed
+        yield s.getsockname()[1]
 
 
 def test_a_listening_rendezvous_is_reached():
@@ -23,8 +27,8 @@ def test_a_listening_rendezvous_is_reached():
         distributed.check_rendezvous("127.0.0.1", server.getsockname()[1], within=5)
 
 
-def test_an_unreachable_rendezvous_is_one_line_naming_it_and_the_single_node_flags(monkeypatch):
-    port = _closed_port()
+def test_an_unreachable_rendezvous_is_one_line_naming_it_and_the_single_node_flags(monkeypatch, refusing_port):
+    port = refusing_port
     monkeypatch.setattr(distributed, "REACH_SECONDS", 0.5)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")

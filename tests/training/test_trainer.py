@@ -215,11 +215,19 @@ def torchrun(*args: str | Path, timeout: float = 240) -> subprocess.CompletedPro
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def explain(result: subprocess.CompletedProcess) -> str:
+    """What a failed launch said: each rank's error lines (an abort's ``what():`` among them,
+    which torchrun's summary at the end of stderr does not repeat), then the end of stderr."""
+    keys = ("terminate called", "what()", "Error", "Exception", "Signal", "exitcode", "error:")
+    lines = [line for line in result.stderr.splitlines() if any(k in line for k in keys)]
+    return "\n".join(lines[:40]) + "\n--- end of stderr ---\n" + result.stderr[-1500:]
+
+
 def test_data_parallel_with_torchrun_on_two_cpu_processes(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     result = torchrun(script, tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, explain(result)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert all(torch.equal(r0[k], r1[k]) for k in r0)  # replicas stay identical
@@ -263,15 +271,15 @@ def test_data_parallel_ranks_stop_together_on_a_signal_and_resume_exactly(tmp_pa
         return torchrun(script, out, mode, stop_at)
 
     straight = launch(tmp_path / "a", "fresh", 0)
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert straight.returncode == 0, explain(straight)
     stopped = launch(tmp_path / "b", "fresh", 3)
-    assert stopped.returncode != 0 and "SIGUSR1 at step 3 of 8" in stopped.stderr, stopped.stderr[-2000:]
+    assert stopped.returncode != 0 and "SIGUSR1 at step 3 of 8" in stopped.stderr, explain(stopped)
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert state["step"] == 3 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # each rank's own
     assert not (tmp_path / "b" / "rank0.pt").exists()
     resumed = launch(tmp_path / "b", "resume", 0)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, explain(resumed)
     a = torch.load(tmp_path / "a" / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "rank0.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
