@@ -93,14 +93,15 @@ def offline(monkeypatch) -> NetworkGuard:
 
 
 def load_script(path: str, name: str | None = None):
-    """The module of a script of the checkout (``PB1/inference.py``, ``bench/pb1_common.py``, ...),
-    loaded by its path as the tests' importable copy; ``bench/`` scripts find their siblings."""
+    """The module of a script of the checkout (``PB1/inference.py``, ``bench/gpu_check.py``, ...),
+    loaded by its path as the tests' importable copy, under ``name`` (default: the file's stem) in
+    ``sys.modules``, where a dataclass of the script looks its module up. Scripts import only the
+    library (``dlcv``, ``dlcv_bench``), never each other."""
     import importlib.util
 
-    if path.startswith("bench/") and str(REPO / "bench") not in sys.path:
-        sys.path.insert(0, str(REPO / "bench"))
     spec = importlib.util.spec_from_file_location(name or Path(path).stem, REPO / path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -14,7 +14,6 @@ import builtins
 import contextlib
 import errno
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -40,7 +39,7 @@ from safetensors.torch import save_file
 
 from dlcv.cli import run
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 from .hostile import bomb_png
 
 
@@ -526,12 +525,7 @@ CASES = [
 
 @cache
 def _module(script: str) -> ModuleType:
-    name = f"bad_inputs_{script.replace('/', '_').removesuffix('.py')}"
-    spec = importlib.util.spec_from_file_location(name, REPO / script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses in the script look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(script, f"bad_inputs_{script.replace('/', '_').removesuffix('.py')}")
 
 
 def _tree(root: Path) -> dict[str, str]:

@@ -8,7 +8,6 @@ the text e1.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
 import re
 import runpy
@@ -22,6 +21,8 @@ from PIL import Image
 
 from dlcv.cli import UserError
 
+from ..conftest import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "evaluation" / "clip_scores.py"
 # index: (a, b); rank score 100 a + 250 b
@@ -32,11 +33,7 @@ TOP5 = [2, 3, 4, 6, 1]  # image 58 on average, text 22.2
 
 
 def _load_module():
-    spec = importlib.util.spec_from_file_location("clip_scores_cli", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("evaluation/clip_scores.py", "clip_scores_cli")
 
 
 class StandInClip:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -15,7 +14,7 @@ from torchvision import transforms
 from dlcv.cli import UserError
 from dlcv.data.synthetic_digits import render_mnistm_style, render_svhn_style
 
-from ..conftest import REPO, run_script
+from ..conftest import load_script, run_script
 from ..digits.test_classifiers import course_resnet34
 
 COURSE_TRANSFORM = transforms.Compose(
@@ -73,11 +72,7 @@ def setup(tmp_path_factory):
 
 
 def entry_point():
-    path = REPO / "evaluation" / "digit_classifier.py"
-    spec = importlib.util.spec_from_file_location("digit_classifier_entry", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("evaluation/digit_classifier.py", "digit_classifier_entry")
 
 
 def test_course_files_give_the_course_lines(setup):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from dlcv.cli import UserError
 
-from ..conftest import REPO, run_script
+from ..conftest import load_script, run_script
 
 
 def save(folder, name, value: int, size: int = 4) -> None:
@@ -29,10 +27,7 @@ def folders(tmp_path_factory):
 
 
 def entry_point():
-    spec = importlib.util.spec_from_file_location("face_mse_entry", REPO / "evaluation" / "face_mse.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("evaluation/face_mse.py", "face_mse_entry")
 
 
 def test_report_as_a_user_sees_it(folders, capsys):

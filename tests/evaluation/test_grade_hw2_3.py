@@ -7,7 +7,6 @@ pass rule are checked against values worked out here by plain arithmetic.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -21,6 +20,8 @@ from PIL import Image
 
 from dlcv.cli import UserError
 from dlcv.clip_eval import grading, loading
+
+from ..conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "evaluation" / "grade_hw2_3.py"
@@ -124,10 +125,7 @@ def _args(tree: Path, *extra: str, out: Path | None = None) -> list[str]:
 
 
 def _load_main():
-    spec = importlib.util.spec_from_file_location("grade_hw2_3", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("evaluation/grade_hw2_3.py").main
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
 from dlcv.cli import UserError
 from dlcv.digits.classifiers import LeNet, SmallCNN, load_digit_classifier
 
-from ..conftest import REPO, run_script
+from ..conftest import load_script, run_script
 
 
 def entry_point(name: str = "train_classifier"):
-    spec = importlib.util.spec_from_file_location(f"{name}_entry", REPO / "evaluation" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"evaluation/{name}.py", f"{name}_entry")
 
 
 def test_a_few_steps_write_loadable_graders(tmp_path, digits_root, capsys):
