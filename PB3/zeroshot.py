@@ -10,10 +10,10 @@ summary.json and cases.png to --output_dir.
 from __future__ import annotations
 
 import argparse
-import json
+from pathlib import Path
 
-from dlcv.cli import UserError, check_batch_size, prepare_out_dir, run
-from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, DEFAULT_TEMPLATE, choose_templates
+from dlcv.cli import check_batch_size, run
+from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, DEFAULT_TEMPLATE
 from dlcv.clip_eval.sources import CLIP_HELP, PRECISIONS
 
 
@@ -46,70 +46,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed for drawing the cases shown")
     args = p.parse_args(argv)
     check_batch_size(args.batch_size, "--batch_size")
-    if args.workers < 0:
-        raise UserError(f"--workers must be 0 or more, got {args.workers}")
     return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    templates = choose_templates(args.template, args.ensemble)
     # torch, torchvision and transformers are imported only now, so --help answers at once.
-    from dlcv.clip_eval.figure import GREEN, RED, captioned_grid
-    from dlcv.clip_eval.zeroshot import (
-        pick_cases,
-        read_zeroshot_folder,
-        run_zeroshot,
-        write_predictions_csv,
-    )
-    from dlcv.io.checkpoint import save_text
-    from dlcv.runtime import configure_backends, pick_device
+    from dlcv.clip_eval.zeroshot import OUTPUT_FILES, ZeroShotJob, zeroshot_job
 
-    data = read_zeroshot_folder(args.data)
-    prepare_out_dir(args.output_dir, "--output_dir", create=False)  # fail before the long run
-    device = pick_device(args.device)
-    configure_backends(device)
-    from dlcv.clip_eval.loading import load_clip
-
-    clip = load_clip(args.clip, device, args.precision)
-    result = run_zeroshot(clip, data, templates, args.clean_labels, args.batch_size, args.workers)
-
-    labels = data.id2label
-    form = "underscores read as spaces" if args.clean_labels else "as given (underscores kept)"
-    n_right = sum(result.correct)
-    print(f"CLIP: {clip.source}")
-    print(f"prompts: {len(templates)} template(s), e.g. {templates[0]!r}; labels {form}")
-    print(f"accuracy: {100 * result.accuracy:.2f}% ({n_right}/{len(result.files)}, "
-          f"{len(labels)} classes)")
-    right, wrong = pick_cases(result.correct, 5, args.seed)
-    for title, cases in (("correctly classified", right), ("wrongly classified", wrong)):
-        print(f"{title}:")
-        for i in cases:
-            print(f"  {result.files[i].name}  true: {labels[result.targets[i]]}  "
-                  f"predicted: {labels[result.predicted[i]]}")
-
-    csv_path = write_predictions_csv(result, labels, prepare_out_dir(args.output_dir) / "predictions.csv")
-    cases = right + wrong
-    figure = captioned_grid(
-        [result.files[i] for i in cases],
-        [(f"true: {labels[result.targets[i]]}", f"pred: {labels[result.predicted[i]]}")
-         for i in cases],
-        [GREEN] * len(right) + [RED] * len(wrong),
-        csv_path.parent / "cases.png",
-    )
-    summary = {
-        "accuracy": result.accuracy,
-        "correct": n_right,
-        "total": len(result.files),
-        "classes": len(labels),
-        "templates": templates,
-        "label_form": form,
-        "clip": clip.source,
-        "right_cases": [result.files[i].name for i in right],
-        "wrong_cases": [result.files[i].name for i in wrong],
-    }
-    save_text(json.dumps(summary, indent=2) + "\n", csv_path.parent / "summary.json")
-    print(f"wrote {csv_path}, {figure} and {csv_path.parent / 'summary.json'}")
+    job = ZeroShotJob(args.data, args.output_dir, clip=args.clip, templates=args.template or [],
+                      ensemble=args.ensemble, clean_labels=args.clean_labels, batch_size=args.batch_size,
+                      workers=args.workers, device=args.device, precision=args.precision,
+                      seed=args.seed)  # fmt: skip
+    summary = zeroshot_job(job)
+    csv, figure, summary_json = (Path(args.output_dir) / name for name in OUTPUT_FILES)
+    print(f"wrote {csv}, {figure} and {summary_json}")
     return summary
 
 

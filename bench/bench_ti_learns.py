@@ -22,11 +22,12 @@
 2. Trains two small classifiers with the digit grader's machinery: digits (both styles) and
    styles (MNIST-M-like vs SVHN-like), on procedural digits as the world draws them (through
    its autoencoder), the only view in which a grader can judge the world's images.
-3. Runs ``PB3/train.py`` (the real entry point: loss, hook, templates, checkpointing,
-   ``--images`` input, ``learned_embeds.safetensors``) on 5 images of the held-out digit
-   (``<new1>``, an object initialised from "digit") and on 5 SVHN-like images of mixed digits
-   (``<new2>``, a style initialised from "photo"), two vectors per token.
-4. Generates through ``PB3/inference.py`` (guided DDIM) from "a photo of <new1>" and "the digit
+3. Runs ``PB3/train.py``'s job (:func:`dlcv.stable_diffusion.ti_job.learn_concepts`: loss, hook,
+   templates, checkpointing, one ``images`` folder, ``learned_embeds.safetensors``) on 5 images of
+   the held-out digit (``<new1>``, an object initialised from "digit") and on 5 SVHN-like images of
+   mixed digits (``<new2>``, a style initialised from "photo"), two vectors per token.
+4. Generates through ``PB3/inference.py``'s job (:func:`dlcv.stable_diffusion.course.hw2_3`, guided
+   DDIM) from "a photo of <new1>" and "the digit
    five in the style of <new2>", with the token at its initial embedding (before) and learned
    (after), and grades the images: the held-out digit's rate for the object; the SVHN-like rate
    (and the rate of fives) for the style.
@@ -39,12 +40,10 @@ Every length is a number of steps and every draw is seeded, so a run repeats.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,9 +57,13 @@ from dlcv.cli import UserError, run  # noqa: E402
 from dlcv.io.checkpoint import load_weights  # noqa: E402
 from dlcv.io.images import list_images, load_rgb, save_grid, save_png  # noqa: E402
 from dlcv.stable_diffusion import generation as sampling  # noqa: E402
-from dlcv.stable_diffusion.embeddings import token_stem  # noqa: E402
+from dlcv.stable_diffusion.course import ConceptPlan, GenerationJob, hw2_3  # noqa: E402
+from dlcv.stable_diffusion.embeddings import LEARNED_EMBEDS, token_stem  # noqa: E402
 from dlcv.stable_diffusion.loading import StableDiffusion, load_stable_diffusion  # noqa: E402
-from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS, init_vectors, save_learned_embeds  # noqa: E402
+from dlcv.stable_diffusion.textual_inversion import TIConfig, init_vectors, save_learned_embeds  # noqa: E402
+from dlcv.stable_diffusion.ti_data import Augmentation  # noqa: E402
+from dlcv.stable_diffusion.ti_job import LearnJob, default_warmup, learn_concepts  # noqa: E402
+from dlcv.training import TrainConfig  # noqa: E402
 from dlcv_bench import digit_world as world  # noqa: E402
 
 # The digit grader's machinery (the only imports from the PB1 side of the package).
@@ -106,15 +109,6 @@ class Settings:
     guidance: float = 5.0
     held_out: int = 7
     seed: int = 0
-
-
-def _load_script(name: str) -> Callable[[list[str]], None]:
-    """``main`` of ``PB3/{name}.py``, the scripts users run."""
-    spec = importlib.util.spec_from_file_location(f"pb3_{name}", REPO / "PB3" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def _say(text: str) -> None:
@@ -215,7 +209,8 @@ def concept_folders(out: Path, s: Settings) -> dict[str, Path]:
 
 
 def learn(world_dir: Path, images: Path, token: str, init: str, kind: str, out: Path, s: Settings) -> Path:
-    """``PB3/train.py`` on ``images``; returns the folder holding ``learned_embeds.safetensors``."""
+    """PB3/train.py's job (:func:`~dlcv.stable_diffusion.ti_job.learn_concepts`) on ``images``; returns
+    the folder holding ``learned_embeds.safetensors``."""
     done = out / "done.json"
     recipe = {"steps": s.ti_steps, "lr": s.ti_lr, "vectors": s.ti_vectors, "batch": s.ti_batch}
     if done.is_file() and json.loads(done.read_text()) == recipe:
@@ -224,14 +219,14 @@ def learn(world_dir: Path, images: Path, token: str, init: str, kind: str, out: 
     if out.exists():
         shutil.rmtree(out)
     began = time.perf_counter()
-    _load_script("train")([
-        "--sd-ckpt", str(world_dir), "--images", str(images), "--token", token, "--init-word", init,
-        f"--{kind}", "--out", str(out), "--steps", str(s.ti_steps), "--batch-size", str(s.ti_batch),
-        "--vectors", str(s.ti_vectors),
-        "--lr", str(s.ti_lr), "--resolution", str(world.SIZE), "--crop-min", "1", "--no-flip",
-        "--validate-images", "0", "--ckpt-every", str(s.ti_steps), "--log-every", "25",
-        "--seed", str(s.seed), "--device", "cpu",
-    ])  # fmt: skip
+    plan = ConceptPlan(out.parent, images=str(images), token=token, init_word=init, style=kind == "style",
+                       out=str(out))  # fmt: skip
+    ti = TIConfig(token="", init_word="", vectors=s.ti_vectors, validate_images=0,
+                  augmentation=Augmentation(world.SIZE, crop_min=1.0, flip=False))  # fmt: skip
+    train = TrainConfig(out_dir=out, steps=s.ti_steps, batch_size=s.ti_batch, lr=s.ti_lr, grad_clip=None,
+                        warmup_steps=default_warmup(s.ti_steps), ema_decay=None, log_every=25,
+                        sample_every=500, ckpt_every=s.ti_steps, seed=s.seed, device="cpu")  # fmt: skip
+    learn_concepts(LearnJob(str(world_dir), plan, ti, train))
     done.write_text(json.dumps(recipe))
     _say(f"{token}: {s.ti_steps} steps in {time.perf_counter() - began:.0f} s")
     return out
@@ -245,15 +240,13 @@ def initial_embedding(world_dir: Path, token: str, init: str, out: Path, vectors
 
 
 def generate(world_dir: Path, prompt: str, embeddings: Path, out: Path, s: Settings) -> torch.Tensor:
-    """``s.n_images`` images of ``prompt`` through ``PB3/inference.py`` (guided DDIM), as uint8."""
+    """``s.n_images`` images of ``prompt`` through PB3/inference.py's job (guided DDIM), as uint8."""
     if out.exists():
         shutil.rmtree(out)
-    _load_script("inference")([
-        "--prompt", prompt, "--out-dir", str(out), "--ckpt", str(world_dir), "--embeddings", str(embeddings),
-        "--n-images", str(s.n_images), "--resolution", str(world.SIZE), "--solver", "ddim",
-        "--steps", str(s.sampler_steps), "--guidance", str(s.guidance), "--seed", str(s.seed),
-        "--batch-size", str(s.n_images), "--device", "cpu", "--quiet",
-    ])  # fmt: skip
+    options = sampling.SamplingOptions(s.sampler_steps, s.guidance, solver="ddim", resolution=world.SIZE)
+    hw2_3(GenerationJob(out_dir=out, ckpt=str(world_dir), prompt=prompt, embeddings=[str(embeddings)],
+                        defaults=[], n_images=s.n_images, sampling=options, seed=s.seed,
+                        batch_size=s.n_images, device="cpu", progress=False))  # fmt: skip
     return torch.stack([load_rgb(p) for p in list_images(out)])
 
 

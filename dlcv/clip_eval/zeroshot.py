@@ -3,27 +3,30 @@
 Each class gets a text embedding from one prompt ("A photo of {label}.") or, with prompt
 ensembling, the mean of the unit-norm embeddings of several templates, renormalised
 (Sec. 3.1.4). An image is assigned the class whose text embedding has the largest cosine
-similarity with its image embedding.
+similarity with its image embedding. :func:`zeroshot_job` is the whole of ``PB3/zeroshot.py``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from dlcv.cli import UserError, existing_dir, existing_file, read_json
+from dlcv.cli import ArgumentError, UserError, existing_dir, existing_file, prepare_out_dir, read_json
+from dlcv.clip_eval.figure import GREEN, RED, captioned_grid
 from dlcv.clip_eval.preprocess import encode_image_files
-from dlcv.clip_eval.prompts import DEFAULT_TEMPLATE, fill_template, label_text
+from dlcv.clip_eval.prompts import DEFAULT_TEMPLATE, choose_templates, fill_template, label_text
 from dlcv.io.checkpoint import save_text
 from dlcv.io.images import list_images
+from dlcv.runtime import configure_backends, pick_device
 
 if TYPE_CHECKING:
     from dlcv.clip_eval.loading import ClipModel
@@ -165,3 +168,79 @@ def write_predictions_csv(result: ZeroShotResult, id2label: dict[int, str], path
     for file, t, p, c in zip(result.files, result.targets, result.predicted, result.confidence, strict=True):
         writer.writerow([file.name, t, id2label[t], p, id2label[p], int(t == p), f"{c:.4f}"])
     return save_text(text.getvalue(), path)
+
+
+# --- the job of PB3/zeroshot.py -----------------------------------------------------------------
+
+#: What :func:`zeroshot_job` writes in its output folder.
+OUTPUT_FILES = ("predictions.csv", "cases.png", "summary.json")
+
+
+@dataclass
+class ZeroShotJob:
+    """The settings of ``PB3/zeroshot.py``: classify ``data/val/`` with ``clip`` (a checkpoint or
+    folder; default: :func:`~dlcv.clip_eval.sources.resolve_clip_source`'s search) using ``templates``
+    (plus the CLIP paper's CIFAR ensemble with ``ensemble``; the default prompt if neither), and write
+    :data:`OUTPUT_FILES` to ``output_dir``; ``seed`` draws the cases shown."""
+
+    data: str | Path
+    output_dir: str | Path = "outputs/clip_zeroshot"
+    clip: str | None = None
+    templates: list[str] = field(default_factory=list)
+    ensemble: bool = False
+    clean_labels: bool = False
+    batch_size: int = 256
+    workers: int = 4
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+
+
+def zeroshot_job(job: ZeroShotJob) -> dict:
+    """Check the inputs, classify, print the accuracy with five right and five wrong cases, write
+    :data:`OUTPUT_FILES`; returns the summary (what ``summary.json`` holds)."""
+    from dlcv.clip_eval.loading import load_clip  # transformers: only once the inputs are good
+
+    if job.workers < 0:
+        raise ArgumentError(f"`workers` must be 0 or more, got {job.workers}")
+    templates = choose_templates(job.templates, job.ensemble)
+    data = read_zeroshot_folder(job.data)
+    prepare_out_dir(job.output_dir, "--output_dir", create=False)  # fail before the long run
+    device = pick_device(job.device)
+    configure_backends(device)
+    clip = load_clip(job.clip, device, job.precision)
+    result = run_zeroshot(clip, data, templates, job.clean_labels, job.batch_size, job.workers)
+
+    labels = data.id2label
+    form = "underscores read as spaces" if job.clean_labels else "as given (underscores kept)"
+    n_right = sum(result.correct)
+    print(f"CLIP: {clip.source}")
+    print(f"prompts: {len(templates)} template(s), e.g. {templates[0]!r}; labels {form}")
+    print(f"accuracy: {100 * result.accuracy:.2f}% ({n_right}/{len(result.files)}, {len(labels)} classes)")
+    right, wrong = pick_cases(result.correct, 5, job.seed)
+    for title, cases in (("correctly classified", right), ("wrongly classified", wrong)):
+        print(f"{title}:")
+        for i in cases:
+            print(f"  {result.files[i].name}  true: {labels[result.targets[i]]}  "
+                  f"predicted: {labels[result.predicted[i]]}")  # fmt: skip
+
+    out = prepare_out_dir(job.output_dir)
+    csv_name, figure_name, summary_name = OUTPUT_FILES
+    write_predictions_csv(result, labels, out / csv_name)
+    cases = right + wrong
+    captions = [(f"true: {labels[result.targets[i]]}", f"pred: {labels[result.predicted[i]]}") for i in cases]
+    captioned_grid([result.files[i] for i in cases], captions, [GREEN] * len(right) + [RED] * len(wrong),
+                   out / figure_name)  # fmt: skip
+    summary = {
+        "accuracy": result.accuracy,
+        "correct": n_right,
+        "total": len(result.files),
+        "classes": len(labels),
+        "templates": templates,
+        "label_form": form,
+        "clip": clip.source,
+        "right_cases": [result.files[i].name for i in right],
+        "wrong_cases": [result.files[i].name for i in wrong],
+    }
+    save_text(json.dumps(summary, indent=2) + "\n", out / summary_name)
+    return summary

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,8 @@ from dlcv.stable_diffusion.safe_load import Stub, load_tensors
 
 if TYPE_CHECKING:  # transformers is imported by whoever builds the model
     from transformers import CLIPTextModel, CLIPTokenizer
+
+    from dlcv.stable_diffusion.loading import StableDiffusion
 
 EMBEDDING_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 #: Larger values are refused: CLIP's token embeddings hold values below 1, and fp16 overflows
@@ -243,7 +245,10 @@ def add_embeddings(
 #: Where PB3/train.py writes and PB3/inference.py looks by default, inside a checkout.
 EMBEDDINGS_SUBDIR = Path("checkpoints") / "pb3"
 EMBEDDINGS_ENV = "PB3_EMBEDDINGS"
-LEARNED_EMBEDS = ("learned_embeds.safetensors", "learned_embeds.bin")
+#: The file a Textual Inversion run writes in its output folder (diffusers' name and format).
+LEARNED_EMBEDS = "learned_embeds.safetensors"
+#: The names a folder's learned embedding is looked up under: ours, then diffusers' older pickle.
+LEARNED_EMBEDS_NAMES = (LEARNED_EMBEDS, "learned_embeds.bin")
 LOOKUP_HELP = """\
 Where a placeholder's embedding is looked up, first match wins: each --embeddings entry in
 order, then each entry of $PB3_EMBEDDINGS (separated by ':'), then checkpoints/pb3/ of the
@@ -295,12 +300,12 @@ def _candidates(folder: Path, token: str, key: str | None) -> list[tuple[Path, b
     stems = list(dict.fromkeys([token_stem(token), token] if plain else [token_stem(token)]))
     out: list[tuple[Path, bool]] = []
     for stem in stems:
-        out += [(folder / stem / name, True) for name in LEARNED_EMBEDS]
+        out += [(folder / stem / name, True) for name in LEARNED_EMBEDS_NAMES]
     if key is not None:
-        out += [(folder / str(key) / name, True) for name in LEARNED_EMBEDS]
+        out += [(folder / str(key) / name, True) for name in LEARNED_EMBEDS_NAMES]
     for stem in stems:
         out += [(folder / f"{stem}{suffix}", True) for suffix in EMBEDDING_SUFFIXES]
-    out += [(folder / name, False) for name in LEARNED_EMBEDS]
+    out += [(folder / name, False) for name in LEARNED_EMBEDS_NAMES]
     return out
 
 
@@ -348,3 +353,52 @@ def check_entries(entries: list[str], defaults: list[Path] | None = None) -> Non
         path = Path(file if sep and name.strip() and not Path(entry).exists() else entry)
         if not path.exists() and str(path) not in optional:
             raise UserError(f"--embeddings / ${EMBEDDINGS_ENV}: {path} does not exist")
+
+
+def find_embeddings(
+    tokens: Mapping[str, str | None], entries: list[str], train_hint: Callable[[str], str]
+) -> dict[str, tuple[torch.Tensor, Path]]:
+    """Every token's embedding and its file (:func:`find_embedding`; ``tokens`` maps each to its
+    concept key or ``None``). A token found nowhere is one :class:`UserError` line naming the
+    entries and ``train_hint(token)``, the command that would train it."""
+    found = {}
+    for token, key in tokens.items():
+        hit = find_embedding(token, entries, key)
+        if hit is None:
+            concept = f" (concept {key!r})" if key is not None else ""
+            raise UserError(
+                f"no learned embedding for {token}{concept} in {', '.join(entries)}; train it with "
+                f"`{train_hint(token)}` or pass --embeddings DIR_OR_FILE (see --help)"
+            )
+        found[token] = hit
+    return found
+
+
+def add_learned_tokens(
+    sd: StableDiffusion, found: Mapping[str, tuple[torch.Tensor, Path]]
+) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Add each found embedding to ``sd``'s tokenizer and text encoder (one line per token says
+    from where); return ``{token: vectors}`` and ``{token: its token ids}`` of the tokens whose
+    vectors fit in a prompt (a warning told of the others: :func:`check_vector_count`)."""
+    vectors, ids = {}, {}
+    room = sd.tokenizer.model_max_length - 2  # besides the start and end tokens
+    for token, (value, path) in found.items():
+        ids |= add_embeddings(sd.tokenizer, sd.text_encoder, {token: value}, source=str(path))
+        vectors[token] = value.shape[0]
+        check_vector_count(token, vectors[token], room, str(path))
+        print(f"{token}: {value.shape[0]} vector(s) from {path}")
+    return vectors, {t: i for t, i in ids.items() if vectors[t] < room}
+
+
+def warn_cut_placeholders(
+    tokenizer: CLIPTokenizer, prompts: Sequence[str], vectors: Mapping[str, int], ids: Mapping[str, list[int]]
+) -> None:
+    """One warning per prompt whose placeholder (of ``ids``) CLIP's 77-token truncation cuts."""
+    for prompt in dict.fromkeys(prompts):
+        cut = cut_placeholders(tokenizer, expand_placeholders(prompt, vectors), ids)
+        if cut:
+            which = ", ".join(f"{token} ({n} of {len(ids[token])} vector(s))" for token, n in cut.items())
+            shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+            warn(f"prompt {shown!r} is longer than CLIP's {tokenizer.model_max_length} tokens and its "
+                 f"truncation cuts {which}: the images will not show the learned concept fully; shorten "
+                 "the prompt")  # fmt: skip

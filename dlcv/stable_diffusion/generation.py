@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from dlcv.cli import ArgumentError, UserError, prepare_out_dir, warn
+from dlcv.cli import ArgumentError, UserError, prepare_out_dir, refuse_links, warn
 from dlcv.diffusion import SD_V1, EpsFactory, classifier_free_guidance, iter_sample_batches, sample_batches
 from dlcv.diffusion.samplers import EpsFn
 from dlcv.io.images import save_png, to_uint8
@@ -337,6 +337,18 @@ def check_output_folder(folder: Path, n_images: int) -> None:
         )
 
 
+def check_output_folders(
+    out_dir: str | Path, folders: Sequence[Path], n_images: int, what: str = "output folder"
+) -> None:
+    """The one check of a generation's outputs, before any slow work: ``out_dir`` (named ``what``)
+    can be created and written, no folder on the way from it to each of ``folders`` is a link,
+    and none holds other PNGs (:func:`check_output_folder`)."""
+    prepare_out_dir(out_dir, what, create=False)
+    refuse_links(out_dir, [Path(folder).relative_to(out_dir) for folder in folders], "output folder")
+    for folder in folders:
+        check_output_folder(folder, n_images)
+
+
 def write_prompt_images(
     sd: StableDiffusion,
     jobs: Sequence[tuple[str, Path]],
@@ -349,11 +361,11 @@ def write_prompt_images(
 ) -> list[Path]:
     """For each ``(prompt, folder)``, write ``n_images`` PNGs ``folder/00.png ..`` and return their paths.
 
-    Every prompt uses the same seed, so its images do not depend on which other prompts run.
+    Every prompt uses the same seed, so its images do not depend on which other prompts run. The
+    folders are checked first by :func:`check_output_folders` (the job does it before loading the
+    model).
     """
     names = image_names(n_images)
-    for _, folder in jobs:
-        check_output_folder(folder, n_images)
     written: list[Path] = []
     with tqdm(total=len(jobs) * n_images, desc="images", unit="img", disable=not progress) as bar:
         for prompt, folder in jobs:

@@ -48,7 +48,12 @@ from dlcv.diffusion import NoiseSchedule, diffusion_loss
 from dlcv.io.checkpoint import load_checkpoint, save_weights
 from dlcv.io.images import save_grid
 from dlcv.runtime import configure_backends
-from dlcv.stable_diffusion.embeddings import add_embeddings, expand_placeholders, placeholder_names
+from dlcv.stable_diffusion.embeddings import (
+    LEARNED_EMBEDS,
+    add_embeddings,
+    expand_placeholders,
+    placeholder_names,
+)
 from dlcv.stable_diffusion.generation import (
     DEFAULT_SOLVER,
     DEFAULT_STEPS,
@@ -68,8 +73,6 @@ from dlcv.stable_diffusion.ti_data import (
 )
 from dlcv.training import TrainConfig, distributed, train
 from dlcv.training.trainer import CHECKPOINT_NAME
-
-LEARNED_EMBEDS = "learned_embeds.safetensors"
 
 
 @dataclass
@@ -256,6 +259,7 @@ def train_textual_inversion(
     ti: TIConfig,
     cfg: TrainConfig,
     base_model: str = "",
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Learn ``ti.token`` from ``images`` (uint8 ``(3, H, W)``); return its vectors ``(n, D)``.
 
@@ -265,11 +269,14 @@ def train_textual_inversion(
     table) and ends on the training device; with mixed precision on CUDA its UNet is in the
     half type of the precision rule.
     Pass ``cfg.ema_decay=None``: an EMA of the embedding is not part of the method.
+    ``device`` is the job's training device, resolved once by the caller
+    (:func:`~dlcv.training.distributed.setup`, which also names it in ``cfg.device``); by
+    default it is resolved here from ``cfg.device``.
     """
     ti.check(sd)
     if not images:
         raise UserError("no training images")
-    device = distributed.setup(cfg.device).device  # the trainer picks the same one
+    device = device or distributed.setup(cfg.device).device  # the trainer picks the same one
     configure_backends(device)
     prepare_for_training(sd, device, cfg.autocast_dtype(device))
     _check_resume(cfg, ti)

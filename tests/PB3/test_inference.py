@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -12,21 +11,15 @@ from safetensors.torch import save_file
 
 from dlcv.cli import UserError
 
-from ..conftest import FIXTURES, REPO, run_script
+from ..conftest import FIXTURES, load_script, run_script
 
 INPUT_JSON = FIXTURES / "textual_inversion_input.json"
 TINY = ["--resolution", "16", "--steps", "2", "--device", "cpu", "--quiet"]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-def _load_main():
-    spec = importlib.util.spec_from_file_location("pb3_inference", REPO / "PB3" / "inference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-main = _load_main()
+SCRIPT = load_script("PB3/inference.py", "pb3_inference")
+main = SCRIPT.main  # raises the library's errors: arguments in backticks (run() shows flags)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +92,7 @@ def test_bad_inputs(tmp_path, tiny, monkeypatch):
         main(["--json", str(INPUT_JSON), *_args(tiny, out), "--ckpt", str(tmp_path / "sd-v1-4.ckpt")])
     with pytest.raises(UserError, match="absent does not exist"):
         main(["--json", str(INPUT_JSON), *_args(tiny, out), "--embeddings", str(tmp_path / "absent")])
-    with pytest.raises(UserError, match="--n-images"):
+    with pytest.raises(UserError, match="`n_images` must be positive"):
         main(["--json", str(INPUT_JSON), *_args(tiny, out), "--n-images", "0"])
     wide = tmp_path / "wide.safetensors"
     save_file({"<new1>": torch.zeros(768), "<new2>": torch.zeros(768)}, wide)
@@ -127,10 +120,7 @@ def test_hw2_3_defaults_meet_the_course_time_by_the_published_speed():
     512x512): the README's arithmetic. DDIM 50, the old default, would not fit in 10."""
     from dlcv.stable_diffusion.generation import RTX_2080_TI_UNET_EVALS_PER_S, unet_evaluations
 
-    spec = importlib.util.spec_from_file_location("pb3_inference_defaults", REPO / "PB3" / "inference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    args = module.build_parser().parse_args(["--json", "x.json", "--out-dir", "out"])
+    args = SCRIPT.build_parser().parse_args(["--json", "x.json", "--out-dir", "out"])
     assert (args.solver, args.steps, args.guidance) == ("dpm++", 20, 7.5)
     seconds = unet_evaluations(100, args.steps, args.guidance) / RTX_2080_TI_UNET_EVALS_PER_S
     assert seconds <= 6 * 60

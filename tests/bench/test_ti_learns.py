@@ -22,9 +22,9 @@ from dlcv.cli import UserError
 from dlcv.digits.classifiers import load_digit_classifier, save_digit_classifier
 from dlcv.io.checkpoint import load_weights
 from dlcv.io.images import load_rgb
-from dlcv.stable_diffusion.embeddings import load_embedding
+from dlcv.stable_diffusion.embeddings import LEARNED_EMBEDS, load_embedding
 from dlcv.stable_diffusion.loading import load_stable_diffusion
-from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS, init_vectors
+from dlcv.stable_diffusion.textual_inversion import init_vectors
 
 from ..conftest import REPO
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -25,7 +23,7 @@ from dlcv.stable_diffusion.memory import (
     working_bytes,
 )
 
-from ..conftest import REPO
+from ..conftest import load_script
 
 FP16, BF16, FP32 = torch.float16, torch.bfloat16, torch.float32
 #: An RTX 2080 Ti: 11,264 MiB, less about 0.5 GB for the CUDA context before anything is loaded.
@@ -34,10 +32,7 @@ RTX_2080_TI_FREE = 11264 * 2**20 - int(0.5e9)
 
 def _parser_defaults(script: str, *argv: str) -> dict:
     """The argument defaults of PB3/{script}.py (parsed with the required arguments ``argv``)."""
-    spec = importlib.util.spec_from_file_location(f"defaults_{script}", REPO / "PB3" / f"{script}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
+    module = load_script(f"PB3/{script}.py", f"defaults_{script}")
     return vars(module.build_parser().parse_args(list(argv)))
 
 

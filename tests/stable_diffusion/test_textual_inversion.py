@@ -12,15 +12,10 @@ from dlcv.cli import UserError
 from dlcv.io.checkpoint import load_checkpoint
 from dlcv.io.images import save_png
 from dlcv.stable_diffusion.course_input import read_input_json
-from dlcv.stable_diffusion.embeddings import add_embeddings, load_embedding
+from dlcv.stable_diffusion.embeddings import LEARNED_EMBEDS, add_embeddings, load_embedding
 from dlcv.stable_diffusion.generation import encode_text
 from dlcv.stable_diffusion.loading import load_stable_diffusion
-from dlcv.stable_diffusion.textual_inversion import (
-    LEARNED_EMBEDS,
-    TIConfig,
-    init_vectors,
-    train_textual_inversion,
-)
+from dlcv.stable_diffusion.textual_inversion import TIConfig, init_vectors, train_textual_inversion
 from dlcv.stable_diffusion.ti_data import Augmentation, augmented_views, concept_images, guess_kind
 from dlcv.stable_diffusion.tiny import build_tiny_sd
 from dlcv.training import TrainConfig
