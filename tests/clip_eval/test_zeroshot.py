@@ -17,12 +17,14 @@ from dlcv.clip_eval.loading import wrap_clip_model
 from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, label_text
 from dlcv.clip_eval.tiny import clip_config, random_clip
 from dlcv.clip_eval.zeroshot import (
+    ZeroShotJob,
     pick_cases,
     read_id2label,
     read_zeroshot_folder,
     run_zeroshot,
     text_classifier,
     write_predictions_csv,
+    zeroshot_job,
 )
 from dlcv.clip_tokenizer import offline_clip_tokenizer
 
@@ -155,3 +157,11 @@ def test_cases_and_csv(tmp_path):
     write_predictions_csv(result, {0: "apple", 3: "palm_tree"}, tmp_path / "link.csv")
     assert mine.read_text() == "mine" and not (tmp_path / "link.csv").is_symlink()
     assert (tmp_path / "link.csv").read_text() == path.read_text()
+
+
+def test_the_job_refuses_bad_settings_before_reading_anything(tmp_path):
+    with pytest.raises(UserError, match="`workers` must be 0 or more, got -1"):
+        zeroshot_job(ZeroShotJob(tmp_path / "absent", tmp_path / "out", workers=-1))
+    with pytest.raises(UserError, match="placeholder"):
+        zeroshot_job(ZeroShotJob(tmp_path / "absent", tmp_path / "out", templates=["no label here"]))
+    assert not (tmp_path / "out").exists()
