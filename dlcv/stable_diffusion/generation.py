@@ -161,17 +161,12 @@ def encode_text(sd: StableDiffusion, prompts: Sequence[str]) -> torch.Tensor:
         return sd.text_encoder(ids).last_hidden_state
 
 
-def initial_latents(
-    sd: StableDiffusion, n: int, resolution: int, seed: int, start: int = 0
-) -> torch.Tensor:
-    """Latents ``z_T`` of images ``start .. start+n-1`` of the sequence seeded by ``seed`` (fp32, CPU).
-
-    All are drawn from one CPU generator, so image ``i`` is the same whatever the batch
-    size and the device.
-    """
+def initial_latents(sd: StableDiffusion, n: int, resolution: int, seed: int) -> torch.Tensor:
+    """Latents ``z_T`` of the ``n`` images of a prompt, drawn from one CPU generator seeded by ``seed``
+    (fp32, CPU): the same on every device, and the driver batches them without changing them."""
     size = resolution // sd.config.vae_scale
-    shape = (start + n, sd.config.latent_channels, size, size)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))[start:]
+    shape = (n, sd.config.latent_channels, size, size)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _unet(sd: StableDiffusion) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
