@@ -26,7 +26,7 @@ from dlcv.report.commands import FACE_UNET, SD_CKPT
 from dlcv.report.document import Block, Code, Figure, Gap, Item, Section, Table, Text
 from dlcv.report.plots import MetricsLog, contact_sheet, plot_training_curves, read_metrics
 from dlcv.report.sources import DEFAULT_FACE_GT, DEFAULT_TI_INPUT, GRADES_NAME, Inputs, show
-from dlcv.stable_diffusion.textual_inversion import LEARNED_EMBEDS
+from dlcv.stable_diffusion.embeddings import LEARNED_EMBEDS
 from dlcv.training.trainer import CHECKPOINT_NAME, METRICS_NAME
 
 PB2_FIGURES = [

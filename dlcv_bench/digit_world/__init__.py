@@ -50,7 +50,9 @@ It is bench and test material, not part of the product package: one job per modu
 :mod:`~dlcv_bench.digit_world.model` (the networks), :mod:`~dlcv_bench.digit_world.captions` (the
 caption grammar), :mod:`~dlcv_bench.digit_world.data` (the images and the training set),
 :mod:`~dlcv_bench.digit_world.train` (training the UNet) and :mod:`~dlcv_bench.digit_world.store`
-(world folders, the shipped form); their names are importable from here.
+(world folders, the shipped form); their names are importable from here. The check of
+``make demo-ti`` that runs in the world is :mod:`dlcv_bench.digit_world.check` (imported by itself:
+it uses this package).
 """
 
 from __future__ import annotations

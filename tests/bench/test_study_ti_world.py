@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
 from dlcv.cli import UserError
 
-from ..conftest import REPO
+from ..conftest import load_script
 
 
 def _study():
-    spec = importlib.util.spec_from_file_location("study_ti_world", REPO / "bench" / "study_ti_world.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/study_ti_world.py")
 
 
 TINY = ["world_steps=6", "world_batch=4", "world_images=100", "world_channels=8,16,32", "grader_steps=4",
