@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -71,12 +72,29 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def configure_backends(device: torch.device) -> None:
-    """Enable the fast GPU paths (TF32 matmuls and convolutions, cuDNN autotuning) on CUDA."""
+def configure_backends(device: torch.device, tf32: bool = True) -> None:
+    """Set the CUDA backends for a job on ``device``, for the rest of the process: TF32 matmuls
+    and convolutions on (``tf32``; off for an exact fp32 job), cuDNN autotuning on. The CPU has
+    no TF32 and is left alone. :func:`cuda_backends` is the same for one block."""
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = True
+
+
+@contextlib.contextmanager
+def cuda_backends(device: torch.device, tf32: bool = True) -> Iterator[None]:
+    """:func:`configure_backends` for the duration of a block, the flags restored afterwards:
+    how a library job (``hw2_1``, ``hw2_2``, a training run) sets them without changing them for
+    a program that calls it."""
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark)  # fmt: skip
+    configure_backends(device, tf32)
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = flags  # fmt: skip
 
 
 def cuda_capability(device: torch.device) -> tuple[int, int]:

@@ -149,14 +149,15 @@ def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: fl
     settings (or the ones given) and classify them: ``{"mnistm": acc, "svhn": acc, ...}`` with,
     per dataset, the counts, the 95% Wilson interval (``{name}_ci``) and the per-digit counts."""
     from dlcv.digits.grading import accuracy_stats, predict, wilson_interval
-    from dlcv.digits.model import build_schedule, load_model
-    from dlcv.digits.sampling import SampleSettings, sample_course_set
+    from dlcv.digits.model import load_for_sampling
+    from dlcv.digits.sampling import SampleRequest, sample_course_set
 
-    model, cfg = load_model(model_path)
-    settings = SampleSettings.resolve(cfg, sampler=sampler, steps=steps, guidance=guidance, eta=eta,
-                                      guidance_interval=guidance_interval)  # fmt: skip
+    request = SampleRequest(sampler=sampler, steps=steps, guidance=guidance, eta=eta,
+                            guidance_interval=guidance_interval)  # fmt: skip
+    job = load_for_sampling(model_path, "cpu", request)  # the settings hw2_1.sh resolves for the model
+    settings = job.settings
     began = time.perf_counter()
-    images = sample_course_set(model, build_schedule(cfg), per_class, seed=seed, batch_size=200,
+    images = sample_course_set(job.model, job.schedule, per_class, seed=seed, batch_size=200,
                                progress=False, **settings.as_kwargs())  # fmt: skip
     seconds = time.perf_counter() - began
     digits = torch.arange(10).repeat_interleave(per_class)

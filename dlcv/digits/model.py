@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from torch import nn
 from dlcv.cli import MAX_BATCH_SIZE, ArgumentError, UserError
 from dlcv.diffusion import NoiseSchedule, Objective, eps_model
 from dlcv.digits.latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
-from dlcv.digits.sampling import SampleSettings
+from dlcv.digits.sampling import SampleRequest, SampleSettings
 from dlcv.digits.unet import DigitUNet, DigitUNetConfig
 from dlcv.io.checkpoint import check_finite_weights, load_weights, save_weights, state_dict_mismatch
 from dlcv.io.compact import compact_state_dict, expand_state_dict
@@ -130,11 +130,7 @@ def _check_sections(cfg: DictConfig, where: str) -> None:
            lambda v: integer(v) and 1 <= v <= 100_000, "an integer 1-100000")  # fmt: skip
     number("diffusion", "beta_start", d.get("beta_start"), lambda v: 0 < v < 1, "in (0, 1)")
     number("diffusion", "beta_end", d.get("beta_end"), lambda v: d.beta_start <= v < 1, "in [beta_start, 1)")
-    number("sample", "steps", s.get("steps", 50), lambda v: 1 <= v <= 1000 and integer(v), "1-1000")
-    for value in s.get("guidance", 2.0) if OmegaConf.is_list(s.get("guidance")) else [s.get("guidance", 2.0)]:
-        number("sample", "guidance", value, math.isfinite, "a finite number or one per dataset")
-    number("sample", "eta", s.get("eta", 0.0), lambda v: math.isfinite(v) and v >= 0, "0 or more")
-    try:
+    try:  # the sample section: checked as a caller's settings are (SampleSettings, once)
         SampleSettings.resolve(OmegaConf.to_container(s))
     except (ArgumentError, TypeError) as err:
         message = re.sub(r"`(\w+)`", r"sample.\1", str(err))  # its `name` is the config's sample.name
@@ -308,3 +304,28 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[No
     check_finite_weights(model.state_dict(), path)
     model = model.to(device, memory_format=torch.channels_last)
     return noise_predictor(model, cfg).eval(), cfg
+
+
+@dataclass
+class SamplingModel:
+    """A Problem 1 model ready to sample: the file it came from, its noise predictor and config,
+    its schedule and the settings it is sampled with (resolved once, :meth:`SampleRequest.settings`)."""
+
+    path: Path
+    model: NoisePredictor
+    config: dict[str, Any]
+    schedule: NoiseSchedule
+    settings: SampleSettings
+
+
+def load_for_sampling(
+    ckpt: str | Path | None, device: torch.device | str = "cpu", request: SampleRequest | None = None
+) -> SamplingModel:
+    """The model :func:`resolve_checkpoint` finds for ``ckpt``, loaded on ``device``, with the
+    sampler settings of ``request`` (``None`` values: the model's config). What every job that
+    samples a Problem 1 model starts from, so that ``hw2_1.sh``, the report's figures, Problem 2's
+    experiments on the digit model and the benches sample one model the same way."""
+    path = resolve_checkpoint(ckpt)
+    model, cfg = load_model(path, device)
+    settings = (request or SampleRequest()).settings(cfg)
+    return SamplingModel(path, model, cfg, build_schedule(cfg), settings)

@@ -72,18 +72,6 @@ def guided_eps_fn(
     return run
 
 
-def check_sampling_options(
-    steps: int | None = None, guidance: float | None = None, eta: float | None = None
-) -> None:
-    """Refuse (one :class:`ArgumentError` line) sampler settings out of range; ``None`` = the model's."""
-    if steps is not None and not 1 <= steps <= 1000:
-        raise ArgumentError(f"`steps` must be 1-1000, got {steps}")
-    if guidance is not None and not math.isfinite(guidance):
-        raise ArgumentError(f"`guidance` must be a finite number, got {guidance}")
-    if eta is not None and not (math.isfinite(eta) and eta >= 0):
-        raise ArgumentError(f"`eta` must be 0 or more, got {eta}")
-
-
 @dataclass(frozen=True)
 class SampleSettings:
     """How a Problem 1 model is sampled: one set of defaults and one validation for every
@@ -105,9 +93,12 @@ class SampleSettings:
         if isinstance(self.guidance, tuple) and len(self.guidance) != len(DATASETS):
             raise ArgumentError(f"`guidance`: one number, or one per dataset ({len(DATASETS)}), "
                                 f"got {len(self.guidance)}")  # fmt: skip
-        check_sampling_options(self.steps, None, self.eta)
-        for g in scales:
-            check_sampling_options(None, g, None)
+        if not 1 <= self.steps <= 1000:
+            raise ArgumentError(f"`steps` must be 1-1000, got {self.steps}")
+        if not all(math.isfinite(g) for g in scales):
+            raise ArgumentError(f"`guidance` must be a finite number, got {self.guidance}")
+        if not (math.isfinite(self.eta) and self.eta >= 0):
+            raise ArgumentError(f"`eta` must be 0 or more, got {self.eta}")
         if self.guidance_interval is not None:
             low, high = self.guidance_interval
             if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
@@ -117,13 +108,18 @@ class SampleSettings:
     @classmethod
     def resolve(cls, config: Mapping[str, Any] | None = None, **given: Any) -> SampleSettings:
         """The model's ``sample`` settings (``config`` is the model's whole config or its
-        ``sample`` section) with the non-``None`` values of ``given`` instead."""
+        ``sample`` section) with the non-``None`` values of ``given`` instead: the one place
+        where a Problem 1 sampler's defaults are decided and checked (a caller's flags and a
+        model file's config alike)."""
         section = dict((config or {}).get("sample", config or {}))
         values = {k: v for k, v in section.items() if k in _FIELDS}
         values.update({k: v for k, v in given.items() if v is not None})
         unknown = sorted(set(given) - _FIELDS)
         if unknown:
             raise TypeError(f"unknown sample settings: {', '.join(unknown)}")
+        for key in ("steps", "eta", "guidance"):
+            if isinstance(values.get(key), bool):
+                raise ArgumentError(f"`{key}` must be a number, got {values[key]}")
         try:
             if "guidance" in values:
                 g = values["guidance"]
@@ -131,7 +127,10 @@ class SampleSettings:
             if values.get("guidance_interval") is not None:
                 values["guidance_interval"] = tuple(float(v) for v in values["guidance_interval"])
             if "steps" in values:
-                values["steps"] = int(values["steps"])
+                steps = values["steps"]
+                if not math.isfinite(float(steps)) or float(steps) != int(steps):
+                    raise ArgumentError(f"`steps` must be 1-1000, got {steps!r}")
+                values["steps"] = int(steps)
             if "eta" in values:
                 values["eta"] = float(values["eta"])
         except (TypeError, ValueError) as err:
@@ -155,6 +154,44 @@ class SampleSettings:
     def as_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`sample_labels`."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """The sampler settings a caller asks for (a command line's flags); ``None`` = the model's.
+    :meth:`settings` resolves them against a model's config into its :class:`SampleSettings`:
+    every job that samples a Problem 1 model (``hw2_1``, the report's figures, Problem 2's
+    experiments on the digit model, the benches' grading) goes through it, once."""
+
+    sampler: str | None = None
+    steps: int | None = None
+    guidance: float | tuple[float, ...] | None = None
+    eta: float | None = None
+    guidance_interval: tuple[float, float] | None = None
+
+    def settings(self, config: Mapping[str, Any] | None) -> SampleSettings:
+        """:meth:`SampleSettings.resolve` of the model's ``config`` with these values instead."""
+        return SampleSettings.resolve(config, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+def add_sample_flags(parser: Any, *, eta: bool = True, sampler: bool = True) -> None:
+    """The ``--sampler``, ``--steps``, ``--guidance`` and ``--eta`` flags of a command line that
+    samples a Problem 1 model (read back by :func:`sample_request`); each defaults to the model's."""
+    if sampler:
+        parser.add_argument("--sampler", choices=SAMPLERS,
+                            help="ddim, dpm++ (DPM-Solver++(2M): as good in fewer steps) or ddpm (all 1000 "
+                            "steps); default: the model's, as hw2_1.sh")  # fmt: skip
+    parser.add_argument("--steps", type=int, help="DDIM / DPM-Solver++ steps (default: the model's)")
+    parser.add_argument("--guidance", type=float,
+                        help="classifier-free guidance scale; 1 = no guidance (default: the model's)")
+    if eta:
+        parser.add_argument("--eta", type=float, help="fresh noise of DDIM / DPM-Solver++: 0 = deterministic "
+                            "(ODE), 1 = DDPM-like (SDE); default: the model's")  # fmt: skip
+
+
+def sample_request(args: Any) -> SampleRequest:
+    """The :class:`SampleRequest` of the flags :func:`add_sample_flags` added (absent ones: ``None``)."""
+    return SampleRequest(**{f.name: getattr(args, f.name, None) for f in fields(SampleRequest)})
 
 
 #: Every forward pass holds a multiple of this many images (a short batch is padded with
@@ -268,12 +305,14 @@ _FIELDS = {f.name for f in fields(SampleSettings)}
 __all__: Sequence[str] = [
     "BATCH_MULTIPLE",
     "SAMPLERS",
+    "SampleRequest",
     "SampleSettings",
-    "check_sampling_options",
+    "add_sample_flags",
     "course_labels",
     "guidance_scales",
     "guided_eps_fn",
     "prepare_course_folders",
+    "sample_request",
     "sample_course_set",
     "sample_labels",
     "write_course_outputs",

@@ -15,7 +15,7 @@ another entry point: :func:`face_precision`, :func:`dlcv.runtime.pick_device`,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from dlcv.diffusion.samplers import EpsFn
 from dlcv.faces.unet import DOWN_FACTOR, FaceUNet, infer_base_channels
 from dlcv.io.checkpoint import check_finite_weights, load_weights, state_dict_mismatch, torch_load
 from dlcv.io.images import minmax_to_uint8, save_png
-from dlcv.runtime import DTYPES, autocast, pick_device, resolve_precision
+from dlcv.runtime import DTYPES, autocast, cuda_backends, pick_device, resolve_precision
 
 NUM_STEPS = 50
 PRECISIONS = ("auto", "fp32", "tf32", "fp16", "bf16")
@@ -141,35 +141,12 @@ def face_precision(precision: str, device: torch.device) -> str:
     return resolve_precision(precision, device, auto=AUTO_PRECISION, choices=PRECISIONS)
 
 
-@contextlib.contextmanager
-def precision_context(precision: str, device: torch.device) -> Iterator[None]:
-    """TF32 on or off for CUDA matmuls/convolutions for the duration, restored afterwards.
-
-    ``precision`` is resolved (:func:`face_precision`): ``fp32`` turns TF32 off (exact fp32
-    everywhere), the others turn it on; cuDNN autotuning is on meanwhile. The CPU has no
-    TF32 and is unaffected.
-    """
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The CUDA backends for a resolved ``precision`` (:func:`face_precision`), for the duration:
+    ``fp32`` turns TF32 off (exact fp32 everywhere), the others turn it on; cuDNN autotuning on
+    (:func:`dlcv.runtime.cuda_backends`, the flags restored afterwards). The CPU is unaffected."""
     _check_resolved(precision)
-    if device.type != "cuda":
-        yield
-        return
-    flags = (
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cudnn.benchmark,
-    )
-    fast = precision != "fp32"
-    torch.backends.cuda.matmul.allow_tf32 = fast
-    torch.backends.cudnn.allow_tf32 = fast
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        (
-            torch.backends.cuda.matmul.allow_tf32,
-            torch.backends.cudnn.allow_tf32,
-            torch.backends.cudnn.benchmark,
-        ) = flags
+    return cuda_backends(device, tf32=precision != "fp32")
 
 
 def _check_resolved(precision: str) -> None:

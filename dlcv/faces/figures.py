@@ -1,4 +1,5 @@
-"""Problem 2's report figures: the DDIM eta grid and interpolation strips of the face UNet."""
+"""Problem 2's report figures: the DDIM eta grid and interpolation strips of the face UNet
+(``PB2/experiments.py --unet``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,21 @@ from pathlib import Path
 
 import torch
 
-from dlcv.cli import UserError
+from dlcv.cli import ArgumentError, UserError, prepare_out_dir
 from dlcv.diffusion.driver import constant_eps
-from dlcv.faces.ddim import face_eps_fn, load_face_unet, load_noises
-from dlcv.figures import FigureJob
+from dlcv.faces.ddim import (
+    NUM_STEPS,
+    face_eps_fn,
+    face_precision,
+    load_face_unet,
+    load_noises,
+    precision_context,
+)
+from dlcv.figures import FigureJob, render_figures
+from dlcv.runtime import pick_device, seed_everything
+
+#: Noises (columns) of the eta grid.
+GRID_NOISES = 4
 
 
 def face_figure_job(
@@ -17,7 +29,7 @@ def face_figure_job(
     noise_dir: str | Path,
     device: torch.device,
     precision: str,
-    grid_noises: int = 4,
+    grid_noises: int = GRID_NOISES,
 ) -> FigureJob:
     """The report figures' :class:`~dlcv.figures.FigureJob` for the face UNet.
 
@@ -40,3 +52,32 @@ def face_figure_job(
         endpoints=(noises[0], noises[1]),
         names=stems[:grid_noises],
     )
+
+
+def face_experiments(
+    out_dir: str | Path,
+    unet_path: str | Path,
+    noise_dir: str | Path,
+    *,
+    steps: int = NUM_STEPS,
+    seed: int = 0,
+    batch_size: int | None = None,
+    precision: str = "auto",
+    device: str = "auto",
+    progress: bool = True,
+) -> list[Path]:
+    """The whole of ``PB2/experiments.py --unet``: :func:`dlcv.figures.render_figures` of
+    :func:`face_figure_job` with ``steps`` DDIM steps (the course's 50 by default), the device
+    and precision resolved once (:func:`~dlcv.faces.ddim.face_precision`, TF32 as ``hw2_2.sh``
+    sets it); returns the paths written."""
+    if not 1 <= steps <= 1000:
+        raise ArgumentError(f"`steps` must be 1-1000, got {steps}")
+    seed_everything(seed)
+    dev = pick_device(device)
+    resolved = face_precision(precision, dev)
+    with torch.no_grad():
+        job = face_figure_job(unet_path, noise_dir, dev, resolved, GRID_NOISES)
+        out = prepare_out_dir(out_dir)  # a bad output path fails now, not after the sampling
+        with precision_context(resolved, dev):
+            return render_figures(job, out, seed=seed, steps=steps, batch_size=batch_size, device=dev,
+                                  progress=progress)  # fmt: skip

@@ -33,9 +33,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from dlcv.cli import ArgumentError, Interrupted, UserError, prepare_out_dir
+from dlcv.cli import MAX_BATCH_SIZE, PRECISIONS, ArgumentError, Interrupted, UserError, prepare_out_dir
 from dlcv.io.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
-from dlcv.runtime import autocast, configure_backends, grad_scaler, resolve_dtype
+from dlcv.runtime import autocast, cuda_backends, grad_scaler, resolve_dtype
 from dlcv.training import distributed, rng
 from dlcv.training.ema import EMA
 from dlcv.training.preemption import StopSignals, signal_name
@@ -71,9 +71,48 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on CUDA only; True: on every device
     time_budget: float | None = None  # seconds: the budget decides the length (steps, if given, caps it)
 
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot train, before any work: one :class:`ArgumentError` line
+        naming the field in backticks (a command line shows its flag, e.g. ``--time-budget``)."""
+        if self.steps is None and self.time_budget is None:
+            raise ArgumentError("`steps`: give a number of steps, a time budget, or both")
+        counts = {"steps": self.steps, "grad_accum": self.grad_accum, "log_every": self.log_every}
+        for name, value in counts.items():
+            if value is not None and not (_is_int(value) and value >= 1):
+                raise ArgumentError(f"`{name}` must be >= 1, got {value}")
+        for name in ("warmup_steps", "sample_every", "ckpt_every"):
+            value = getattr(self, name)
+            if not (_is_int(value) and value >= 0):
+                raise ArgumentError(f"`{name}` must be >= 0, got {value}")
+        if not (_is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH_SIZE):
+            raise ArgumentError(f"`batch_size` must be 1-{MAX_BATCH_SIZE:,}, got {self.batch_size}")
+        if not (_is_number(self.lr) and self.lr > 0):
+            raise ArgumentError(f"`lr` must be a positive number, got {self.lr}")
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            raise ArgumentError(f"`weight_decay` must be 0 or more, got {self.weight_decay}")
+        if not (_is_number(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
+            raise ArgumentError(f"`min_lr_ratio` must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip is not None and not (_is_number(self.grad_clip) and self.grad_clip >= 0):
+            raise ArgumentError(f"`grad_clip` must be 0 or more (0, None: no clipping), got {self.grad_clip}")
+        if self.ema_decay is not None and not (_is_number(self.ema_decay) and 0 <= self.ema_decay < 1):
+            raise ArgumentError(f"`ema_decay` must be in [0, 1) (0, None: no EMA), got {self.ema_decay}")
+        budget = self.time_budget
+        if budget is not None and not (_is_number(budget) and budget > 0):
+            raise ArgumentError(f"`time_budget` must be a positive number of seconds, got {budget}")
+        if self.precision not in PRECISIONS:
+            raise ArgumentError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
     def autocast_dtype(self, device: torch.device) -> torch.dtype:
         """The dtype the forward passes autocast to on ``device`` (fp32: no autocast)."""
         return resolve_dtype(self.precision if self.mixed_precision else "fp32", device)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
@@ -169,15 +208,12 @@ def train(
     step draws from is in the checkpoint (:mod:`dlcv.training.rng`), so a resumed run on the CPU
     ends bit for bit where the uninterrupted one would have.
     """
-    if cfg.steps is None and cfg.time_budget is None:
-        raise ArgumentError("`steps`: give a number of steps, a time budget, or both")
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     if cfg.resume and not ckpt_path.is_file():
         raise ArgumentError(f"`resume`: no checkpoint at {ckpt_path}")
     info = distributed.setup(cfg.device)
     device = info.device
-    configure_backends(device)
     dtype = cfg.autocast_dtype(device)
     scaler = grad_scaler(device, dtype)  # on for fp16 only
 
@@ -205,6 +241,7 @@ def train(
     prepare_out_dir(out_dir)
     refuse_run_links(out_dir)  # nothing is written through a link planted in the folder
     with contextlib.ExitStack() as held:
+        held.enter_context(cuda_backends(device))  # TF32 and cuDNN autotuning while this run trains
         if info.is_main:  # one run at a time in the folder (a second one gets one line)
             held.enter_context(RunLock(out_dir))
         _claim_out_dir(out_dir, cfg, info)

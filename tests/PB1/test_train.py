@@ -98,21 +98,3 @@ def test_the_same_seed_gives_the_same_model(tmp_path, digits_root):
     a, b, c = models
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a if "pca" not in k)
-
-
-def test_a_time_budget_is_not_capped_by_the_presets_steps(monkeypatch, digits_root, tmp_path):
-    """--time-budget alone: the budget decides (no ceiling); with --steps: the steps cap it."""
-    import importlib.util
-
-    from dlcv.training import TrainConfig
-
-    spec = importlib.util.spec_from_file_location("pb1_train", "PB1/train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    seen: list[TrainConfig] = []
-    monkeypatch.setattr(script, "train", lambda model, loss, batch, cfg, **kw: seen.append(cfg))
-    base = ["--data", str(digits_root), "--config", "tiny", "--device", "cpu"]
-    script.main([*base, "--out", str(tmp_path / "a"), "--time-budget", "30"])
-    script.main([*base, "--out", str(tmp_path / "b"), "--time-budget", "30", "--steps", "7"])
-    script.main([*base, "--out", str(tmp_path / "c")])
-    assert [(c.steps, c.time_budget) for c in seen] == [(None, 30.0), (7, 30.0), (20, None)]

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from dlcv.cli import UserError
+from dlcv.cli import run
+from dlcv.faces.figures import face_experiments
 
-from ..conftest import REPO, run_script
+from ..conftest import load_script, run_script
 
 FIGURES = ["eta_grid.png", "interpolation_lerp.png", "interpolation_slerp.png"]
 
 
 def entry_main():
-    spec = importlib.util.spec_from_file_location("pb2_experiments", REPO / "PB2" / "experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    """The command line's ``main`` as ``dlcv.cli.run`` runs it: a user error raises SystemExit(2)
+    after one ``error:`` line, flags named as the command line names them."""
+    module = load_script("PB2/experiments.py", "pb2_experiments")
+    return lambda argv: run(lambda: module.main(argv))
 
 
 def test_digit_model_figures_as_make_demo_runs_them(digit_model_file, tmp_path):
@@ -35,12 +34,13 @@ def test_digit_model_figures_as_make_demo_runs_them(digit_model_file, tmp_path):
 
 
 def test_face_unet_figures_and_seeded_repeatability(face_files, tmp_path):
-    main = entry_main()
-    args = ["--unet", str(face_files["unet"]), "--noise-dir", str(face_files["noise_dir"]), "--steps", "3",
-            "--device", "cpu", "--quiet"]  # fmt: skip
-    main([*args, "--out-dir", str(tmp_path / "a")])
-    main([*args, "--out-dir", str(tmp_path / "b"), "--batch-size", "1"])
-    main([*args, "--out-dir", str(tmp_path / "c"), "--seed", "5"])
+    def figures(folder, **kwargs):
+        face_experiments(tmp_path / folder, face_files["unet"], face_files["noise_dir"], steps=3,
+                         device="cpu", progress=False, **kwargs)  # fmt: skip
+
+    figures("a")
+    figures("b", batch_size=1)
+    figures("c", seed=5)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == FIGURES
 
     def pixels(folder, name):
@@ -63,28 +63,32 @@ def test_unet_without_noise_dir_is_one_line_exit_2(face_files, tmp_path):
     assert result.stderr.strip().splitlines() == [expected]
 
 
-def test_bad_inputs_raise_user_errors(face_files, digit_model_file, tmp_path):
+def test_bad_inputs_are_one_line_naming_the_flag(face_files, digit_model_file, tmp_path, capsys):
     main = entry_main()
     few = tmp_path / "few"
     few.mkdir()
     torch.save(torch.zeros(1, 3, 32, 32), few / "00.pt")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"junk")
-    digit = ["--digit-ckpt", str(digit_model_file), "--out", str(tmp_path / "o")]
+    digit = ["--digit-ckpt", str(digit_model_file), "--out", str(tmp_path / "o"), "--device", "cpu"]
     cases = [
         (["--unet", str(face_files["unet"]), "--noise-dir", str(few), "--out", str(tmp_path / "o")],
          "the eta grid needs 4 noises, found 1"),
+        (["--unet", str(face_files["unet"]), "--noise-dir", str(few), "--out", str(tmp_path / "o"),
+          "--steps", "0"], "--steps must be 1-1000, got 0"),
         ([*digit, "--labels", "0,1,x,3"], "--labels: expected comma-separated integers"),
         ([*digit, "--labels", "0,1,2"], "--labels: expected 4 class labels in 0..19"),
         ([*digit, "--labels", "0,1,2,20"], "--labels: expected 4 class labels in 0..19"),
-        ([*digit, "--interp-label", "-1"], "--interp-label"),
-        ([*digit, "--steps", "0"], "--steps must be in 1..1000"),
+        ([*digit, "--interp-label", "-1"], "--interp-label: expected a class label"),
+        ([*digit, "--steps", "0"], "--steps must be 1-1000, got 0"),
         ([*digit, "--noise-dir", str(few)], "--noise-dir is for --unet"),
         (["--digit-ckpt", str(junk), "--out", str(tmp_path / "o")], "cannot read weights"),
         (["--digit-ckpt", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "o")], "no PB1 model"),
     ]  # fmt: skip
     for argv, message in cases:
-        with pytest.raises(UserError) as err:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
             main(argv)
-        assert message in str(err.value) and "\n" not in str(err.value), argv
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(lines) == 1 and message in lines[0], (argv, lines)
     assert not (tmp_path / "o").exists()

@@ -7,6 +7,7 @@ import torch
 from dlcv.diffusion import NoiseSchedule
 from dlcv.digits.figures import digit_class_name, digit_figure_job, reverse_timesteps
 from dlcv.digits.model import build_model, load_config
+from dlcv.digits.sampling import SampleSettings
 
 
 def test_reverse_timesteps_start_at_noise_and_end_with_the_result():
@@ -27,10 +28,11 @@ def test_digit_job_conditions_each_column_on_its_label_with_guidance():
         return real_forward(x, t, y)
 
     model.forward = spy
-    job = digit_figure_job(model, NoiseSchedule.linear(), [3, 12, 5, 19], 7, guidance=2.0, seed=1)
+    settings = SampleSettings(guidance=2.0)
+    job = digit_figure_job(model, NoiseSchedule.linear(), [3, 12, 5, 19], 7, settings, seed=1)
     assert job.names == ["mnistm 3", "svhn 2", "mnistm 5", "svhn 9"]
     assert job.grid_noises.shape == (4, 3, 28, 28)
-    again = digit_figure_job(model, NoiseSchedule.linear(), [0, 1, 2, 3], 0, 2.0, seed=1)
+    again = digit_figure_job(model, NoiseSchedule.linear(), [0, 1, 2, 3], 0, SampleSettings(), seed=1)
     assert torch.equal(job.grid_noises, again.grid_noises)  # seeded
     torch.testing.assert_close(job.endpoints[0], job.grid_noises[0])
     with torch.no_grad():
