@@ -11,10 +11,9 @@ GPU), loads Stable Diffusion there and trains each concept with
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
-from dlcv.cli import ArgumentError, check_batch_size
+from dlcv.cli import ArgumentError
 from dlcv.io.checkpoint import load_checkpoint
 from dlcv.stable_diffusion.course import (
     ConceptJob,
@@ -54,26 +53,17 @@ class LearnJob:
     scale_lr: bool = False
 
     def check(self) -> None:
-        """What can be checked before the model loads (the rest: :meth:`TIConfig.check`)."""
-        ti, cfg = self.ti, self.train
-        counts = {"steps": cfg.steps, "grad_accum": cfg.grad_accum, "vectors": ti.vectors,
-                  "validate_steps": ti.validate_steps, "log_every": cfg.log_every}  # fmt: skip
-        for name, value in counts.items():
-            if value is not None and value < 1:
-                raise ArgumentError(f"`{name}` must be >= 1, got {value}")
-        check_batch_size(cfg.batch_size)
-        if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-            raise ArgumentError(f"`lr` must be a positive number, got {cfg.lr}")
-        ti.augmentation.check()
-        ti.sampling().check_numbers()  # the validation images' solver and guidance
-        for name in ("ckpt_every", "sample_every", "warmup_steps"):
-            if getattr(cfg, name) < 0:
-                raise ArgumentError(f"`{name}` must be >= 0, got {getattr(cfg, name)}")
+        """What can be checked before the model loads, beyond what ``train`` checks of itself (its
+        :class:`~dlcv.training.TrainConfig` refuses bad steps, rates, intervals and time budgets when
+        it is made); the rest: :meth:`TIConfig.check`."""
+        ti = self.ti
+        for name in ("vectors", "validate_steps"):
+            if getattr(ti, name) < 1:
+                raise ArgumentError(f"`{name}` must be >= 1, got {getattr(ti, name)}")
         if ti.validate_images < 0:
             raise ArgumentError(f"`validate_images` must be >= 0, got {ti.validate_images}")
-        budget = cfg.time_budget
-        if budget is not None and not (math.isfinite(budget) and budget > 0):
-            raise ArgumentError(f"`time_budget` must be a positive number of seconds, got {budget}")
+        ti.augmentation.check()
+        ti.sampling().check_numbers()  # the validation images' solver and guidance
         check_sd_checkpoint(self.sd_ckpt, "sd_ckpt")
 
 
