@@ -19,6 +19,7 @@ resumes exactly: the checkpoint holds every random state a step draws from
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import sys
 import time
@@ -386,6 +387,9 @@ def train(
             bar.close()
             if metrics is not None:
                 metrics.close()
+            if net is not model:  # DDP's reducer holds the process group (in a reference cycle): free it
+                net = model  # now, so gloo's threads are joined while Python is alive, not at exit
+                gc.collect()  # ("terminate called without an active exception", SIGABRT, at exit)
             distributed.cleanup(info)
     return ema.model if ema is not None else model
 
