@@ -50,7 +50,8 @@ DATA_FOLDERS = ("dlcv/configs", "dlcv/assets")
 #: The core's third-party imports beyond torch and tqdm, and the one module allowed each.
 CORE_EXTRAS = {"diffusers": "dlcv.diffusion.reference"}
 #: Calls that load code this test cannot follow, or that change where imports come from.
-LOADERS = ("importlib.import_module", "importlib.util.spec_from_file_location", "importlib.util.module_from_spec",
+LOADERS = ("importlib.import_module", "importlib.util.spec_from_file_location",
+           "importlib.util.module_from_spec",
            "importlib.machinery.SourceFileLoader", "runpy.run_path", "runpy.run_module", "__import__",
            "sys.path.insert", "sys.path.append", "sys.path.extend")  # fmt: skip
 
@@ -216,5 +217,5 @@ def test_the_rules_see_the_imports_and_the_loads(tmp_path):
         "sys.path = at line 8",
     ]
     assert layer_of("dlcv.digits.model") == ("problem", "digits") and layer_of("torch") is None
-    assert layer_of("dlcv.new_module") == ("shared", None)  # only the package root's: placing it is the test above
+    assert layer_of("dlcv.new_module") == ("shared", None)  # the package root's; placing it: the test above
     assert "dlcv.new_module" not in LAYERS

@@ -96,7 +96,9 @@ def test_hw2_2_on_a_tiny_face_unet(tmp_path):
     check("hw2_2_tiny", tmp_path / "out")
 
 
-@pytest.mark.parametrize("case, solver", [("hw2_3_tiny_dpmpp", []), ("hw2_3_tiny_ddim", ["--solver", "ddim"])])
+@pytest.mark.parametrize(
+    "case, solver", [("hw2_3_tiny_dpmpp", []), ("hw2_3_tiny_ddim", ["--solver", "ddim"])]
+)
 def test_hw2_3_on_a_tiny_stable_diffusion(tmp_path, case, solver):
     from dlcv.stable_diffusion.tiny import build_tiny_sd, save_tiny_checkpoint
 

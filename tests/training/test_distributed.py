@@ -27,7 +27,9 @@ def test_a_listening_rendezvous_is_reached():
         distributed.check_rendezvous("127.0.0.1", server.getsockname()[1], within=5)
 
 
-def test_an_unreachable_rendezvous_is_one_line_naming_it_and_the_single_node_flags(monkeypatch, refusing_port):
+def test_an_unreachable_rendezvous_is_one_line_naming_it_and_the_single_node_flags(
+    monkeypatch, refusing_port
+):
     port = refusing_port
     monkeypatch.setattr(distributed, "REACH_SECONDS", 0.5)
     monkeypatch.setenv("WORLD_SIZE", "2")
