@@ -27,9 +27,11 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/render_docs.py --check
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q
 

@@ -23,11 +23,13 @@ from dlcv.digits.sampling import add_sample_flags, sample_request
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", required=True, help="output folder (mnistm/ and svhn/ are created in it)")
-    p.add_argument("--ckpt",
-                   help=f"model file (default: ${CKPT_ENV}, else {DEFAULT_CKPT}, else the shipped model)")
+    p.add_argument(
+        "--ckpt", help=f"model file (default: ${CKPT_ENV}, else {DEFAULT_CKPT}, else the shipped model)"
+    )
     add_sample_flags(p)
-    p.add_argument("--n-per-digit", type=int, default=N_PER_DIGIT,
-                   help="images per digit per dataset (%(default)s)")
+    p.add_argument(
+        "--n-per-digit", type=int, default=N_PER_DIGIT, help="images per digit per dataset (%(default)s)"
+    )
     p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (%(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
@@ -37,8 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    paths = hw2_1(args.out_dir, args.ckpt, request=sample_request(args), n_per_digit=args.n_per_digit,
-                  batch_size=args.batch_size, seed=args.seed, device=args.device)  # fmt: skip
+    paths = hw2_1(
+        args.out_dir,
+        args.ckpt,
+        request=sample_request(args),
+        n_per_digit=args.n_per_digit,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+    )
     print(f"wrote {len(paths)} images to {args.out_dir} in {time.perf_counter() - start:.1f}s")
 
 

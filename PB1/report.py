@@ -21,8 +21,9 @@ from dlcv.digits.sampling import add_sample_flags, sample_request
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", required=True, help="folder for the PNG figures")
-    p.add_argument("--ckpt",
-                   help=f"model file (default: ${CKPT_ENV}, else {DEFAULT_CKPT}, else the shipped model)")
+    p.add_argument(
+        "--ckpt", help=f"model file (default: ${CKPT_ENV}, else {DEFAULT_CKPT}, else the shipped model)"
+    )
     add_sample_flags(p)
     p.add_argument("--scale", type=int, default=4, help="upscale factor of the 28x28 images (%(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -32,8 +33,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    paths = report_figures(args.out_dir, args.ckpt, request=sample_request(args), scale=args.scale,
-                           seed=args.seed, device=args.device)  # fmt: skip
+    paths = report_figures(
+        args.out_dir,
+        args.ckpt,
+        request=sample_request(args),
+        scale=args.scale,
+        seed=args.seed,
+        device=args.device,
+    )
     for path in paths:
         print(path)
 

@@ -32,35 +32,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
     p.add_argument("--batch-size", type=int, help="per process; shortcut for train.batch_size")
-    p.add_argument("--time-budget", type=float,
-                   help="seconds: the budget decides the run's length, re-planned from the measured "
-                   "speed as it goes (the cosine follows); the preset's steps do not cap it, "
-                   "--steps given too does")  # fmt: skip
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds: the budget decides the run's length, re-planned from the measured "
+        "speed as it goes (the cosine follows); the preset's steps do not cap it, "
+        "--steps given too does",
+    )
     p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start again in an --out that holds another run (its checkpoint and metrics "
-                   "are deleted, its other files replaced as this run writes them)")  # fmt: skip
-    p.add_argument("--keep-models", action="store_true",
-                   help="also keep the model of every checkpoint (train.ckpt_every) as "
-                   "models/step_N.safetensors")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an --out that holds another run (its checkpoint and metrics "
+        "are deleted, its other files replaced as this run writes them)",
+    )
+    p.add_argument(
+        "--keep-models",
+        action="store_true",
+        help="also keep the model of every checkpoint (train.ckpt_every) as models/step_N.safetensors",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="shortcut for --set train.precision=...: auto (the default) = mixed precision on "
-                   "CUDA, bf16 from compute capability 8.0, fp16 with loss scaling below; fp32: no mixed "
-                   "precision")  # fmt: skip
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="shortcut for --set train.precision=...: auto (the default) = mixed precision on "
+        "CUDA, bf16 from compute capability 8.0, fp16 with loss scaling below; fp32: no mixed "
+        "precision",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     job = DigitTrainJob(
-        data=args.data, out=args.out, config=args.config, overrides=list(args.set), steps=args.steps,
-        batch_size=args.batch_size, precision=args.precision, time_budget=args.time_budget, limit=args.limit,
-        resume=args.resume, overwrite=args.overwrite, keep_models=args.keep_models, device=args.device,
+        data=args.data,
+        out=args.out,
+        config=args.config,
+        overrides=list(args.set),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        time_budget=args.time_budget,
+        limit=args.limit,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        keep_models=args.keep_models,
+        device=args.device,
         seed=args.seed,
-    )  # fmt: skip
+    )
     print(f"model written to {train_pb1(job)}")
 
 

@@ -61,20 +61,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     check_batch_size(args.batch_size, zero="all")
-    common = {"seed": args.seed, "batch_size": args.batch_size or None, "device": args.device,
-              "progress": not args.quiet}  # fmt: skip
+    common = {
+        "seed": args.seed,
+        "batch_size": args.batch_size or None,
+        "device": args.device,
+        "progress": not args.quiet,
+    }
     if args.unet:
         if not args.noise_dir:
             raise UserError("--unet needs --noise-dir (the folder of face noises)")
         steps = NUM_STEPS if args.steps is None else args.steps
-        written = face_experiments(args.out_dir, args.unet, args.noise_dir, steps=steps,
-                                   precision=args.precision, **common)  # fmt: skip
+        written = face_experiments(
+            args.out_dir, args.unet, args.noise_dir, steps=steps, precision=args.precision, **common
+        )
     else:
         if args.noise_dir:
             raise UserError("--noise-dir is for --unet; the digit model draws its noises from --seed")
         request = SampleRequest(steps=args.steps, guidance=args.guidance)  # the rest: the model's
-        written = digit_experiments(args.out_dir, args.digit_ckpt, labels=parse_labels(args.labels),
-                                    interp_label=args.interp_label, request=request, **common)  # fmt: skip
+        written = digit_experiments(
+            args.out_dir,
+            args.digit_ckpt,
+            labels=parse_labels(args.labels),
+            interp_label=args.interp_label,
+            request=request,
+            **common,
+        )
     for path in written:
         print(f"wrote {path}")
 

@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="base channels: 128 = the course UNet (113.7M parameters); 64 is ~4x smaller and faster",
     )
     p.add_argument("--dropout", type=float, default=0.1, help="dropout in the residual blocks")
-    p.add_argument("--steps", type=int,
-                   help="optimiser steps (default: 100000, or no cap with --time-budget)")  # fmt: skip
+    p.add_argument(
+        "--steps", type=int, help="optimiser steps (default: 100000, or no cap with --time-budget)"
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per step and process")
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (cosine decay)")
     p.add_argument("--warmup", type=int, default=1000, help="linear warm-up steps")
@@ -47,19 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints")
     p.add_argument("--sample-every", type=int, default=0, help="steps between sample grids (0: at the end)")
     p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sample grids")
-    p.add_argument("--time-budget", type=float,
-                   help="seconds: the budget decides the length (re-planned as it goes; "
-                   "--steps caps it)")  # fmt: skip
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds: the budget decides the length (re-planned as it goes; --steps caps it)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start again in an --out that holds another run (its checkpoint and metrics "
-                   "are deleted, its other files replaced as this run writes them)")  # fmt: skip
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an --out that holds another run (its checkpoint and metrics "
+        "are deleted, its other files replaced as this run writes them)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
     p.add_argument("--seed", type=int, default=0, help="seeds data order, noise and samples")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto (default): mixed precision on CUDA in the card's half type (bf16 from compute "
-                   "capability 8.0, fp16 with loss scaling below), fp32 on the CPU; fp32: no mixed "
-                   "precision")  # fmt: skip
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (default): mixed precision on CUDA in the card's half type (bf16 from compute "
+        "capability 8.0, fp16 with loss scaling below), fp32 on the CPU; fp32: no mixed "
+        "precision",
+    )
     return p
 
 

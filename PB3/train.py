@@ -53,29 +53,59 @@ DEFAULT_EMBEDDINGS_DIR = default_embedding_dirs(__file__)[0]
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sd-ckpt", "--ckpt", dest="sd_ckpt", default=os.environ.get(CKPT_ENV),
-                   help=f"Stable Diffusion v1.x: CompVis .ckpt / .safetensors or a diffusers folder "
-                        f"(default: ${CKPT_ENV})")  # fmt: skip
-    p.add_argument("--model-config", help="architecture JSON (SDConfig.save) for a non-v1 checkpoint "
-                                          "file, e.g. a tiny test model; default: SD v1.x")  # fmt: skip
+    p.add_argument(
+        "--sd-ckpt",
+        "--ckpt",
+        dest="sd_ckpt",
+        default=os.environ.get(CKPT_ENV),
+        help=f"Stable Diffusion v1.x: CompVis .ckpt / .safetensors or a diffusers folder "
+        f"(default: ${CKPT_ENV})",
+    )
+    p.add_argument(
+        "--model-config",
+        help="architecture JSON (SDConfig.save) for a non-v1 checkpoint "
+        "file, e.g. a tiny test model; default: SD v1.x",
+    )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--images", help="folder of the concept's images (one concept; needs --token)")
     what.add_argument("--json", help="the course's input.json: train every concept it lists")
-    p.add_argument("--data", help="with --json: folder holding one image folder per concept key "
-                                  "(default: the json's folder)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        help="with --json: folder holding one image folder per concept key (default: the json's folder)",
+    )
     p.add_argument("--keys", nargs="+", help="with --json: train only these concept keys")
-    p.add_argument("--kind", action="append", default=[], metavar="KEY=KIND",
-                   help="with --json: force a concept's kind (object or style); repeatable")  # fmt: skip
+    p.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        metavar="KEY=KIND",
+        help="with --json: force a concept's kind (object or style); repeatable",
+    )
     p.add_argument("--token", help='placeholder token to learn, e.g. "<new1>" (with --images)')
-    p.add_argument("--init-word", help="word(s) whose embedding starts the token (default: the json's "
-                                       "src_image, else 'object' / 'painting')")  # fmt: skip
+    p.add_argument(
+        "--init-word",
+        help="word(s) whose embedding starts the token (default: the json's "
+        "src_image, else 'object' / 'painting')",
+    )
     kind = p.add_mutually_exclusive_group()
-    kind.add_argument("--object", dest="style", action="store_false", default=None,
-                      help="object captions ('a photo of a <token>'); the default with --images")  # fmt: skip
-    kind.add_argument("--style", dest="style", action="store_true",
-                      help="style captions ('a painting in the style of <token>'); with --json: for all")
-    p.add_argument("--out", help=f"output folder (default: this checkout's {EMBEDDINGS_SUBDIR}/NAME with "
-                   f"--images, NAME = the token without <>; {EMBEDDINGS_SUBDIR} with --json: one per key)")
+    kind.add_argument(
+        "--object",
+        dest="style",
+        action="store_false",
+        default=None,
+        help="object captions ('a photo of a <token>'); the default with --images",
+    )
+    kind.add_argument(
+        "--style",
+        dest="style",
+        action="store_true",
+        help="style captions ('a painting in the style of <token>'); with --json: for all",
+    )
+    p.add_argument(
+        "--out",
+        help=f"output folder (default: this checkout's {EMBEDDINGS_SUBDIR}/NAME with "
+        f"--images, NAME = the token without <>; {EMBEDDINGS_SUBDIR} with --json: one per key)",
+    )
     p.add_argument("--vectors", type=int, default=1, help="embedding vectors per token (default: 1)")
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps per concept (default: 2000)")
     p.add_argument("--lr", type=float, default=5e-3, help="AdamW learning rate (default: %(default)s)")
@@ -85,57 +115,122 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step (default: 1)")
     p.add_argument("--resolution", type=int, default=512, help="training image side (default: %(default)s)")
     p.add_argument("--views", type=int, default=16, help="augmented views per image, VAE-encoded once (16)")
-    p.add_argument("--crop-min", type=float, default=0.8,
-                   help="smallest random square crop, as a fraction of the shorter side; 1 = no cropping "
-                        "(default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--crop-min",
+        type=float,
+        default=0.8,
+        help="smallest random square crop, as a fraction of the shorter side; 1 = no cropping "
+        "(default: %(default)s)",
+    )
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips (text, asymmetric concepts)")
     p.add_argument("--seed", type=int, default=0, help="seed of views, batches and noise (default: 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="the UNet's dtype and autocast: auto = bf16 on GPUs of compute capability >= 8.0, "
-                        "fp16 below, fp32 on the CPU; fp32: no mixed precision on CUDA either")  # fmt: skip
-    p.add_argument("--gradient-checkpointing", action="store_true",
-                   help="recompute UNet activations in the backward pass (less memory, slower)")  # fmt: skip
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoint.pt (with --json: each unfinished concept)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start again in an output folder that holds another run (its checkpoint and "
-                   "metrics are deleted, its embedding replaced)")  # fmt: skip
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="the UNet's dtype and autocast: auto = bf16 on GPUs of compute capability >= 8.0, "
+        "fp16 below, fp32 on the CPU; fp32: no mixed precision on CUDA either",
+    )
+    p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute UNet activations in the backward pass (less memory, slower)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.pt (with --json: each unfinished concept)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an output folder that holds another run (its checkpoint and "
+        "metrics are deleted, its embedding replaced)",
+    )
     p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints, exports (500)")
-    p.add_argument("--validate-every", type=int, default=500,
-                   help="steps between validation images; 0 = only at the end (default: %(default)s)")
+    p.add_argument(
+        "--validate-every",
+        type=int,
+        default=500,
+        help="steps between validation images; 0 = only at the end (default: %(default)s)",
+    )
     p.add_argument("--validate-images", type=int, default=4, help="images per validation prompt; 0: none (4)")
-    p.add_argument("--validate-steps", type=int, default=DEFAULT_STEPS,
-                   help="sampler steps of validation images (default: %(default)s, as hw2_3.sh)")
-    p.add_argument("--validate-solver", choices=SOLVERS, default=DEFAULT_SOLVER,
-                   help="sampler of validation images (default: %(default)s, as hw2_3.sh)")
-    p.add_argument("--validate-prompt", action="append", metavar="TEXT",
-                   help="validation prompt with {} for the token (repeatable; default: two per kind)")
+    p.add_argument(
+        "--validate-steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help="sampler steps of validation images (default: %(default)s, as hw2_3.sh)",
+    )
+    p.add_argument(
+        "--validate-solver",
+        choices=SOLVERS,
+        default=DEFAULT_SOLVER,
+        help="sampler of validation images (default: %(default)s, as hw2_3.sh)",
+    )
+    p.add_argument(
+        "--validate-prompt",
+        action="append",
+        metavar="TEXT",
+        help="validation prompt with {} for the token (repeatable; default: two per kind)",
+    )
     p.add_argument("--guidance", type=float, default=7.5, help="guidance scale of validation images (7.5)")
     p.add_argument("--log-every", type=int, default=50, help="steps between metrics.jsonl lines (50)")
-    p.add_argument("--time-budget", type=float,
-                   help="seconds per concept: plan the steps (and the cosine) to end in time, "
-                   "at most --steps")  # fmt: skip
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds per concept: plan the steps (and the cosine) to end in time, at most --steps",
+    )
     return p
 
 
 def build_job(args: argparse.Namespace) -> LearnJob:
     """The job's settings from the flags (the job checks them)."""
-    plan = ConceptPlan(DEFAULT_EMBEDDINGS_DIR, images=args.images, json=args.json, data=args.data,
-                       keys=args.keys, kind=args.kind, token=args.token, init_word=args.init_word,
-                       style=args.style, out=args.out)  # fmt: skip
+    plan = ConceptPlan(
+        DEFAULT_EMBEDDINGS_DIR,
+        images=args.images,
+        json=args.json,
+        data=args.data,
+        keys=args.keys,
+        kind=args.kind,
+        token=args.token,
+        init_word=args.init_word,
+        style=args.style,
+        out=args.out,
+    )
     aug = Augmentation(args.resolution, args.views, args.crop_min, not args.no_flip)
-    ti = TIConfig(token="", init_word="", vectors=args.vectors, augmentation=aug,  # token..: per concept
-                  validate_images=args.validate_images, validate_steps=args.validate_steps,
-                  validate_solver=args.validate_solver, guidance=args.guidance,
-                  validate_prompts=args.validate_prompt, gradient_checkpointing=args.gradient_checkpointing)
+    ti = TIConfig(
+        token="",
+        init_word="",
+        vectors=args.vectors,
+        augmentation=aug,  # token..: per concept
+        validate_images=args.validate_images,
+        validate_steps=args.validate_steps,
+        validate_solver=args.validate_solver,
+        guidance=args.guidance,
+        validate_prompts=args.validate_prompt,
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
     warmup = args.warmup if args.warmup is not None else default_warmup(args.steps)
-    train = TrainConfig(out_dir=Path(), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                        warmup_steps=warmup, grad_clip=None,  # Adam normalises the step; the paper: no clip
-                        grad_accum=args.grad_accum, ema_decay=None, log_every=args.log_every,
-                        sample_every=args.validate_every, ckpt_every=args.ckpt_every, seed=args.seed,
-                        precision=args.precision, resume=args.resume, overwrite=args.overwrite,
-                        device=args.device, time_budget=args.time_budget)  # fmt: skip
+    train = TrainConfig(
+        out_dir=Path(),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=warmup,
+        grad_clip=None,  # Adam normalises the step; the paper: no clip
+        grad_accum=args.grad_accum,
+        ema_decay=None,
+        log_every=args.log_every,
+        sample_every=args.validate_every,
+        ckpt_every=args.ckpt_every,
+        seed=args.seed,
+        precision=args.precision,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        device=args.device,
+        time_budget=args.time_budget,
+    )
     return LearnJob(args.sd_ckpt, plan, ti, train, model_config=args.model_config, scale_lr=args.scale_lr)
 
 

@@ -111,33 +111,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "course-style loop that re-encodes the references per batch.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--clip", default=None,
-                   help="real weights to time instead of random ones. " + CLIP_HELP)
-    p.add_argument("--arch", default="tiny", choices=sorted(ARCHS),
-                   help="architecture of the random CLIP used without --clip")
+    p.add_argument("--clip", default=None, help="real weights to time instead of random ones. " + CLIP_HELP)
+    p.add_argument(
+        "--arch",
+        default="tiny",
+        choices=sorted(ARCHS),
+        help="architecture of the random CLIP used without --clip",
+    )
     p.add_argument("--classes", type=int, default=50, help="zero-shot classes (the course: 50)")
-    p.add_argument("--per_class", type=int, default=10,
-                   help="zero-shot images per class (the course: 50)")
+    p.add_argument("--per_class", type=int, default=10, help="zero-shot images per class (the course: 50)")
     p.add_argument("--concepts", type=int, default=2, help="grader: concepts (the course: 2)")
     p.add_argument("--prompts", type=int, default=2, help="grader: prompts per concept")
     p.add_argument("--references", type=int, default=5, help="grader: reference images per concept")
-    p.add_argument("--size", type=int, default=512,
-                   help="side of the generated and reference images (SD writes 512)")
+    p.add_argument(
+        "--size", type=int, default=512, help="side of the generated and reference images (SD writes 512)"
+    )
     p.add_argument("--batch_size", type=int, default=256, help="zero-shot images per forward pass")
-    p.add_argument("--grade_batch_size", type=int, default=32,
-                   help="grader images per forward pass, ours and the course-style loop's (the "
-                   "course uses 32)")
+    p.add_argument(
+        "--grade_batch_size",
+        type=int,
+        default=32,
+        help="grader images per forward pass, ours and the course-style loop's (the course uses 32)",
+    )
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding images")
     p.add_argument("--repeat", type=int, default=2, help="timed runs of each; the best is reported")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for torch (0: torch's default); 1 is steadier on a busy machine")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for torch (0: torch's default); 1 is steadier on a busy machine",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda:N")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="model dtype; auto is fp16 on CUDA and fp32 on the CPU")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="model dtype; auto is fp16 on CUDA and fp32 on the CPU",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and images")
     args = p.parse_args(argv)
-    if min(args.classes, args.per_class, args.concepts, args.prompts, args.references, args.size,
-           args.batch_size, args.grade_batch_size, args.repeat) < 1 or min(args.workers, args.threads) < 0:
+    if (
+        min(
+            args.classes,
+            args.per_class,
+            args.concepts,
+            args.prompts,
+            args.references,
+            args.size,
+            args.batch_size,
+            args.grade_batch_size,
+            args.repeat,
+        )
+        < 1
+        or min(args.workers, args.threads) < 0
+    ):
         p.error("counts, sizes and batch sizes must be >= 1, --workers and --threads >= 0")
     return args
 
@@ -152,8 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         clip = load_clip(args.clip, device, args.precision)
     else:
         model = random_clip(ARCHS[args.arch](), seed=args.seed)
-        clip = wrap_clip_model(model, offline_clip_tokenizer(), device, args.precision,
-                               f"random {args.arch}")
+        clip = wrap_clip_model(model, offline_clip_tokenizer(), device, args.precision, f"random {args.arch}")
     print(f"CLIP: {clip.source} ({clip.image_size}px input) on {device}, {clip.dtype}")
     report: dict = {"clip": clip.source, "device": str(device), "dtype": str(clip.dtype)}
 
@@ -167,18 +193,31 @@ def main(argv: list[str] | None = None) -> dict:
         t_one, _ = timed(lambda: text_classifier(clip, labels, (DEFAULT_TEMPLATE,)), device)
         t_ens, _ = timed(lambda: text_classifier(clip, labels, CIFAR_TEMPLATES), device)
         t_zs = min(
-            timed(lambda: run_zeroshot(clip, data, (DEFAULT_TEMPLATE,), False, args.batch_size,
-                                       args.workers, progress=False), device)[0]
+            timed(
+                lambda: run_zeroshot(
+                    clip, data, (DEFAULT_TEMPLATE,), False, args.batch_size, args.workers, progress=False
+                ),
+                device,
+            )[0]
             for _ in range(args.repeat)
         )
         n = len(data.files)
-        print(f"zero-shot: {n} images in {t_zs:.2f} s = {n / t_zs:.0f} images/s end to end "
-              f"(decode, preprocess, encode, classify; batch {args.batch_size}, "
-              f"{args.workers} workers)")
-        print(f"class embeddings for {len(labels)} classes: {1000 * t_one:.0f} ms with one "
-              f"prompt, {1000 * t_ens:.0f} ms with the {len(CIFAR_TEMPLATES)}-template ensemble")
-        report["zeroshot"] = {"images": n, "seconds": t_zs, "images_per_s": n / t_zs,
-                              "text_single_s": t_one, "text_ensemble_s": t_ens}
+        print(
+            f"zero-shot: {n} images in {t_zs:.2f} s = {n / t_zs:.0f} images/s end to end "
+            f"(decode, preprocess, encode, classify; batch {args.batch_size}, "
+            f"{args.workers} workers)"
+        )
+        print(
+            f"class embeddings for {len(labels)} classes: {1000 * t_one:.0f} ms with one "
+            f"prompt, {1000 * t_ens:.0f} ms with the {len(CIFAR_TEMPLATES)}-template ensemble"
+        )
+        report["zeroshot"] = {
+            "images": n,
+            "seconds": t_zs,
+            "images_per_s": n / t_zs,
+            "text_single_s": t_one,
+            "text_ensemble_s": t_ens,
+        }
 
         json_path, input_dir, output_dir = write_grading_tree(
             root / "ti", args.concepts, args.prompts, args.references, args.size, args.seed
@@ -192,20 +231,28 @@ def main(argv: list[str] | None = None) -> dict:
             t, naive = timed(lambda: course_style_grade(clip, plan, bs), device)
             naive_t.append(t)
         diff = max(
-            max(abs(r.image_score - a), abs(r.text_score - b))
-            for r, (a, b) in zip(ours, naive, strict=True)
+            max(abs(r.image_score - a), abs(r.text_score - b)) for r, (a, b) in zip(ours, naive, strict=True)
         )
         n_images = sum(len(f) for folders in plan.images.values() for f in folders)
-        print(f"grader: {len(ours)} prompts, {n_images} images of {args.size}px, "
-              f"{args.references} references per concept, batch {bs}")
+        print(
+            f"grader: {len(ours)} prompts, {n_images} images of {args.size}px, "
+            f"{args.references} references per concept, batch {bs}"
+        )
         print(f"  references once per concept : {min(ours_t):.2f} s")
-        print(f"  course-style, per batch      : {min(naive_t):.2f} s "
-              f"({min(naive_t) / min(ours_t):.2f}x the time)")
+        print(
+            f"  course-style, per batch      : {min(naive_t):.2f} s "
+            f"({min(naive_t) / min(ours_t):.2f}x the time)"
+        )
         print(f"  largest difference of the averaged scores: {diff:.2e}")
         if diff > 0.05:
             raise UserError(f"the two graders disagree by {diff:.3f} points")
-        report["grader"] = {"prompts": len(ours), "images": n_images, "ours_s": min(ours_t),
-                            "course_style_s": min(naive_t), "max_score_diff": diff}
+        report["grader"] = {
+            "prompts": len(ours),
+            "images": n_images,
+            "ours_s": min(ours_t),
+            "course_style_s": min(naive_t),
+            "max_score_diff": diff,
+        }
     return report
 
 

@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> None:
                 lines = result.stderr.strip().splitlines() or ["(no message)"]
                 raise UserError(f"hw2_2.sh failed: {lines[-1]}")
             written = len(list(out_dir.glob("*.png")))
-            print(f"hw2_2.sh wall time: {wall:.2f} s for {written} images of {size}x{size} "
-                  "(start-up, loading and PNGs included)")  # fmt: skip
+            print(
+                f"hw2_2.sh wall time: {wall:.2f} s for {written} images of {size}x{size} "
+                "(start-up, loading and PNGs included)"
+            )
             results.update(hw2_2_wall_s=wall, hw2_2_images=written)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -51,8 +51,10 @@ def main() -> None:
     batch = args.batch_size or int(cfg.train.batch_size)
     name = args.config or ("default" if device.type == "cuda" else "demo")
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-          f"config {name} ({params:.1f}M parameters), torch {torch.__version__}")  # fmt: skip
+    print(
+        f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
+        f"config {name} ({params:.1f}M parameters), torch {torch.__version__}"
+    )
 
     # ---- training throughput -----------------------------------------------------------------
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
@@ -77,8 +79,10 @@ def main() -> None:
         train_step()
     sync(device)
     elapsed = time.perf_counter() - start
-    print(f"training: {args.train_steps * batch / elapsed:,.0f} images/s (batch {batch}, "
-          f"{1000 * elapsed / args.train_steps:.0f} ms/step)")  # fmt: skip
+    print(
+        f"training: {args.train_steps * batch / elapsed:,.0f} images/s (batch {batch}, "
+        f"{1000 * elapsed / args.train_steps:.0f} ms/step)"
+    )
 
     # ---- generation of the course set ----------------------------------------------------------
     model.eval()
@@ -108,8 +112,10 @@ def main() -> None:
         sync(device)
         ddpm_time = (time.perf_counter() - start) * 1000 / steps
     how = "measured" if steps == 1000 else f"extrapolated from {steps} steps"
-    print(f"1,000 images, guidance {guidance}: DDIM-{args.ddim_steps} {ddim_time:.1f}s, "
-          f"DDPM-1000 {ddpm_time:.1f}s ({how}); DDIM is {ddpm_time / ddim_time:.1f}x faster")  # fmt: skip
+    print(
+        f"1,000 images, guidance {guidance}: DDIM-{args.ddim_steps} {ddim_time:.1f}s, "
+        f"DDPM-1000 {ddpm_time:.1f}s ({how}); DDIM is {ddpm_time / ddim_time:.1f}x faster"
+    )
 
 
 if __name__ == "__main__":

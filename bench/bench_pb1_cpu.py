@@ -40,8 +40,9 @@ def has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def train_speed(config: str, threads: int, channels_last: bool, bf16: bool, compile_model: bool,
-                steps: int = 20) -> tuple[float, float]:
+def train_speed(
+    config: str, threads: int, channels_last: bool, bf16: bool, compile_model: bool, steps: int = 20
+) -> tuple[float, float]:
     """(steps/s, seconds of compilation) of one configuration."""
     torch.set_num_threads(threads)
     cfg = load_config(config)
@@ -105,13 +106,19 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time torch.compile (about a minute each)")
     args = p.parse_args()
     bf16 = has_bf16()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, "
-          f"CPU bf16 instructions: {'yes' if bf16 else 'no'}")  # fmt: skip
-    for name, config in (("UNet (first CPU recipe, batch 32)", REFERENCE_CONFIG),
-                         ("latent MLP (demo preset, batch 256)", "demo")):  # fmt: skip
-        rows = [("2 threads, channels_last", 2, True, False, False),
-                ("1 thread, channels_last", 1, True, False, False),
-                ("2 threads, contiguous (NCHW)", 2, False, False, False)]  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads available, "
+        f"CPU bf16 instructions: {'yes' if bf16 else 'no'}"
+    )
+    for name, config in (
+        ("UNet (first CPU recipe, batch 32)", REFERENCE_CONFIG),
+        ("latent MLP (demo preset, batch 256)", "demo"),
+    ):
+        rows = [
+            ("2 threads, channels_last", 2, True, False, False),
+            ("1 thread, channels_last", 1, True, False, False),
+            ("2 threads, contiguous (NCHW)", 2, False, False, False),
+        ]
         if bf16:
             rows.append(("2 threads, channels_last, bf16 autocast", 2, True, True, False))
         if args.compile:
@@ -125,8 +132,10 @@ def main() -> None:
             print(f"  {label:45s} {speed:6.2f}  ({speed / first:.2f}x{extra})", flush=True)
     print("\nsampling 1,000 images with the UNet (guided DDIM 25, 2 threads): seconds")
     with_cl, without = sampling_seconds(True), sampling_seconds(False)
-    print(f"  channels_last {with_cl:6.1f}s, contiguous {without:6.1f}s: channels_last is "
-          f"{without / with_cl:.2f}x faster")  # fmt: skip
+    print(
+        f"  channels_last {with_cl:6.1f}s, contiguous {without:6.1f}s: channels_last is "
+        f"{without / with_cl:.2f}x faster"
+    )
 
 
 if __name__ == "__main__":

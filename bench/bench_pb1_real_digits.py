@@ -54,10 +54,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=30.0, help="slow-machine minutes of training")
     p.add_argument("--every", type=float, default=3.0, help="grade every so many slow-machine minutes")
     p.add_argument("--per-class", type=int, default=50, help="generated images per class (%(default)s)")
-    p.add_argument("--threads", type=int, default=2, help="threads of the speed measurement and the "
-                   "training (%(default)s, as the demo)")  # fmt: skip
-    p.add_argument("--train-threads", type=int, help="training threads if not --threads (1 is faster "
-                   "on a busy machine; the length, set by the measurement, stays the same)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="threads of the speed measurement and the training (%(default)s, as the demo)",
+    )
+    p.add_argument(
+        "--train-threads",
+        type=int,
+        help="training threads if not --threads (1 is faster "
+        "on a busy machine; the length, set by the measurement, stays the same)",
+    )
     p.add_argument("--out", default="bench_out/pb1_real_digits")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -88,26 +96,49 @@ def main(argv: list[str] | None = None) -> None:
     slow_steps = SLOW_MACHINE_STEPS_PER_S * speed / ref  # recipe steps per slow-machine second
     steps = int(args.minutes * 60 * slow_steps)
     every = max(1, int(args.every * 60 * slow_steps))
-    print(f"this machine: reference network {ref:.2f} steps/s ({ref / SLOW_MACHINE_STEPS_PER_S:.2f}x "
-          f"the slow machine); {args.config}: {speed:.2f} steps/s, cost {ref / speed:.2f}x the reference")
-    print(f"training {steps} steps ({args.minutes:g} slow-machine minutes, about "
-          f"{steps / speed / 60:.1f} min here), a model every {every} steps", flush=True)  # fmt: skip
+    print(
+        f"this machine: reference network {ref:.2f} steps/s ({ref / SLOW_MACHINE_STEPS_PER_S:.2f}x "
+        f"the slow machine); {args.config}: {speed:.2f} steps/s, cost {ref / speed:.2f}x the reference"
+    )
+    print(
+        f"training {steps} steps ({args.minutes:g} slow-machine minutes, about "
+        f"{steps / speed / 60:.1f} min here), a model every {every} steps",
+        flush=True,
+    )
 
     # 2. graders that never see the generator's images: the train split halved per digit
     parts = split_for_graders(Path(args.data), out / "split")
     graders = ensure_graders(parts["graders"], out / "graders")
     held_out = grader_report(graders, parts["graders"])
-    print("graders' held-out accuracy (test split): " + ", ".join(
-        f"{name} {held_out[name]['acc']:.3f} [{held_out[name]['ci'][0]:.3f}, {held_out[name]['ci'][1]:.3f}]"
-        for name in ("mnistm", "svhn")))  # fmt: skip
+    rows = []
+    for name in ("mnistm", "svhn"):
+        low, high = held_out[name]["ci"]
+        rows.append(f"{name} {held_out[name]['acc']:.3f} [{low:.3f}, {high:.3f}]")
+    print("graders' held-out accuracy (test split): " + ", ".join(rows))
 
     # 3. one training run, keeping models
     run = out / "run"
     if not (run / "models" / f"step_{steps:07d}.safetensors").is_file():  # else finished: reuse
-        cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", str(parts["generator"]),
-               "--out", str(run), "--config", args.config, "--steps", str(steps), "--keep-models",
-               "--seed", str(args.seed),
-               "--device", "cpu", "--set", *args.set, f"train.ckpt_every={every}"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            str(REPO / "PB1" / "train.py"),
+            "--data",
+            str(parts["generator"]),
+            "--out",
+            str(run),
+            "--config",
+            args.config,
+            "--steps",
+            str(steps),
+            "--keep-models",
+            "--seed",
+            str(args.seed),
+            "--device",
+            "cpu",
+            "--set",
+            *args.set,
+            f"train.ckpt_every={every}",
+        ]
         if (run / "checkpoint.pt").is_file():
             cmd.append("--resume")  # an interrupted run continues where it stopped
         env = {**os.environ, "OMP_NUM_THREADS": str(args.train_threads or args.threads)}
@@ -135,8 +166,11 @@ def main(argv: list[str] | None = None) -> None:
         graded = grade_model(model, graders, args.per_class, seed=args.seed, **sampling)
         minutes = step / slow_steps / 60
         points.append({"step": step, "slow_minutes": round(minutes, 2), **graded})
-        print(f"step {step}: {minutes:.1f} slow-machine min, MNIST-M {graded['mnistm']:.3f}, "
-              f"SVHN {graded['svhn']:.3f}", flush=True)  # fmt: skip
+        print(
+            f"step {step}: {minutes:.1f} slow-machine min, MNIST-M {graded['mnistm']:.3f}, "
+            f"SVHN {graded['svhn']:.3f}",
+            flush=True,
+        )
 
     batch = int(recipe.train.batch_size)
     lines = [
@@ -153,20 +187,34 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for p in points:
         m, v = p["mnistm_ci"], p["svhn_ci"]
-        lines.append(f"| {p['step']} | {p['step'] * batch:,} | {p['slow_minutes']:.1f} "
-                     f"| {p['step'] / speed / 60:.1f} | {p['mnistm']:.3f} [{m[0]:.3f}, {m[1]:.3f}] "
-                     f"| {p['svhn']:.3f} [{v[0]:.3f}, {v[1]:.3f}] |")  # fmt: skip
+        lines.append(
+            f"| {p['step']} | {p['step'] * batch:,} | {p['slow_minutes']:.1f} "
+            f"| {p['step'] / speed / 60:.1f} | {p['mnistm']:.3f} [{m[0]:.3f}, {m[1]:.3f}] "
+            f"| {p['svhn']:.3f} [{v[0]:.3f}, {v[1]:.3f}] |"
+        )
     for target, minutes in ((0.90, 15.0), (0.95, 30.0)):
         hit = next((p for p in points if min(p["mnistm"], p["svhn"]) >= target), None)
         when = f"{hit['slow_minutes']:.1f} slow-machine min" if hit else "not reached"
         verdict = "met" if hit and hit["slow_minutes"] <= minutes + 1e-6 else "NOT met"
         lines.append(f"\nboth >= {target:.2f}: {when} (target: within {minutes:g} min): {verdict}")
     (out / "curve.md").write_text("\n".join(lines) + "\n")
-    write_json(out / "curve.json", {"config": args.config, "overrides": args.set, "graders": held_out,
-                                    "reference_steps_per_s": ref, "steps_per_s": speed, "points": points,
-                                    **provenance()})  # fmt: skip
-    plot_curves({args.config: [(p["slow_minutes"], p["mnistm"], p["svhn"]) for p in points]},
-                out / "curve.png", f"PB1 `{args.config}` on real digits (digits_mini)")  # fmt: skip
+    write_json(
+        out / "curve.json",
+        {
+            "config": args.config,
+            "overrides": args.set,
+            "graders": held_out,
+            "reference_steps_per_s": ref,
+            "steps_per_s": speed,
+            "points": points,
+            **provenance(),
+        },
+    )
+    plot_curves(
+        {args.config: [(p["slow_minutes"], p["mnistm"], p["svhn"]) for p in points]},
+        out / "curve.png",
+        f"PB1 `{args.config}` on real digits (digits_mini)",
+    )
     print("\n".join(lines))
     print(f"\nwrote {out / 'curve.md'} and {out / 'curve.png'}")
 

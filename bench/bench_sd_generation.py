@@ -60,11 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--guidance", type=float, default=7.5, help="guidance scale (default 7.5)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs of each, alternating (best is kept)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default 1, steady on a shared machine; 0 = torch's choice)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="weights' dtype, as PB3/inference.py (auto: bf16 from compute capability 8.0, "
-                        "fp16 below, fp32 on CPU)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1, steady on a shared machine; 0 = torch's choice)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="weights' dtype, as PB3/inference.py (auto: bf16 from compute capability 8.0, "
+        "fp16 below, fp32 on CPU)",
+    )
     args = p.parse_args(argv)
     if args.batch < 1 or args.steps < 1 or args.repeat < 1:
         raise UserError("--batch, --steps and --repeat must be positive")
@@ -82,8 +90,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_grad_enabled(False)
 
     sd = prepare_for_inference(build_tiny_sd(seed=0, config=config).to(device, dtype), device)
-    options = SamplingOptions(steps=args.steps, guidance=args.guidance, resolution=args.resolution,
-                              solver="ddim", decode_batch=args.batch)  # fmt: skip
+    options = SamplingOptions(
+        steps=args.steps,
+        guidance=args.guidance,
+        resolution=args.resolution,
+        solver="ddim",
+        decode_batch=args.batch,
+    )
     res = options.check(sd)
     z = initial_latents(sd, args.batch, res, seed=0)
 
@@ -94,29 +107,62 @@ def main(argv: list[str] | None = None) -> None:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     c = sd.config
-    scheduler = DDIMScheduler(num_train_timesteps=c.num_train_timesteps, beta_start=c.beta_start,
-                              beta_end=c.beta_end, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")  # fmt: skip
-    pipe = StableDiffusionPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer,
-                                   unet=sd.unet, scheduler=scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+    scheduler = DDIMScheduler(
+        num_train_timesteps=c.num_train_timesteps,
+        beta_start=c.beta_start,
+        beta_end=c.beta_end,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    pipe = StableDiffusionPipeline(
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=sd.unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
 
     def theirs() -> torch.Tensor:
-        return pipe([PROMPT] * args.batch, height=res, width=res, num_inference_steps=args.steps,
-                    guidance_scale=args.guidance, latents=z.to(device, dtype),
-                    output_type="pt").images.float().cpu()  # fmt: skip
+        return (
+            pipe(
+                [PROMPT] * args.batch,
+                height=res,
+                width=res,
+                num_inference_steps=args.steps,
+                guidance_scale=args.guidance,
+                latents=z.to(device, dtype),
+                output_type="pt",
+            )
+            .images.float()
+            .cpu()
+        )
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     params = sum(q.numel() for q in sd.unet.parameters()) / 1e6
     print(f"device: {name} ({device}, {torch.get_num_threads()} CPU threads), {str(dtype)[6:]}")
-    print(f"model: {args.config}, UNet {params:.1f}M parameters; {args.batch} images of {res}x{res}, "
-          f"DDIM {args.steps} steps, guidance {args.guidance}")  # fmt: skip
+    print(
+        f"model: {args.config}, UNet {params:.1f}M parameters; {args.batch} images of {res}x{res}, "
+        f"DDIM {args.steps} steps, guidance {args.guidance}"
+    )
     warm = SamplingOptions(steps=1, guidance=args.guidance, resolution=res, solver="ddim")
     cond, uncond = encode_text(sd, [PROMPT, ""]).chunk(2)
     decode_latents(sd, denoise(sd, z, cond, uncond, warm))  # warm-up (cuDNN autotuning, allocator)
-    pipe([PROMPT] * args.batch, height=res, width=res, num_inference_steps=1, guidance_scale=args.guidance,
-         latents=z.to(device, dtype), output_type="pt")  # fmt: skip
+    pipe(
+        [PROMPT] * args.batch,
+        height=res,
+        width=res,
+        num_inference_steps=1,
+        guidance_scale=args.guidance,
+        latents=z.to(device, dtype),
+        output_type="pt",
+    )
     times: dict[str, list[float]] = {"ours": [], "theirs": []}
     results = {}
     for i in range(args.repeat):  # alternate which one goes first
@@ -125,8 +171,12 @@ def main(argv: list[str] | None = None) -> None:
             times[name].append(t)
     a, b = results["ours"], results["theirs"]
     our_times, their_times = times["ours"], times["theirs"]
-    print("runs (s): ours " + " ".join(f"{t:.3f}" for t in our_times)
-          + " | diffusers " + " ".join(f"{t:.3f}" for t in their_times))  # fmt: skip
+    print(
+        "runs (s): ours "
+        + " ".join(f"{t:.3f}" for t in our_times)
+        + " | diffusers "
+        + " ".join(f"{t:.3f}" for t in their_times)
+    )
     mine, ref = min(our_times), min(their_times)
     rate = args.batch * args.steps / mine
     print(f"ours (dlcv generation):            {mine:8.3f} s  ({rate:.1f} image-steps/s)")

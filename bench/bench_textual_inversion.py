@@ -92,14 +92,18 @@ def main() -> None:
     params = sum(p.numel() for net in (sd.unet, sd.vae, sd.text_encoder) for p in net.parameters())
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    print(f"device: {device} ({gpu}{threads}), torch {torch.__version__}; model: {name} ({params / 1e6:.1f}M "
-          f"parameters), {resolution}px, batch {args.batch_size}, "
-          f"{str(dtype)[6:]}{' autocast' if dtype != torch.float32 else ''}")  # fmt: skip
+    print(
+        f"device: {device} ({gpu}{threads}), torch {torch.__version__}; model: {name} ({params / 1e6:.1f}M "
+        f"parameters), {resolution}px, batch {args.batch_size}, "
+        f"{str(dtype)[6:]}{' autocast' if dtype != torch.float32 else ''}"
+    )
 
     # ---- one-off: the VAE encodes every augmented view --------------------------------------------
     g = torch.Generator().manual_seed(0)
-    images = [torch.randint(0, 256, (3, resolution + 37, resolution + 11), generator=g, dtype=torch.uint8)
-              for _ in range(args.images)]  # fmt: skip
+    images = [
+        torch.randint(0, 256, (3, resolution + 37, resolution + 11), generator=g, dtype=torch.uint8)
+        for _ in range(args.images)
+    ]
     aug = Augmentation(resolution, args.views)
     start = time.perf_counter()
     views = augmented_views(images, aug, seed=0)
@@ -112,8 +116,10 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     vae_time = time.perf_counter() - start
-    print(f"one-off: {len(views)} views ({args.images} images x {aug.count()}): augmentation "
-          f"{crop_time:.2f}s, VAE encoding {vae_time:.2f}s ({1000 * vae_time / len(views):.1f} ms/view)")
+    print(
+        f"one-off: {len(views)} views ({args.images} images x {aug.count()}): augmentation "
+        f"{crop_time:.2f}s, VAE encoding {vae_time:.2f}s ({1000 * vae_time / len(views):.1f} ms/view)"
+    )
 
     # ---- per step -----------------------------------------------------------------------------------
     token = "<bench-token>"
@@ -135,8 +141,9 @@ def main() -> None:
     def unet_forward_backward() -> None:
         cond = text_forward().detach().requires_grad_(True)
         with autocast(device, dtype):  # the UNet part of TextualInversion.forward
-            eps = sd.unet(z_t.to(sd.unet.dtype), t, encoder_hidden_states=cond.to(sd.unet.dtype),
-                          return_dict=False)[0]  # fmt: skip
+            eps = sd.unet(
+                z_t.to(sd.unet.dtype), t, encoder_hidden_states=cond.to(sd.unet.dtype), return_dict=False
+            )[0]
         eps.float().square().mean().backward()
 
     cond_grad = torch.randn(text_forward().shape, generator=g).to(device)

@@ -33,33 +33,63 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="ti_learns_out",
-                   help="output folder; the world in it is reused (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default="ti_learns_out",
+        help="output folder; the world in it is reused (default: %(default)s)",
+    )
     defaults = check.Settings()
     for name in ("world_steps", "ti_steps", "n_images", "sampler_steps", "seed"):
         note = "with --train-world; " if name == "world_steps" else ""
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
-                       help=f"({note}default: {getattr(defaults, name)})")  # fmt: skip
-    p.add_argument("--guidance", type=float, default=defaults.guidance,
-                   help=f"(default: {defaults.guidance})")
-    p.add_argument("--world-only", action="store_true",
-                   help="build (or reuse) the world and print its named-digit rate, then stop")  # fmt: skip
-    p.add_argument("--train-world", action="store_true",
-                   help="train the world from scratch (--world-steps steps) instead of using the shipped one")
-    p.add_argument("--export-world", type=Path, default=None, metavar="DIR",
-                   help="with --train-world: also write it in the shipped form to DIR "
-                        f"(the shipped one is {SHIPPED_WORLD.relative_to(REPO)})")  # fmt: skip
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, name),
+            help=f"({note}default: {getattr(defaults, name)})",
+        )
+    p.add_argument(
+        "--guidance", type=float, default=defaults.guidance, help=f"(default: {defaults.guidance})"
+    )
+    p.add_argument(
+        "--world-only",
+        action="store_true",
+        help="build (or reuse) the world and print its named-digit rate, then stop",
+    )
+    p.add_argument(
+        "--train-world",
+        action="store_true",
+        help="train the world from scratch (--world-steps steps) instead of using the shipped one",
+    )
+    p.add_argument(
+        "--export-world",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --train-world: also write it in the shipped form to DIR "
+        f"(the shipped one is {SHIPPED_WORLD.relative_to(REPO)})",
+    )
     args = p.parse_args(argv)
     for name in ("world_steps", "ti_steps", "n_images", "sampler_steps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    s = check.Settings(world_steps=args.world_steps, ti_steps=args.ti_steps, n_images=args.n_images,
-                       sampler_steps=args.sampler_steps, guidance=args.guidance, seed=args.seed)  # fmt: skip
+    s = check.Settings(
+        world_steps=args.world_steps,
+        ti_steps=args.ti_steps,
+        n_images=args.n_images,
+        sampler_steps=args.sampler_steps,
+        guidance=args.guidance,
+        seed=args.seed,
+    )
     if args.export_world is not None and not args.train_world:
         raise UserError("--export-world needs --train-world")
-    check.check(Path(args.out), s, world_only=args.world_only, train_world=args.train_world,
-                export_world=args.export_world)
+    check.check(
+        Path(args.out),
+        s,
+        world_only=args.world_only,
+        train_world=args.train_world,
+        export_world=args.export_world,
+    )
 
 
 if __name__ == "__main__":

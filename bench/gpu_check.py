@@ -74,16 +74,49 @@ PROMPT = "A <new1> dog on a hilltop, in the style of David Revoy."
 
 #: The real sizes (GPU) and the tiny ones (--dry-run).
 SIZES: dict[bool, dict[str, Any]] = {
-    False: {"pb1_config": "default", "pb1_steps": 1200, "pb1_budget": 80, "pb1_limit": None,
-            "grader_epochs": 30, "face_width": 128, "face_size": 256, "face_num": 10, "sd": "v1",
-            "sd_batch": 5,
-            "sd_dtypes": ("fp16", "bf16"), "ti_batch": 4, "ti_steps": 15, "ti_images": 5, "ti_views": 2,
-            "ti_precisions": ("fp16", "bf16"), "clip": "vit-b32", "clip_classes": 50, "clip_per_class": 20},
-    True: {"pb1_config": "tiny", "pb1_steps": 6, "pb1_budget": None, "pb1_limit": 200, "grader_epochs": 1,
-           "face_width": 16, "face_size": 32, "face_num": 2, "sd": "tiny", "sd_batch": 2,
-           "sd_dtypes": ("fp32", "bf16"), "ti_batch": 2, "ti_steps": 6, "ti_images": 2, "ti_views": 2,
-           "ti_precisions": ("fp16", "bf16"), "clip": "tiny", "clip_classes": 5, "clip_per_class": 4},
-}  # fmt: skip
+    False: {
+        "pb1_config": "default",
+        "pb1_steps": 1200,
+        "pb1_budget": 80,
+        "pb1_limit": None,
+        "grader_epochs": 30,
+        "face_width": 128,
+        "face_size": 256,
+        "face_num": 10,
+        "sd": "v1",
+        "sd_batch": 5,
+        "sd_dtypes": ("fp16", "bf16"),
+        "ti_batch": 4,
+        "ti_steps": 15,
+        "ti_images": 5,
+        "ti_views": 2,
+        "ti_precisions": ("fp16", "bf16"),
+        "clip": "vit-b32",
+        "clip_classes": 50,
+        "clip_per_class": 20,
+    },
+    True: {
+        "pb1_config": "tiny",
+        "pb1_steps": 6,
+        "pb1_budget": None,
+        "pb1_limit": 200,
+        "grader_epochs": 1,
+        "face_width": 16,
+        "face_size": 32,
+        "face_num": 2,
+        "sd": "tiny",
+        "sd_batch": 2,
+        "sd_dtypes": ("fp32", "bf16"),
+        "ti_batch": 2,
+        "ti_steps": 6,
+        "ti_images": 2,
+        "ti_views": 2,
+        "ti_precisions": ("fp16", "bf16"),
+        "clip": "tiny",
+        "clip_classes": 5,
+        "clip_per_class": 4,
+    },
+}
 
 
 # ---- recording ------------------------------------------------------------------------------------
@@ -111,12 +144,25 @@ class Recorder:
         self.began = time.perf_counter()
         self._write()
 
-    def add(self, figure: str, value: float | str | None, unit: str = "", *, reference: float | None = None,
-            note: str = "") -> None:
+    def add(
+        self,
+        figure: str,
+        value: float | str | None,
+        unit: str = "",
+        *,
+        reference: float | None = None,
+        note: str = "",
+    ) -> None:
         """One figure; ``reference`` is the same measurement of the reference (ratio = value / it)."""
         ratio = value / reference if reference and isinstance(value, int | float) else None
-        row = {"figure": figure, "value": value, "unit": unit, "reference": reference, "ratio": ratio,
-               "note": note}  # fmt: skip
+        row = {
+            "figure": figure,
+            "value": value,
+            "unit": unit,
+            "reference": reference,
+            "ratio": ratio,
+            "note": note,
+        }
         self.data["figures"].append(row)
         shown = f"{value:.4g}" if isinstance(value, float) else "n/a" if value is None else value
         extra = f" (reference {reference:.4g}, ratio {ratio:.3f})" if ratio is not None else ""
@@ -200,8 +246,18 @@ def part_pb1(ctx: Context, rec: Recorder) -> None:
     parts = split_for_graders(data, ctx.out / "split")
     log = ctx.out / "commands.log"
     model_dir = ctx.out / "pb1"
-    cmd = [sys.executable, "PB1/train.py", "--data", str(parts["generator"]), "--out", str(model_dir),
-           "--config", s["pb1_config"], "--steps", str(s["pb1_steps"])]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "PB1/train.py",
+        "--data",
+        str(parts["generator"]),
+        "--out",
+        str(model_dir),
+        "--config",
+        s["pb1_config"],
+        "--steps",
+        str(s["pb1_steps"]),
+    ]
     if s["pb1_budget"]:
         cmd += ["--time-budget", str(s["pb1_budget"])]
     if s["pb1_limit"]:
@@ -212,30 +268,53 @@ def part_pb1(ctx: Context, rec: Recorder) -> None:
     done = records[-1]["step"]
     first, last = (records[1] if len(records) > 2 else records[0]), records[-1]  # the first window warms up
     rate = (last["step"] - first["step"]) / max(last["elapsed_s"] - first["elapsed_s"], 1e-9)
-    rec.add(f"PB1 training ({s['pb1_config']} recipe, batch {batch}): steps done", done, "steps",
-            note=f"asked {s['pb1_steps']}" + (f", capped at {s['pb1_budget']} s" if s["pb1_budget"] else ""))
+    rec.add(
+        f"PB1 training ({s['pb1_config']} recipe, batch {batch}): steps done",
+        done,
+        "steps",
+        note=f"asked {s['pb1_steps']}" + (f", capped at {s['pb1_budget']} s" if s["pb1_budget"] else ""),
+    )
     rec.add("PB1 training speed", rate, "steps/s", note="after the first logging window")
     rec.add("PB1 training throughput", rate * batch, "images/s")
     rec.add("PB1/train.py wall time", wall, "s", note="start-up, data loading, final samples included")
 
     images = ctx.out / "pb1_images"
-    wall = run_command(["bash", "hw2_1.sh", str(images)], log,
-                       env={"PB1_CKPT": str(model_dir / "model.safetensors")})  # fmt: skip
+    wall = run_command(
+        ["bash", "hw2_1.sh", str(images)], log, env={"PB1_CKPT": str(model_dir / "model.safetensors")}
+    )
     rec.add("hw2_1.sh: 1,000 images, wall time", wall, "s", note="course limit 900 s on a 2080 Ti")
 
     began = time.perf_counter()
     graders = ensure_graders(parts["graders"], ctx.out / "graders", epochs=s["grader_epochs"])
-    rec.add(f"two digit graders trained on the other half of {data.name} ({s['grader_epochs']} epochs)",
-            time.perf_counter() - began, "s")  # fmt: skip
+    rec.add(
+        f"two digit graders trained on the other half of {data.name} ({s['grader_epochs']} epochs)",
+        time.perf_counter() - began,
+        "s",
+    )
     grades = ctx.out / "grades.json"
-    run_command([sys.executable, "evaluation/digit_classifier.py", "--folder", str(images),
-                 "--checkpoint", str(graders / "mnistm_classifier.safetensors"),
-                 "--svhn-checkpoint", str(graders / "svhn_classifier.safetensors"),
-                 "--json", str(grades)], log)  # fmt: skip
+    run_command(
+        [
+            sys.executable,
+            "evaluation/digit_classifier.py",
+            "--folder",
+            str(images),
+            "--checkpoint",
+            str(graders / "mnistm_classifier.safetensors"),
+            "--svhn-checkpoint",
+            str(graders / "svhn_classifier.safetensors"),
+            "--json",
+            str(grades),
+        ],
+        log,
+    )
     result = json.loads(grades.read_text())
     for name in ("mnistm", "svhn"):
-        rec.add(f"PB1 accuracy of the 1,000 images, {name} (independent graders)", result[name]["acc"], "",
-                note=f"after {done} training steps")
+        rec.add(
+            f"PB1 accuracy of the 1,000 images, {name} (independent graders)",
+            result[name]["acc"],
+            "",
+            note=f"after {done} training steps",
+        )
 
 
 def part_pb2(ctx: Context, rec: Recorder) -> None:
@@ -258,11 +337,28 @@ def part_pb2(ctx: Context, rec: Recorder) -> None:
     default = face_precision("auto", ctx.device)
     rec.info(width=s["face_width"], noises=s["face_num"], size=s["face_size"], default_precision=default)
     wall = run_command(["bash", "hw2_2.sh", str(noise_dir), str(ctx.out / "default"), str(unet_path)], log)
-    rec.add(f"hw2_2.sh wall time ({s['face_num']} noises, {s['face_size']} px, {default})", wall, "s",
-            note="course limit 300 s on a 2080 Ti")  # fmt: skip
-    wall32 = run_command([sys.executable, "PB2/inference.py", "--noise-dir", str(noise_dir), "--out-dir",
-                          str(ctx.out / "fp32"), "--unet", str(unet_path), "--precision", "fp32",
-                          "--quiet"], log)  # fmt: skip
+    rec.add(
+        f"hw2_2.sh wall time ({s['face_num']} noises, {s['face_size']} px, {default})",
+        wall,
+        "s",
+        note="course limit 300 s on a 2080 Ti",
+    )
+    wall32 = run_command(
+        [
+            sys.executable,
+            "PB2/inference.py",
+            "--noise-dir",
+            str(noise_dir),
+            "--out-dir",
+            str(ctx.out / "fp32"),
+            "--unet",
+            str(unet_path),
+            "--precision",
+            "fp32",
+            "--quiet",
+        ],
+        log,
+    )
     rec.add("PB2/inference.py --precision fp32 wall time", wall32, "s", reference=wall)
     diff = 0
     for png in sorted((ctx.out / "default").glob("*.png")):
@@ -278,8 +374,13 @@ def part_pb2(ctx: Context, rec: Recorder) -> None:
         eps_fn(x, torch.full((len(x),), 981, device=ctx.device))  # warm-up (cuDNN autotuning)
         core, _ = timed(lambda: core_loop(eps_fn, x), ctx.device)
         ref, _ = timed(lambda: diffusers_loop(eps_fn, x), ctx.device)
-    rec.add("core DDIM loop (50 steps, in-process)", core, "s", reference=ref,
-            note="reference: diffusers' DDIMScheduler loop, same UNet")  # fmt: skip
+    rec.add(
+        "core DDIM loop (50 steps, in-process)",
+        core,
+        "s",
+        reference=ref,
+        note="reference: diffusers' DDIMScheduler loop, same UNet",
+    )
 
 
 def _build_sd(ctx: Context):
@@ -328,42 +429,80 @@ def part_sd(ctx: Context, rec: Recorder) -> None:
         with peak_memory(ctx.device) as peak:
             seconds, _ = timed(partial(gen.generate, sd, PROMPT, batch, opts, batch_size=batch), ctx.device)
         scheduler = DPMSolverMultistepScheduler(
-            num_train_timesteps=c.num_train_timesteps, beta_start=c.beta_start, beta_end=c.beta_end,
-            beta_schedule="scaled_linear", algorithm_type="dpmsolver++", solver_order=2,
-            timestep_spacing="leading", steps_offset=1)  # fmt: skip
-        pipe = StableDiffusionPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer,
-                                       unet=sd.unet, scheduler=scheduler, safety_checker=None,
-                                       feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+            num_train_timesteps=c.num_train_timesteps,
+            beta_start=c.beta_start,
+            beta_end=c.beta_end,
+            beta_schedule="scaled_linear",
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            timestep_spacing="leading",
+            steps_offset=1,
+        )
+        pipe = StableDiffusionPipeline(
+            vae=sd.vae,
+            text_encoder=sd.text_encoder,
+            tokenizer=sd.tokenizer,
+            unet=sd.unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
         pipe.set_progress_bar_config(disable=True)
         z = gen.initial_latents(sd, batch, res, seed=0).to(ctx.device, dtype)
-        run_pipe = partial(pipe, [PROMPT] * batch, height=res, width=res, latents=z,
-                           num_inference_steps=opts.steps, guidance_scale=opts.guidance, output_type="pt")
+        run_pipe = partial(
+            pipe,
+            [PROMPT] * batch,
+            height=res,
+            width=res,
+            latents=z,
+            num_inference_steps=opts.steps,
+            guidance_scale=opts.guidance,
+            output_type="pt",
+        )
         run_pipe()  # warm-up
         reference, _ = timed(run_pipe, ctx.device)
         per_image[name] = seconds / batch
         label = f"{name}{' (auto here)' if name == auto else ''}"
         retried = " ; the VAE decode overflowed and was redone in fp32" if gen._WARNED["vae"] else ""
-        rec.add(f"SD generation {label}: s per image (dpm++ {opts.steps}, batch {batch}, {res} px)",
-                per_image[name], "s", reference=reference / batch,
-                note=f"reference: diffusers StableDiffusionPipeline, same networks{retried}")  # fmt: skip
+        rec.add(
+            f"SD generation {label}: s per image (dpm++ {opts.steps}, batch {batch}, {res} px)",
+            per_image[name],
+            "s",
+            reference=reference / batch,
+            note=f"reference: diffusers StableDiffusionPipeline, same networks{retried}",
+        )
         fused = fused_attention_available(ctx.device, dtype)
         estimate = _memory_estimate(sd, batch, res, False, fused)
         switched = ", ".join(plan.switches) if plan and plan.switches else "none"
-        rec.add(f"SD generation {label}: peak allocated", peak["gb"], "GB",
-                note=f"planner's estimate {estimate:.1f} GB; savers: {switched}; "
-                     f"course limit {COURSE_LIMIT_BYTES / 1e9:.1f} GB")  # fmt: skip
+        rec.add(
+            f"SD generation {label}: peak allocated",
+            peak["gb"],
+            "GB",
+            note=f"planner's estimate {estimate:.1f} GB; savers: {switched}; "
+            f"course limit {COURSE_LIMIT_BYTES / 1e9:.1f} GB",
+        )
     if auto in per_image:
         dtype = DTYPES[auto]
         gen.prepare_for_inference(sd.to(ctx.device, dtype), ctx.device)
         ddim = gen.SamplingOptions(solver="ddim", steps=50, resolution=res)
         seconds, _ = timed(partial(gen.generate, sd, PROMPT, batch, ddim, batch_size=batch), ctx.device)
-        rec.add(f"SD generation {auto}, DDIM 50: s per image", seconds / batch, "s",
-                reference=per_image[auto], note="reference: the default, DPM-Solver++ 20")  # fmt: skip
+        rec.add(
+            f"SD generation {auto}, DDIM 50: s per image",
+            seconds / batch,
+            "s",
+            reference=per_image[auto],
+            note="reference: the default, DPM-Solver++ 20",
+        )
         projected = 100 * per_image[auto] / 60
         evaluations = gen.unet_evaluations(100, options.steps, options.guidance)
         published = evaluations / gen.RTX_2080_TI_UNET_EVALS_PER_S
-        rec.add(f"hw2_3.sh projected for 100 images here ({auto})", projected, "min",
-                note=f"model loading excluded; on a 2080 Ti by the published speed: {published / 60:.1f} min")
+        rec.add(
+            f"hw2_3.sh projected for 100 images here ({auto})",
+            projected,
+            "min",
+            note=f"model loading excluded; on a 2080 Ti by the published speed: {published / 60:.1f} min",
+        )
 
 
 def part_ti(ctx: Context, rec: Recorder) -> None:
@@ -380,16 +519,27 @@ def part_ti(ctx: Context, rec: Recorder) -> None:
     batch = s["ti_batch"]
     auto = resolve_precision("auto", ctx.device)
     g = torch.Generator().manual_seed(0)
-    images = [torch.randint(0, 256, (3, res + 37, res + 11), generator=g, dtype=torch.uint8)
-              for _ in range(s["ti_images"])]  # fmt: skip
+    images = [
+        torch.randint(0, 256, (3, res + 37, res + 11), generator=g, dtype=torch.uint8)
+        for _ in range(s["ti_images"])
+    ]
     rec.info(batch=batch, resolution=res, steps=s["ti_steps"], views=s["ti_images"] * s["ti_views"])
     for i, name in enumerate(s["ti_precisions"]):
         augmentation = Augmentation(res, s["ti_views"])
         ti = TIConfig(token=f"<gpu-check-{i}>", init_word="dog", augmentation=augmentation, validate_images=0)
         log_every = max(1, s["ti_steps"] // 3)
-        cfg = TrainConfig(out_dir=ctx.out / f"ti_{name}", steps=s["ti_steps"], batch_size=batch, lr=5e-3,
-                          ema_decay=None, grad_clip=None, log_every=log_every, ckpt_every=0,
-                          precision=name, device=str(ctx.device))  # fmt: skip
+        cfg = TrainConfig(
+            out_dir=ctx.out / f"ti_{name}",
+            steps=s["ti_steps"],
+            batch_size=batch,
+            lr=5e-3,
+            ema_decay=None,
+            grad_clip=None,
+            log_every=log_every,
+            ckpt_every=0,
+            precision=name,
+            device=str(ctx.device),
+        )
         with peak_memory(ctx.device) as peak:
             train_textual_inversion(sd, images, ti, cfg)
         records = [json.loads(line) for line in (cfg.out_dir / "metrics.jsonl").read_text().splitlines()]
@@ -397,12 +547,20 @@ def part_ti(ctx: Context, rec: Recorder) -> None:
         rate = sum(r["images_per_s"] for r in steady) / len(steady)
         label = f"{name}{' (auto here)' if name == auto else ''}"
         scale = f"; loss scale {records[-1]['loss_scale']:g}" if "loss_scale" in records[-1] else ""
-        rec.add(f"Textual Inversion {label}: s per step (batch {batch}, {res} px)", batch / rate, "s",
-                note=f"trainer steps after the first window{scale}")
+        rec.add(
+            f"Textual Inversion {label}: s per step (batch {batch}, {res} px)",
+            batch / rate,
+            "s",
+            note=f"trainer steps after the first window{scale}",
+        )
         fused = fused_attention_available(ctx.device, DTYPES[name])
         estimate = _memory_estimate(sd, batch, res, True, fused)
-        rec.add(f"Textual Inversion {label}: peak allocated", peak["gb"], "GB",
-                note=f"VAE encoding of the views included; planner's estimate {estimate:.1f} GB")
+        rec.add(
+            f"Textual Inversion {label}: peak allocated",
+            peak["gb"],
+            "GB",
+            note=f"VAE encoding of the views included; planner's estimate {estimate:.1f} GB",
+        )
 
 
 def part_clip(ctx: Context, rec: Recorder) -> None:
@@ -415,16 +573,26 @@ def part_clip(ctx: Context, rec: Recorder) -> None:
     from dlcv_bench.clip import ARCHS, write_zeroshot_data
 
     s = ctx.size
-    clip = wrap_clip_model(random_clip(ARCHS[s["clip"]](), seed=0), offline_clip_tokenizer(), ctx.device,
-                           "auto", f"random {s['clip']}")  # fmt: skip
-    data = read_zeroshot_folder(write_zeroshot_data(ctx.out / "zs", s["clip_classes"], s["clip_per_class"],
-                                                    32, seed=0))  # fmt: skip
+    clip = wrap_clip_model(
+        random_clip(ARCHS[s["clip"]](), seed=0),
+        offline_clip_tokenizer(),
+        ctx.device,
+        "auto",
+        f"random {s['clip']}",
+    )
+    data = read_zeroshot_folder(
+        write_zeroshot_data(ctx.out / "zs", s["clip_classes"], s["clip_per_class"], 32, seed=0)
+    )
     zero_shot = lambda: run_zeroshot(clip, data, (DEFAULT_TEMPLATE,), False, 256, 0, False)  # noqa: E731
     zero_shot()  # warm-up
     seconds = min(timed(zero_shot, ctx.device)[0] for _ in range(2))
     n = len(data.files)
-    rec.add(f"CLIP {s['clip']} zero-shot ({str(clip.dtype)[6:]}, {n} images of 32 px)", n / seconds,
-            "images/s", note="decode, preprocess, encode, classify; random weights")  # fmt: skip
+    rec.add(
+        f"CLIP {s['clip']} zero-shot ({str(clip.dtype)[6:]}, {n} images of 32 px)",
+        n / seconds,
+        "images/s",
+        note="decode, preprocess, encode, classify; random weights",
+    )
 
 
 PART_FUNCTIONS = {"pb1": part_pb1, "pb2": part_pb2, "sd": part_sd, "ti": part_ti, "clip": part_clip}
@@ -441,17 +609,24 @@ def environment(dry: bool) -> dict[str, Any]:
 
     env: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "dry_run": dry, "torch": torch.__version__, "cuda": torch.version.cuda,
+        "dry_run": dry,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-        "python": platform.python_version(), "host_cpu": platform.processor() or platform.machine(),
-    }  # fmt: skip
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "host_cpu": platform.processor() or platform.machine(),
+    }
     if not dry and torch.cuda.is_available():
         device = torch.device("cuda")
         props = torch.cuda.get_device_properties(device)
-        env.update(device=props.name, capability=f"{props.major}.{props.minor}",
-                   memory_gb=round(props.total_memory / 1e9, 1),
-                   auto_precision=resolve_precision("auto", device))  # fmt: skip
+        env.update(
+            device=props.name,
+            capability=f"{props.major}.{props.minor}",
+            memory_gb=round(props.total_memory / 1e9, 1),
+            auto_precision=resolve_precision("auto", device),
+        )
     else:
         env.update(device="CPU (dry run: tiny networks)", auto_precision="fp32")
     return env
@@ -460,16 +635,25 @@ def environment(dry: bool) -> dict[str, Any]:
 def run_part(name: str, args: argparse.Namespace, limit: float) -> dict[str, Any]:
     """Run one part in its own process group; kill the group when it overruns ``limit``."""
     out = Path(args.out)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--part", name, "--out", str(out), "--digits",
-           str(args.digits)] + (["--dry-run"] if args.dry_run else [])  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--part",
+        name,
+        "--out",
+        str(out),
+        "--digits",
+        str(args.digits),
+    ] + (["--dry-run"] if args.dry_run else [])
     env = dict(os.environ)
     if args.dry_run:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, even on a GPU machine
     log = out / "logs" / f"{name}.log"
     began = time.perf_counter()
     with open(log, "w") as sink:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -491,12 +675,15 @@ def run_part(name: str, args: argparse.Namespace, limit: float) -> dict[str, Any
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     card = f" (compute capability {env['capability']}, {env['memory_gb']} GB)" if "capability" in env else ""
-    lines = [f"GPU check of {env['date']} on **{env['device']}**{card}: torch {env['torch']}, "
-             f"CUDA {env['cuda']}, cuDNN {env['cudnn']}, diffusers {env['diffusers']}, "
-             f"transformers {env['transformers']}; `auto` precision here: {env['auto_precision']}. "
-             f"Total {report['seconds']:.0f} s.", "",
-             "| part | figure | value | reference (same run) | ratio | note |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"GPU check of {env['date']} on **{env['device']}**{card}: torch {env['torch']}, "
+        f"CUDA {env['cuda']}, cuDNN {env['cudnn']}, diffusers {env['diffusers']}, "
+        f"transformers {env['transformers']}; `auto` precision here: {env['auto_precision']}. "
+        f"Total {report['seconds']:.0f} s.",
+        "",
+        "| part | figure | value | reference (same run) | ratio | note |",
+        "|---|---|---|---|---|---|",
+    ]
 
     def fmt(v: Any) -> str:
         if v is None:
@@ -508,8 +695,7 @@ def markdown(report: dict[str, Any]) -> str:
             value = f"{fmt(row['value'])} {row['unit']}".strip()
             reference = "" if row["reference"] is None else f"{fmt(row['reference'])} {row['unit']}".strip()
             ratio = "" if row["ratio"] is None else fmt(row["ratio"])
-            lines.append(f"| {name} | {row['figure']} | {value} | {reference} | {ratio} | "
-                         f"{row['note']} |")  # fmt: skip
+            lines.append(f"| {name} | {row['figure']} | {value} | {reference} | {ratio} | {row['note']} |")
         status = part.get("status")
         if status != "ok":
             after = f" after {part['seconds']} s" if part.get("seconds") is not None else ""
@@ -543,36 +729,52 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="gpu_check_out", help="output folder (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="every part on the CPU with tiny networks")
-    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                   help="parts to run (default: all)")
+    p.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to run (default: all)"
+    )
     p.add_argument("--digits", default=str(DEFAULT_DATA), help="digits for PB1 (default: %(default)s)")
-    p.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
-                   help="the whole check's limit; parts share what is left (default: %(default)s)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=MAX_SECONDS,
+        help="the whole check's limit; parts share what is left (default: %(default)s)",
+    )
     p.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # internal: run one part here
     args = p.parse_args(argv)
     if args.part:
         return child(args)
     if not args.dry_run and not torch.cuda.is_available():
-        raise UserError("gpu_check needs CUDA (use --dry-run to run every part on the CPU with tiny "
-                        "networks)")
+        raise UserError(
+            "gpu_check needs CUDA (use --dry-run to run every part on the CPU with tiny networks)"
+        )
     out = Path(args.out)
     for sub in ("parts", "logs", "work"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"environment": environment(args.dry_run), "parts": {}}
-    print(f"gpu_check on {report['environment']['device']}: parts {', '.join(args.parts)}, "
-          f"at most {args.max_seconds:.0f} s", flush=True)  # fmt: skip
+    print(
+        f"gpu_check on {report['environment']['device']}: parts {', '.join(args.parts)}, "
+        f"at most {args.max_seconds:.0f} s",
+        flush=True,
+    )
     began = time.perf_counter()
     for name in args.parts:
         left = args.max_seconds - (time.perf_counter() - began)
         limit = min(DRY_LIMIT if args.dry_run else LIMITS[name], left)
         if limit < 5:
-            report["parts"][name] = {"part": name, "status": "skipped", "error": "no time left",
-                                     "figures": []}
+            report["parts"][name] = {
+                "part": name,
+                "status": "skipped",
+                "error": "no time left",
+                "figures": [],
+            }
             continue
         part = run_part(name, args, limit)
         report["parts"][name] = part
-        print(f"== {name}: {part['status']} in {part['seconds']:.0f} s (limit {limit:.0f} s), "
-              f"{len(part.get('figures', []))} figures {part.get('error', '')}", flush=True)  # fmt: skip
+        print(
+            f"== {name}: {part['status']} in {part['seconds']:.0f} s (limit {limit:.0f} s), "
+            f"{len(part.get('figures', []))} figures {part.get('error', '')}",
+            flush=True,
+        )
         if part["status"] != "ok":
             tail = (out / "logs" / f"{name}.log").read_text(errors="replace").strip().splitlines()[-8:]
             print("\n".join("   " + line[-200:] for line in tail), flush=True)
@@ -581,8 +783,10 @@ def main(argv: list[str] | None = None) -> None:
     (out / "gpu_check.md").write_text(markdown(report))
     print((out / "gpu_check.md").read_text(), flush=True)
     failed = [n for n, part in report["parts"].items() if part.get("status") != "ok"]
-    print(f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}"
-          + (f"; not ok: {', '.join(failed)}" if failed else ""))  # fmt: skip
+    print(
+        f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}"
+        + (f"; not ok: {', '.join(failed)}" if failed else "")
+    )
     if failed:
         sys.exit(1)
 

@@ -24,9 +24,11 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"THREADS must be >= 1, got {args.threads}")
     reference_speed(args.threads)  # warm-up, untimed
     speed = max(reference_speed(args.threads), reference_speed(args.threads))
-    print(f"reference network: {speed:.2f} steps/s here ({args.threads} threads, best of two); the slow "
-          f"machine of SLOW_MACHINE_STEPS_PER_S: {SLOW_MACHINE_STEPS_PER_S}, so this machine is "
-          f"{speed / SLOW_MACHINE_STEPS_PER_S:.1f}x it")  # fmt: skip
+    print(
+        f"reference network: {speed:.2f} steps/s here ({args.threads} threads, best of two); the slow "
+        f"machine of SLOW_MACHINE_STEPS_PER_S: {SLOW_MACHINE_STEPS_PER_S}, so this machine is "
+        f"{speed / SLOW_MACHINE_STEPS_PER_S:.1f}x it"
+    )
 
 
 if __name__ == "__main__":

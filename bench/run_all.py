@@ -33,8 +33,11 @@ def main() -> None:
         print(f"\n==== {script.name}", flush=True)
         start = time.perf_counter()
         code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
-        print(f"==== {script.name}: {'ok' if code == 0 else f'FAILED ({code})'}, "
-              f"{time.perf_counter() - start:.0f}s", flush=True)  # fmt: skip
+        print(
+            f"==== {script.name}: {'ok' if code == 0 else f'FAILED ({code})'}, "
+            f"{time.perf_counter() - start:.0f}s",
+            flush=True,
+        )
         if code:
             failed.append(script.name)
     if failed:

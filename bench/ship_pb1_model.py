@@ -54,8 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DEFAULT_DATA), help="real digits in the course layout")
     p.add_argument("--out", default="bench_out/pb1_ship", help="work folder (%(default)s)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
-                   help="training seeds; the first is shipped (%(default)s)")
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        help="training seeds; the first is shipped (%(default)s)",
+    )
     p.add_argument("--threads", type=int, default=2, help="training and timing threads (%(default)s)")
     p.add_argument("--results", default=str(RESULTS), help="results file (%(default)s)")
     p.add_argument("--export", action="store_true", help=f"copy the first seed's model to {ASSET}")
@@ -67,20 +72,30 @@ def grade(images: Path, graders: Path) -> dict:
     from dlcv.digits.grading import wilson_interval
 
     record = images.with_suffix(".json")
-    cmd = [sys.executable, str(REPO / "evaluation" / "digit_classifier.py"), "--folder", str(images),
-           "--checkpoint", str(graders / "mnistm_classifier.safetensors"),
-           "--svhn-checkpoint", str(graders / "svhn_classifier.safetensors"),
-           "--json", str(record)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "evaluation" / "digit_classifier.py"),
+        "--folder",
+        str(images),
+        "--checkpoint",
+        str(graders / "mnistm_classifier.safetensors"),
+        "--svhn-checkpoint",
+        str(graders / "svhn_classifier.safetensors"),
+        "--json",
+        str(record),
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     data = json.loads(record.read_text())
     out = {}
     for name in ("mnistm", "svhn"):
         stats = data[name]
         out[name] = {
-            "acc": stats["acc"], "correct": stats["correct"], "total": stats["total"],
+            "acc": stats["acc"],
+            "correct": stats["correct"],
+            "total": stats["total"],
             "ci": [round(v, 4) for v in wilson_interval(stats["correct"], stats["total"])],
             "per_digit": [stats["per_digit"][str(d)][0] for d in range(10)],
-        }  # fmt: skip
+        }
     return out
 
 
@@ -101,8 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     speed = train_steps_per_second("demo", [], args.threads)
     steps = int(load_config("demo").train.steps)
     work_min = steps * (ref / speed) / SLOW_MACHINE_STEPS_PER_S / 60
-    print(f"reference {ref:.2f} steps/s, the preset {speed:.2f} steps/s here: {steps} steps = "
-          f"{work_min:.1f} slow-machine minutes", flush=True)  # fmt: skip
+    print(
+        f"reference {ref:.2f} steps/s, the preset {speed:.2f} steps/s here: {steps} steps = "
+        f"{work_min:.1f} slow-machine minutes",
+        flush=True,
+    )
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     runs = []
@@ -110,8 +128,20 @@ def main(argv: list[str] | None = None) -> None:
         run = out / f"seed{seed}"
         trained = run / "train" / "model.safetensors"
         if not trained.is_file():
-            cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", str(parts["generator"]),
-                   "--config", "demo", "--seed", str(seed), "--out", str(run / "train"), "--device", "cpu"]
+            cmd = [
+                sys.executable,
+                str(REPO / "PB1" / "train.py"),
+                "--data",
+                str(parts["generator"]),
+                "--config",
+                "demo",
+                "--seed",
+                str(seed),
+                "--out",
+                str(run / "train"),
+                "--device",
+                "cpu",
+            ]
             began = time.perf_counter()
             subprocess.run(cmd, check=True, env=env)
             print(f"seed {seed}: trained in {time.perf_counter() - began:.0f} s here", flush=True)
@@ -122,33 +152,50 @@ def main(argv: list[str] | None = None) -> None:
             if sampling_seed == 0:  # exactly as a user: bash hw2_1.sh OUT
                 cmd = ["bash", str(REPO / "hw2_1.sh"), str(images)]
             else:
-                cmd = [sys.executable, str(REPO / "PB1" / "inference.py"), "--out-dir", str(images),
-                       "--seed", str(sampling_seed)]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    str(REPO / "PB1" / "inference.py"),
+                    "--out-dir",
+                    str(images),
+                    "--seed",
+                    str(sampling_seed),
+                ]
             began = time.perf_counter()
             subprocess.run(cmd, check=True, env={**env, "PB1_CKPT": str(compact), "PYTHON": sys.executable})
             seconds = time.perf_counter() - began
             gradings[str(sampling_seed)] = {**grade(images, graders), "generation_s": round(seconds, 1)}
             g = gradings[str(sampling_seed)]
-            print(f"seed {seed}, sampling seed {sampling_seed}: MNIST-M {g['mnistm']['acc']:.3f}, "
-                  f"SVHN {g['svhn']['acc']:.3f} ({seconds:.0f} s for 1,000 images)", flush=True)  # fmt: skip
+            print(
+                f"seed {seed}, sampling seed {sampling_seed}: MNIST-M {g['mnistm']['acc']:.3f}, "
+                f"SVHN {g['svhn']['acc']:.3f} ({seconds:.0f} s for 1,000 images)",
+                flush=True,
+            )
         _, cfg = load_weights(compact)
-        runs.append({
-            "seed": seed, "steps": steps, "file_bytes": compact.stat().st_size,
-            "sampling": SampleSettings.resolve(cfg).describe(),
-            "sha256": hashlib.sha256(compact.read_bytes()).hexdigest(), "gradings": gradings,
-        })  # fmt: skip
+        runs.append(
+            {
+                "seed": seed,
+                "steps": steps,
+                "file_bytes": compact.stat().st_size,
+                "sampling": SampleSettings.resolve(cfg).describe(),
+                "sha256": hashlib.sha256(compact.read_bytes()).hexdigest(),
+                "gradings": gradings,
+            }
+        )
 
     results = {
         "what": "the demo preset as shipped (PB1/train.py --config demo), trained on the generator "
-                "half of digits_mini, stored compact, sampled by hw2_1.sh, graded by graders trained "
-                "on the other half",  # fmt: skip
+        "half of digits_mini, stored compact, sampled by hw2_1.sh, graded by graders trained "
+        "on the other half",
         "split": json.loads((out / "split" / "split.json").read_text()),
         "graders": held_out,
-        "reference_steps_per_s": round(ref, 2), "preset_steps_per_s": round(speed, 2),
-        "slow_machine_steps_per_s": SLOW_MACHINE_STEPS_PER_S, "threads": args.threads,
+        "reference_steps_per_s": round(ref, 2),
+        "preset_steps_per_s": round(speed, 2),
+        "slow_machine_steps_per_s": SLOW_MACHINE_STEPS_PER_S,
+        "threads": args.threads,
         "training_work_slow_min": round(work_min, 2),
-        "runs": runs, **provenance(),
-    }  # fmt: skip
+        "runs": runs,
+        **provenance(),
+    }
     write_json(Path(args.results), results)
     print(f"wrote {args.results}")
     if args.export:

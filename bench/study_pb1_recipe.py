@@ -59,15 +59,24 @@ OPTIONS: dict[str, list[str]] = {
     # ---- the first recipe, a pixel-space UNet, and its variations
     "unet": [UNET],
     "unet-v": [UNET, "diffusion.prediction=v"],
-    "unet-edm": [UNET, "diffusion.prediction=edm", "train.min_snr_gamma=null",
-                 "train.timestep_sampling=lognormal"],
+    "unet-edm": [
+        UNET,
+        "diffusion.prediction=edm",
+        "train.min_snr_gamma=null",
+        "train.timestep_sampling=lognormal",
+    ],
     "unet-eps-lognormal": [UNET, "train.timestep_sampling=lognormal"],
     "unet-adagn": [UNET, "model.scale_shift_norm=true"],
     "unet-wide48": [UNET, "model.base_channels=48"],
     "unet-noattn": [UNET, "model.attention_levels=[]"],
     "unet-nrb1": [UNET, "model.num_res_blocks=1"],
-    "unet-patch4": [UNET, "model.patch_size=4", "model.channel_mults=[1]", "model.attention_levels=[0]",
-                    "model.base_channels=96"],
+    "unet-patch4": [
+        UNET,
+        "model.patch_size=4",
+        "model.channel_mults=[1]",
+        "model.attention_levels=[0]",
+        "model.base_channels=96",
+    ],
     "unet-fullres": [UNET, "model.patch_size=1", "model.channel_mults=[1,2,2]"],
     "unet-lr4e-3": [UNET, "train.lr=4e-3"],
     "unet-batch16": [UNET, "train.batch_size=16"],
@@ -107,39 +116,78 @@ def split_base(overrides: list[str], default: str) -> tuple[str, list[str]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--options", nargs="*", default=["unet", "pca"],
-                   help=f"names (of: {', '.join(OPTIONS)}) or NAME=key=value,key=value")  # fmt: skip
+    p.add_argument(
+        "--options",
+        nargs="*",
+        default=["unet", "pca"],
+        help=f"names (of: {', '.join(OPTIONS)}) or NAME=key=value,key=value",
+    )
     p.add_argument("--base", default="demo", help="the config every option modifies (%(default)s)")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--out", default="bench_out/pb1_study")
-    p.add_argument("--graders", help="folder with {mnistm,svhn}_classifier.safetensors (default: trained "
-                   "into OUT/graders)")  # fmt: skip
+    p.add_argument(
+        "--graders",
+        help="folder with {mnistm,svhn}_classifier.safetensors (default: trained into OUT/graders)",
+    )
     p.add_argument("--budget-minutes", type=float, default=15.0, help="slow-machine minutes per option")
     p.add_argument("--evals", type=int, default=3, help="graded points per run (%(default)s)")
     p.add_argument("--per-class", type=int, default=20, help="images per class per grading (%(default)s)")
     p.add_argument("--parallel", type=int, default=2, help="runs side by side, one thread each")
-    p.add_argument("--speed-threads", type=int, default=2, help="threads of the speed measurement "
-                   "(%(default)s, as the slow machine's figure; 1 is steadier when busy)")  # fmt: skip
+    p.add_argument(
+        "--speed-threads",
+        type=int,
+        default=2,
+        help="threads of the speed measurement "
+        "(%(default)s, as the slow machine's figure; 1 is steadier when busy)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-only", action="store_true", help="only rebuild study.md and study.png")
-    p.add_argument("--sweep", nargs="+", metavar="MODEL", help="grade trained models under each of "
-                   "--settings (several: e.g. the preset's seeds, for a mean and range)")  # fmt: skip
-    p.add_argument("--sampling-seeds", nargs="+", type=int, metavar="SEED",
-                   help="for --sweep: sampling seeds per model (default: --seed)")  # fmt: skip
-    p.add_argument("--settings", nargs="*", default=["ddim:25:3", "ddim:25:4", "dpm++:25:4"],
-                   metavar="SAMPLER:STEPS:GUIDANCE[:ETA[:LOW-HIGH]]",
-                   help="for --sweep (%(default)s); GUIDANCE may be MNISTM/SVHN, LOW-HIGH the "
-                   "timesteps where guidance applies")  # fmt: skip
-    p.add_argument("--pca-bound", nargs="*", type=int, metavar="K",
-                   help="grade the test images reconstructed from K principal components")  # fmt: skip
-    p.add_argument("--record", metavar="JSON", help="--sweep: write its results there too; else merge this "
-                   "run's results (per option and seed, with "
-                   "the command, commit and speeds) into JSON, e.g. docs/results/pb1_round4.json; an "
-                   "option already there runs the same steps again (equal work across seeds)")  # fmt: skip
-    p.add_argument("--record-only", action="store_true", help="only merge --out's graded results of "
-                   "--options for --seed into --record (e.g. after a failed recording)")  # fmt: skip
-    p.add_argument("--grader-data", help="the graders' own data (its test split checks them), recorded "
-                   "with --record")  # fmt: skip
+    p.add_argument(
+        "--sweep",
+        nargs="+",
+        metavar="MODEL",
+        help="grade trained models under each of "
+        "--settings (several: e.g. the preset's seeds, for a mean and range)",
+    )
+    p.add_argument(
+        "--sampling-seeds",
+        nargs="+",
+        type=int,
+        metavar="SEED",
+        help="for --sweep: sampling seeds per model (default: --seed)",
+    )
+    p.add_argument(
+        "--settings",
+        nargs="*",
+        default=["ddim:25:3", "ddim:25:4", "dpm++:25:4"],
+        metavar="SAMPLER:STEPS:GUIDANCE[:ETA[:LOW-HIGH]]",
+        help="for --sweep (%(default)s); GUIDANCE may be MNISTM/SVHN, LOW-HIGH the "
+        "timesteps where guidance applies",
+    )
+    p.add_argument(
+        "--pca-bound",
+        nargs="*",
+        type=int,
+        metavar="K",
+        help="grade the test images reconstructed from K principal components",
+    )
+    p.add_argument(
+        "--record",
+        metavar="JSON",
+        help="--sweep: write its results there too; else merge this "
+        "run's results (per option and seed, with "
+        "the command, commit and speeds) into JSON, e.g. docs/results/pb1_round4.json; an "
+        "option already there runs the same steps again (equal work across seeds)",
+    )
+    p.add_argument(
+        "--record-only",
+        action="store_true",
+        help="only merge --out's graded results of "
+        "--options for --seed into --record (e.g. after a failed recording)",
+    )
+    p.add_argument(
+        "--grader-data", help="the graders' own data (its test split checks them), recorded with --record"
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -164,22 +212,52 @@ def run_option(args: argparse.Namespace, name: str, overrides: list[str], steps:
     log.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     if not (out / "model.safetensors").is_file() or not (out / "models").is_dir():
-        cmd = [sys.executable, str(REPO / "PB1" / "train.py"), "--data", args.data, "--out", str(out),
-               "--config", config, "--steps", str(steps), "--keep-models", "--device", "cpu",
-               "--seed", str(args.seed), "--set", *sets]  # fmt: skip
+        cmd = [
+            sys.executable,
+            str(REPO / "PB1" / "train.py"),
+            "--data",
+            args.data,
+            "--out",
+            str(out),
+            "--config",
+            config,
+            "--steps",
+            str(steps),
+            "--keep-models",
+            "--device",
+            "cpu",
+            "--seed",
+            str(args.seed),
+            "--set",
+            *sets,
+        ]
         with open(log, "w") as fh:
             subprocess.run(cmd, check=True, env=env, stdout=fh, stderr=subprocess.STDOUT)
     train_s = time.perf_counter() - began
-    cmd = [sys.executable, __file__, "--worker", name, "--out", args.out, "--graders", str(graders),
-           "--per-class", str(args.per_class), "--seed", str(args.seed)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--out",
+        args.out,
+        "--graders",
+        str(graders),
+        "--per-class",
+        str(args.per_class),
+        "--seed",
+        str(args.seed),
+    ]
     with open(log, "a") as fh:
         subprocess.run(cmd, check=True, env=env, stdout=fh, stderr=subprocess.STDOUT)
     result = json.loads((Path(args.out) / "results" / f"{name}.json").read_text())
     result["train_wall_s_1thread"] = round(train_s, 1)
     write_json(Path(args.out) / "results" / f"{name}.json", result)
     last = result["points"][-1]
-    print(f"{name}: MNIST-M {last['mnistm']:.3f}, SVHN {last['svhn']:.3f} after {last['step']} steps",
-          flush=True)
+    print(
+        f"{name}: MNIST-M {last['mnistm']:.3f}, SVHN {last['svhn']:.3f} after {last['step']} steps",
+        flush=True,
+    )
 
 
 def grade_worker(args: argparse.Namespace) -> None:
@@ -252,8 +330,10 @@ def write_table(out: Path, names: list[str] | None = None) -> None:
     first = next(iter(results.values()))
     ref, threads = first["reference_steps_per_s"], first.get("speed_threads", 2)
     lines.append("")
-    lines.append(f"Speeds measured with {threads} thread(s): the reference network {ref:.2f} steps/s "
-                 f"here; the slow machine: {SLOW_MACHINE_STEPS_PER_S} steps/s (2 threads).")  # fmt: skip
+    lines.append(
+        f"Speeds measured with {threads} thread(s): the reference network {ref:.2f} steps/s "
+        f"here; the slow machine: {SLOW_MACHINE_STEPS_PER_S} steps/s (2 threads)."
+    )
     lines.append("")
     lines.append("Intermediate points (slow-machine minutes: MNIST-M / SVHN):")
     lines.append("")
@@ -265,10 +345,11 @@ def write_table(out: Path, names: list[str] | None = None) -> None:
     (out / "study.md").write_text("\n".join(lines) + "\n")
     best = [name for _, name, _, _ in sorted(rows, key=lambda row: -row[0])[:3]]
     curves = {
-        name: [(minutes_slow(p["step"], results[name]), p["mnistm"], p["svhn"])
-               for p in results[name]["points"]]
+        name: [
+            (minutes_slow(p["step"], results[name]), p["mnistm"], p["svhn"]) for p in results[name]["points"]
+        ]
         for name in best
-    }  # fmt: skip
+    }
     plot_curves(curves, out / "study.png", "PB1 recipe study on digits_mini: the best three")
     print("\n".join(lines))
     print(f"\nwrote {out / 'study.md'} and {out / 'study.png'}")
@@ -298,9 +379,17 @@ def sweep(args: argparse.Namespace, graders: Path) -> None:
         runs = []
         for model in args.sweep:
             for seed in seeds:
-                r = grade_model(Path(model), graders, args.per_class, sampler=sampler, steps=int(steps),
-                                guidance=scales if len(scales) > 1 else scales[0], eta=eta,
-                                guidance_interval=interval, seed=seed)  # fmt: skip
+                r = grade_model(
+                    Path(model),
+                    graders,
+                    args.per_class,
+                    sampler=sampler,
+                    steps=int(steps),
+                    guidance=scales if len(scales) > 1 else scales[0],
+                    eta=eta,
+                    guidance_interval=interval,
+                    seed=seed,
+                )
                 runs.append({"model": str(model), **r})
         first = runs[0]
         settings = {key: first[key] for key in ("sampler", "steps", "guidance", "eta", "guidance_interval")}
@@ -308,14 +397,22 @@ def sweep(args: argparse.Namespace, graders: Path) -> None:
         results.append({"spec": spec, **settings, "runs": runs, **mean})
         shown = rest[1] if interval else "all"
         seconds = sum(r["sampling_s"] for r in runs) / len(runs)
-        rows.append(f"| {sampler} | {steps} | {guidance} | {eta:g} | {shown} | {seconds:.0f} | {len(runs)} "
-                    f"| {mean['mnistm']:.3f} | {mean['svhn']:.3f} |")  # fmt: skip
+        rows.append(
+            f"| {sampler} | {steps} | {guidance} | {eta:g} | {shown} | {seconds:.0f} | {len(runs)} "
+            f"| {mean['mnistm']:.3f} | {mean['svhn']:.3f} |"
+        )
         print(rows[-1], flush=True)
-    header = ("| sampler | steps | guidance | eta | guided at t | sampling s (2 thr) | runs "
-              "| MNIST-M mean | SVHN mean |")  # fmt: skip
+    header = (
+        "| sampler | steps | guidance | eta | guided at t | sampling s (2 thr) | runs "
+        "| MNIST-M mean | SVHN mean |"
+    )
     write_markdown(Path(args.out) / "sweep.md", header, rows)
-    record = {"models": [str(m) for m in args.sweep], "sampling_seeds": seeds, "results": results,
-              **provenance()}  # fmt: skip
+    record = {
+        "models": [str(m) for m in args.sweep],
+        "sampling_seeds": seeds,
+        "results": results,
+        **provenance(),
+    }
     write_json(Path(args.out) / "sweep.json", record)
     if args.record:
         write_json(Path(args.record), record)
@@ -348,8 +445,9 @@ def pca_bound(args: argparse.Namespace, graders: Path) -> None:
             acc.append(accuracy_stats(predict(classifiers[name], images[mask]), labels[mask] % 10)["acc"])
         rows.append(f"| {k} | {kept:.1%} | {acc[0]:.3f} | {acc[1]:.3f} |")
         print(rows[-1], flush=True)
-    write_markdown(Path(args.out) / "pca_bound.md",
-                   "| components | pixel variance kept | MNIST-M | SVHN |", rows)  # fmt: skip
+    write_markdown(
+        Path(args.out) / "pca_bound.md", "| components | pixel variance kept | MNIST-M | SVHN |", rows
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -404,19 +502,30 @@ def main(argv: list[str] | None = None) -> None:
         if earlier is not None:  # another seed of this option: the same work, whatever the timing now
             speed, ref, steps = earlier["steps_per_s"], earlier["reference_steps_per_s"], earlier["steps"]
             print(f"{name}: {steps} steps, as its earlier seed in {args.record}", flush=True)
-        print(f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps",
-              flush=True)
-        write_json(out / "results" / f"{name}.json", {
-            "name": name, "overrides": overrides, "base": args.base, "steps_per_s": speed,
-            "reference_steps_per_s": ref, "batch_size": batch, "steps": steps,
-            "budget_minutes": args.budget_minutes, "speed_threads": threads,
-        })  # fmt: skip
+        print(
+            f"{name}: {speed:.2f} steps/s (cost {ref / speed:.2f}x the reference): {steps} steps", flush=True
+        )
+        write_json(
+            out / "results" / f"{name}.json",
+            {
+                "name": name,
+                "overrides": overrides,
+                "base": args.base,
+                "steps_per_s": speed,
+                "reference_steps_per_s": ref,
+                "batch_size": batch,
+                "steps": steps,
+                "budget_minutes": args.budget_minutes,
+                "speed_threads": threads,
+            },
+        )
         jobs.append((name, overrides, steps))
 
     # 2. train and grade, side by side
     with ThreadPoolExecutor(args.parallel) as pool:
-        futures = [pool.submit(run_option, args, name, overrides, steps, graders)
-                   for name, overrides, steps in jobs]  # fmt: skip
+        futures = [
+            pool.submit(run_option, args, name, overrides, steps, graders) for name, overrides, steps in jobs
+        ]
         for future in futures:
             future.result()
     write_table(out, [name for name, _, _ in jobs])

@@ -77,11 +77,19 @@ def study(out: Path, s: check.Settings, check_from: int, check_every: int) -> li
         if not (out / "graders").is_dir():
             shutil.copytree(folder / "graders", out / "graders")
         rates = r["rates"]
-        line = {"step": step, "train_seconds": round(time.perf_counter() - began),
-                "named": round(r["world_named_digit_rate"]["rate"], 3),
-                **{name: [round(rates[w][key], 3) for w in ("before", "after")]
-                   for name, key in (("object", "object_held_out_rate"), ("style", "style_svhn_rate"),
-                                     ("fives", "style_digit_rate"))}}  # fmt: skip
+        line = {
+            "step": step,
+            "train_seconds": round(time.perf_counter() - began),
+            "named": round(r["world_named_digit_rate"]["rate"], 3),
+            **{
+                name: [round(rates[w][key], 3) for w in ("before", "after")]
+                for name, key in (
+                    ("object", "object_held_out_rate"),
+                    ("style", "style_svhn_rate"),
+                    ("fives", "style_digit_rate"),
+                )
+            },
+        }
         with log.open("a") as f:
             f.write(json.dumps(line) + "\n")
         print("check", json.dumps(line), flush=True)
@@ -97,15 +105,20 @@ def _read_checks(log: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="the study's folder (resumed when it holds one)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a field of dlcv_bench.digit_world.check.Settings, e.g. world_generic=0.4 "
-                        "(repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of dlcv_bench.digit_world.check.Settings, e.g. world_generic=0.4 (repeatable)",
+    )
     p.add_argument("--check-from", type=int, default=0, help="first step checked (default: only the end)")
     p.add_argument("--check-every", type=int, default=500, help="steps between checks (default: 500)")
     args = p.parse_args(argv)
     if args.check_every < 1 or args.check_from < 0:
-        raise UserError(f"--check-every must be >= 1 and --check-from >= 0, got {args.check_every} and "
-                        f"{args.check_from}")  # fmt: skip
+        raise UserError(
+            f"--check-every must be >= 1 and --check-from >= 0, got {args.check_every} and {args.check_from}"
+        )
     s = settings(args.set)
     check_from = args.check_from or s.world_steps
     torch.set_num_threads(min(2, torch.get_num_threads()))

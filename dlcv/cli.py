@@ -157,8 +157,9 @@ def disk_error(err: OSError, path: str | Path | None) -> UserError | None:
     if reason is None:
         return None
     where = str(path) if path is not None else "a file (the name was not reported)"
-    advice = ("choose a writable folder" if err.errno == errno.EROFS
-              else "free some space or choose another folder")  # fmt: skip
+    advice = (
+        "choose a writable folder" if err.errno == errno.EROFS else "free some space or choose another folder"
+    )
     return UserError(f"cannot write {where}: {reason}; {advice}")
 
 
@@ -222,8 +223,9 @@ def prepare_out_dir(path: str | Path, what: str = "output folder", create: bool 
         raise UserError(f"cannot create {what} {out}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == out.absolute() else f" (its parent {existing} is not writable)"
-        raise UserError(f"cannot write in {what} {out}{where}: read-only folder or file system; "
-                        "choose a writable folder")  # fmt: skip
+        raise UserError(
+            f"cannot write in {what} {out}{where}: read-only folder or file system; choose a writable folder"
+        )
     return out
 
 
@@ -233,8 +235,10 @@ def plain_name(name: str, what: str) -> str:
     to a folder can never lead outside it."""
     text = str(name)
     if not text.strip() or text in (".", "..") or any(c in text for c in "/\\\0"):
-        raise UserError(f"{what} {text!r} cannot be used as a folder name: expected a plain name "
-                        "without '/', '\\' or '..' (outputs must stay inside the output folder)")  # fmt: skip
+        raise UserError(
+            f"{what} {text!r} cannot be used as a folder name: expected a plain name "
+            "without '/', '\\' or '..' (outputs must stay inside the output folder)"
+        )
     return text
 
 
@@ -262,8 +266,10 @@ def refuse_links(folder: str | Path, names: Iterable[str | Path], what: str = "o
                     target = os.readlink(path)
                 except OSError:
                     target = "?"
-                raise UserError(f"{what} {path} is a symbolic link (to {target}): outputs are never written "
-                                "through links; remove it or choose another folder")  # fmt: skip
+                raise UserError(
+                    f"{what} {path} is a symbolic link (to {target}): outputs are never written "
+                    "through links; remove it or choose another folder"
+                )
             if not path.exists():
                 break
 
@@ -281,8 +287,10 @@ def parse_json(text: str | bytes, where: str | Path) -> Any:
             text = text.decode("utf-8")
         depth = _json_depth(text)
         if depth > JSON_MAX_DEPTH:
-            raise UserError(f"{where} is not a usable JSON file: it is nested {depth} levels deep "
-                            f"(at most {JSON_MAX_DEPTH})")  # fmt: skip
+            raise UserError(
+                f"{where} is not a usable JSON file: it is nested {depth} levels deep "
+                f"(at most {JSON_MAX_DEPTH})"
+            )
         return json.loads(text)
     except RecursionError:
         raise UserError(f"{where} is not a usable JSON file: it is nested too deeply") from None

@@ -33,9 +33,7 @@ def clip_bpe_path() -> Path:
     """Where the installed ``clip`` package keeps its BPE merges (found without importing it)."""
     spec = importlib.util.find_spec("clip")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "the 'clip' package (pip install clip-anytorch) is needed for CLIP's BPE vocabulary"
-        )
+        raise UserError("the 'clip' package (pip install clip-anytorch) is needed for CLIP's BPE vocabulary")
     for folder in spec.submodule_search_locations:
         path = Path(folder) / BPE_FILE_NAME
         if path.is_file():
@@ -103,9 +101,7 @@ def _has_tokenizer_files(folder: Path) -> bool:
     return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
 
 
-def load_clip_tokenizer(
-    directory: str | Path | None = None, model_max_length: int = 77
-) -> CLIPTokenizer:
+def load_clip_tokenizer(directory: str | Path | None = None, model_max_length: int = 77) -> CLIPTokenizer:
     """The tokenizer files of ``directory`` (or its ``tokenizer/`` subfolder) when present.
 
     A Hugging Face CLIP folder keeps ``tokenizer.json`` or ``vocab.json`` + ``merges.txt``

@@ -62,13 +62,15 @@ def pick_device(name: str = "auto") -> torch.device:
     except (RuntimeError, ValueError, TypeError):
         raise ArgumentError(f"`device` {name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type not in DEVICE_TYPES:
-        raise ArgumentError(f"`device` {name}: this project runs on auto, cpu, cuda or cuda:N, not "
-                            f"{device.type}")  # fmt: skip
+        raise ArgumentError(
+            f"`device` {name}: this project runs on auto, cpu, cuda or cuda:N, not {device.type}"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ArgumentError(f"`device` {name}: CUDA is not available on this machine")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ArgumentError(f"`device` {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                            f"numbered from 0")  # fmt: skip
+        raise ArgumentError(
+            f"`device` {name}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+        )
     return device
 
 
@@ -87,14 +89,20 @@ def cuda_backends(device: torch.device, tf32: bool = True) -> Iterator[None]:
     """:func:`configure_backends` for the duration of a block, the flags restored afterwards:
     how a library job (``hw2_1``, ``hw2_2``, a training run) sets them without changing them for
     a program that calls it."""
-    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.backends.cudnn.benchmark)  # fmt: skip
+    flags = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
     configure_backends(device, tf32)
     try:
         yield
     finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-         torch.backends.cudnn.benchmark) = flags  # fmt: skip
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+        ) = flags
 
 
 def cuda_capability(device: torch.device) -> tuple[int, int]:

@@ -33,8 +33,9 @@ SLOW_MACHINE_STEPS_PER_S = 3.1  # the reference network on the slower 2-core mac
 REFERENCE_CONFIG = str(REPO / "bench" / "configs" / "pb1_unet_cpu.yaml")
 
 
-def train_steps_per_second(config: str, overrides: list[str], threads: int = 2, steps: int = 30,
-                           repeats: int = 3) -> float:
+def train_steps_per_second(
+    config: str, overrides: list[str], threads: int = 2, steps: int = 30, repeats: int = 3
+) -> float:
     """Training steps/s of a PB1 config on this CPU: the loss, backward pass and AdamW step of
     PB1/train.py on random digits; the best of ``repeats`` timings of ``steps`` steps after 5
     untimed ones (single timings vary by 10-20% on a shared machine)."""
@@ -124,9 +125,20 @@ def ensure_graders(data: Path, out: Path, epochs: int = 30) -> Path:
     for dataset in ("mnistm", "svhn"):
         if (out / f"{dataset}_classifier.safetensors").is_file():
             continue
-        cmd = [sys.executable, str(REPO / "evaluation" / "train_classifier.py"), "--data", str(data),
-               "--dataset", dataset, "--arch", "smallcnn", "--epochs", str(epochs),
-               "--out", str(out / f"run_{dataset}")]  # fmt: skip
+        cmd = [
+            sys.executable,
+            str(REPO / "evaluation" / "train_classifier.py"),
+            "--data",
+            str(data),
+            "--dataset",
+            dataset,
+            "--arch",
+            "smallcnn",
+            "--epochs",
+            str(epochs),
+            "--out",
+            str(out / f"run_{dataset}"),
+        ]
         subprocess.run(cmd, check=True)
         (out / f"run_{dataset}" / f"{dataset}_classifier.safetensors").replace(
             out / f"{dataset}_classifier.safetensors"
@@ -142,9 +154,18 @@ def load_graders(graders: Path) -> dict:
     return {name: load_digit_classifier(graders / f"{name}_classifier.safetensors") for name in names}
 
 
-def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: float | list | None = None,
-                sampler: str | None = None, steps: int | None = None, eta: float | None = None,
-                guidance_interval: list | None = None, seed: int = 0) -> dict:
+def grade_model(
+    model_path: Path,
+    graders: Path,
+    per_class: int,
+    *,
+    guidance: float | list | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float | None = None,
+    guidance_interval: list | None = None,
+    seed: int = 0,
+) -> dict:
     """Generate ``per_class`` images of each of the 20 classes with the model's own sampler
     settings (or the ones given) and classify them: ``{"mnistm": acc, "svhn": acc, ...}`` with,
     per dataset, the counts, the 95% Wilson interval (``{name}_ci``) and the per-digit counts."""
@@ -152,17 +173,23 @@ def grade_model(model_path: Path, graders: Path, per_class: int, *, guidance: fl
     from dlcv.digits.model import load_for_sampling
     from dlcv.digits.sampling import SampleRequest, sample_course_set
 
-    request = SampleRequest(sampler=sampler, steps=steps, guidance=guidance, eta=eta,
-                            guidance_interval=guidance_interval)  # fmt: skip
+    request = SampleRequest(
+        sampler=sampler, steps=steps, guidance=guidance, eta=eta, guidance_interval=guidance_interval
+    )
     job = load_for_sampling(model_path, "cpu", request)  # the settings hw2_1.sh resolves for the model
     settings = job.settings
     began = time.perf_counter()
-    images = sample_course_set(job.model, job.schedule, per_class, seed=seed, batch_size=200,
-                               progress=False, **settings.as_kwargs())  # fmt: skip
+    images = sample_course_set(
+        job.model, job.schedule, per_class, seed=seed, batch_size=200, progress=False, **settings.as_kwargs()
+    )
     seconds = time.perf_counter() - began
     digits = torch.arange(10).repeat_interleave(per_class)
-    result: dict = {**settings.as_kwargs(), "per_class": per_class, "seed": seed,
-                    "sampling_s": round(seconds, 1)}  # fmt: skip
+    result: dict = {
+        **settings.as_kwargs(),
+        "per_class": per_class,
+        "seed": seed,
+        "sampling_s": round(seconds, 1),
+    }
     for i, (name, clf) in enumerate(load_graders(graders).items()):
         part = images[i * 10 * per_class : (i + 1) * 10 * per_class]
         stats = accuracy_stats(predict(clf, part), digits)
@@ -188,16 +215,22 @@ def grader_report(graders: Path, data: Path) -> dict:
         test = load_digit_split(data, name, "test", progress=False)
         stats = accuracy_stats(predict(clf, test.images), test.digits)
         report[name] = {
-            "acc": stats["acc"], "correct": stats["correct"], "total": stats["total"],
+            "acc": stats["acc"],
+            "correct": stats["correct"],
+            "total": stats["total"],
             "ci": [round(v, 4) for v in wilson_interval(stats["correct"], stats["total"])],
             "per_digit": [round(c / t, 4) for c, t in (stats["per_digit"][d] for d in range(10))],
-        }  # fmt: skip
+        }
     write_json(path, report)
     return report
 
 
-def plot_curves(curves: dict[str, list[tuple[float, float, float]]], path: Path, title: str,
-                targets: tuple[float, ...] = (0.90, 0.95)) -> Path:
+def plot_curves(
+    curves: dict[str, list[tuple[float, float, float]]],
+    path: Path,
+    title: str,
+    targets: tuple[float, ...] = (0.90, 0.95),
+) -> Path:
     """Accuracy against training time: one colour per run, MNIST-M solid and SVHN dashed;
     ``curves[name] = [(minutes, mnistm, svhn), ...]``."""
     import matplotlib
@@ -250,7 +283,7 @@ def provenance() -> dict:
         "date": datetime.date.today().isoformat(),
         "cpu": cpu,
         "cpus": os.cpu_count(),
-    }  # fmt: skip
+    }
 
 
 def write_json(path: Path, data: object) -> None:
@@ -259,4 +292,3 @@ def write_json(path: Path, data: object) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
-

@@ -68,9 +68,7 @@ class FolderScores:
     selection: Selection
 
 
-def folder_files(
-    images: str | Path, references: str | Path, k: int = TOP_K
-) -> tuple[list[Path], list[Path]]:
+def folder_files(images: str | Path, references: str | Path, k: int = TOP_K) -> tuple[list[Path], list[Path]]:
     """The image files of ``images`` (at least ``k``) and of ``references`` (at least one)."""
     files = list_images(existing_dir(images, "image folder"))
     refs = list_images(existing_dir(references, "reference folder"))
@@ -97,9 +95,7 @@ def score_files(
     features = encode_image_files(clip, list(files), batch_size)
     img = image_scores(features, ref_features)
     txt = text_scores(features, clip.encode_texts([text])[0], clip.logit_scale)
-    return FolderScores(
-        list(files), img.tolist(), txt.tolist(), select_top_k(img, txt, TEXT_WEIGHT, k)
-    )
+    return FolderScores(list(files), img.tolist(), txt.tolist(), select_top_k(img, txt, TEXT_WEIGHT, k))
 
 
 def score_folder(
@@ -123,14 +119,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", required=True, help="folder of generated images")
     p.add_argument("--references", required=True, help="folder of the concept's reference images")
     p.add_argument("--text", required=True, help="evaluation prompt (the concept in words)")
-    p.add_argument("--baseline", type=float, nargs=2, default=None, metavar=("IMAGE", "TEXT"),
-                   help="optional baseline [image, text] to report pass/fail against")
+    p.add_argument(
+        "--baseline",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("IMAGE", "TEXT"),
+        help="optional baseline [image, text] to report pass/fail against",
+    )
     p.add_argument("--top_k", type=int, default=TOP_K, help="how many ranked images to average")
     p.add_argument("--batch_size", type=int, default=32, help="images per CLIP forward pass")
     p.add_argument("--clip", default=None, help=CLIP_HELP)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda:N")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="model dtype; auto is fp16 on CUDA and fp32 on the CPU")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="model dtype; auto is fp16 on CUDA and fp32 on the CPU",
+    )
     args = p.parse_args(argv)
     check_batch_size(args.batch_size, "--batch_size")
     if args.top_k < 1:
@@ -151,16 +157,17 @@ def main(argv: list[str] | None = None) -> FolderScores:
     rank = {index: r for r, index in enumerate(scores.selection.indices, start=1)}
     for i, (f, a, b) in enumerate(zip(scores.files, scores.image, scores.text, strict=True)):
         mark = f"#{rank[i]}" if i in rank else "  "
-        print(f"{mark} {f.name}  image {a:6.2f}  text {b:6.2f}  "
-              f"rank score {a + TEXT_WEIGHT * b:7.2f}")
+        print(f"{mark} {f.name}  image {a:6.2f}  text {b:6.2f}  rank score {a + TEXT_WEIGHT * b:7.2f}")
     sel = scores.selection
     line = f"top {len(sel.indices)}: image {sel.image_score:.2f}  text {sel.text_score:.2f}"
     if args.baseline is not None:
         image_base, text_base = args.baseline
         verdict = "PASS" if passes(sel.image_score, sel.text_score, args.baseline) else "FAIL"
-        line = (f"top {len(sel.indices)}: image {sel.image_score:.2f} (baseline {image_base:g}, "
-                f"{sel.image_score - image_base:+.2f})  text {sel.text_score:.2f} (baseline "
-                f"{text_base:g}, {sel.text_score - text_base:+.2f})  {verdict}")
+        line = (
+            f"top {len(sel.indices)}: image {sel.image_score:.2f} (baseline {image_base:g}, "
+            f"{sel.image_score - image_base:+.2f})  text {sel.text_score:.2f} (baseline "
+            f"{text_base:g}, {sel.text_score - text_base:+.2f})  {verdict}"
+        )
     print(line)
     return scores
 

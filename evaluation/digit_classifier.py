@@ -47,27 +47,48 @@ from dlcv.runtime import configure_backends, pick_device
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--folder", required=True,
-                   help="folder with the generated mnistm/ and svhn/ sub-folders ({digit}_{idx:03d}.png)")
-    p.add_argument("--checkpoint", required=True,
-                   help="MNIST-M classifier: the course's Classifier.pth ({'state_dict', 'optimizer'}, "
-                   "LeNet) or one written by evaluation/train_classifier.py (.pth or .safetensors)")
-    p.add_argument("--svhn-checkpoint",
-                   help="SVHN classifier: the course's ResNet-34 weights (resnet34_svhn.pth, a plain state "
-                   "dict) or svhn_classifier.safetensors from evaluation/train_classifier.py; default: "
-                   f"{' or '.join(SVHN_SIBLINGS)} next to --checkpoint")
-    p.add_argument("--arch", default="auto", choices=["auto", *ARCHITECTURES],
-                   help="architecture of --checkpoint (default: recognised from the file)")
-    p.add_argument("--svhn-arch", default="auto", choices=["auto", *ARCHITECTURES],
-                   help="architecture of --svhn-checkpoint (default: recognised from the file)")
+    p.add_argument(
+        "--folder",
+        required=True,
+        help="folder with the generated mnistm/ and svhn/ sub-folders ({digit}_{idx:03d}.png)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="MNIST-M classifier: the course's Classifier.pth ({'state_dict', 'optimizer'}, "
+        "LeNet) or one written by evaluation/train_classifier.py (.pth or .safetensors)",
+    )
+    p.add_argument(
+        "--svhn-checkpoint",
+        help="SVHN classifier: the course's ResNet-34 weights (resnet34_svhn.pth, a plain state "
+        "dict) or svhn_classifier.safetensors from evaluation/train_classifier.py; default: "
+        f"{' or '.join(SVHN_SIBLINGS)} next to --checkpoint",
+    )
+    p.add_argument(
+        "--arch",
+        default="auto",
+        choices=["auto", *ARCHITECTURES],
+        help="architecture of --checkpoint (default: recognised from the file)",
+    )
+    p.add_argument(
+        "--svhn-arch",
+        default="auto",
+        choices=["auto", *ARCHITECTURES],
+        help="architecture of --svhn-checkpoint (default: recognised from the file)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
-    p.add_argument("--json", metavar="PATH",
-                   help="also write the accuracies, per-digit counts and checkpoints to this JSON file "
-                   "(e.g. OUT/grades.json, where python -m dlcv.report looks)")
-    p.add_argument("--details", action="store_true",
-                   help="also print per-digit counts and the baseline verdicts (to stderr, after the "
-                   "course's lines)")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the accuracies, per-digit counts and checkpoints to this JSON file "
+        "(e.g. OUT/grades.json, where python -m dlcv.report looks)",
+    )
+    p.add_argument(
+        "--details",
+        action="store_true",
+        help="also print per-digit counts and the baseline verdicts (to stderr, after the course's lines)",
+    )
     return p.parse_args(argv)
 
 

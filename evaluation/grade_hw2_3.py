@@ -23,23 +23,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Score Problem 3 outputs with CLIP ViT-B/32 and the course's pass rule.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--json_path", required=True,
-                   help="input.json with prompt_4_clip_eval and baseline per concept key")
-    p.add_argument("--input_dir", required=True,
-                   help="folder holding the reference images of each concept in {key}/ "
-                   "(hw2_data/textual_inversion)")
-    p.add_argument("--output_dir", required=True,
-                   help="the generated images: {key}/{prompt index}/ with exactly 25 images each")
+    p.add_argument(
+        "--json_path", required=True, help="input.json with prompt_4_clip_eval and baseline per concept key"
+    )
+    p.add_argument(
+        "--input_dir",
+        required=True,
+        help="folder holding the reference images of each concept in {key}/ (hw2_data/textual_inversion)",
+    )
+    p.add_argument(
+        "--output_dir",
+        required=True,
+        help="the generated images: {key}/{prompt index}/ with exactly 25 images each",
+    )
     p.add_argument("--clip", default=None, help=CLIP_HELP)
-    p.add_argument("--save_json", default=None, metavar="PATH",
-                   help="also write every prompt's scores, margins and pass flag to this JSON file")
+    p.add_argument(
+        "--save_json",
+        default=None,
+        metavar="PATH",
+        help="also write every prompt's scores, margins and pass flag to this JSON file",
+    )
     p.add_argument("--batch_size", type=int, default=32, help="images per CLIP forward pass")
-    p.add_argument("--workers", type=int, default=2,
-                   help="DataLoader processes decoding images (0: in the main process)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="DataLoader processes decoding images (0: in the main process)"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda:N")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="model dtype; auto is fp16 on CUDA (as the course's clip.load) and fp32 "
-                   "on the CPU")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="model dtype; auto is fp16 on CUDA (as the course's clip.load) and fp32 on the CPU",
+    )
     args = p.parse_args(argv)
     check_batch_size(args.batch_size, "--batch_size")
     if args.workers < 0:

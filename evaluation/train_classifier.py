@@ -36,35 +36,59 @@ from dlcv.digits.grader_training import DEFAULT_ARCH, DEFAULTS, train_grader
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="hw2_data/digits",
-                   help="folder with mnistm/ and svhn/ in the course layout (default: %(default)s)")
-    p.add_argument("--dataset", default="both", choices=[*DATASETS, "both"],
-                   help="which grader(s) to train (default: %(default)s)")
+    p.add_argument(
+        "--data",
+        default="hw2_data/digits",
+        help="folder with mnistm/ and svhn/ in the course layout (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dataset",
+        default="both",
+        choices=[*DATASETS, "both"],
+        help="which grader(s) to train (default: %(default)s)",
+    )
     p.add_argument("--out", required=True, help="output folder for the classifiers and the training runs")
-    p.add_argument("--arch", default="auto", choices=["auto", *ARCHITECTURES],
-                   help="architecture for every dataset trained; auto = "
-                   + ", ".join(f"{a} for {d}" for d, a in DEFAULT_ARCH.items())
-                   + " (resnet34 is the course's SVHN network: a GPU choice). Classifier.pth is "
-                   "written only for a MNIST-M lenet")
+    p.add_argument(
+        "--arch",
+        default="auto",
+        choices=["auto", *ARCHITECTURES],
+        help="architecture for every dataset trained; auto = "
+        + ", ".join(f"{a} for {d}" for d, a in DEFAULT_ARCH.items())
+        + " (resnet34 is the course's SVHN network: a GPU choice). Classifier.pth is "
+        "written only for a MNIST-M lenet",
+    )
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int,
-                        help="passes over the training images (default per architecture: "
-                        + ", ".join(f"{a} {int(hp['epochs'])}" for a, hp in DEFAULTS.items()) + ")")
+    length.add_argument(
+        "--epochs",
+        type=int,
+        help="passes over the training images (default per architecture: "
+        + ", ".join(f"{a} {int(hp['epochs'])}" for a, hp in DEFAULTS.items())
+        + ")",
+    )
     length.add_argument("--steps", type=int, help="optimiser steps instead of --epochs")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="seconds of training per classifier: the run (and its cosine schedule) is "
-                   "shortened to end in time")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="seconds of training per classifier: the run (and its cosine schedule) is "
+        "shortened to end in time",
+    )
     p.add_argument("--batch-size", type=int, help="images per step (default per architecture)")
     p.add_argument("--lr", type=float, help="peak AdamW learning rate (default per architecture)")
     p.add_argument("--limit", type=int, help="use at most N training images per dataset (quick runs)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int,
-                   help="CPU threads for torch (default: torch's choice; 1 is often faster for these small "
-                   "networks when other programs share the CPU)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: torch's choice; 1 is often faster for these small "
+        "networks when other programs share the CPU)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the runs in --out/train_{dataset}/ (needed to reuse an --out that "
-                   "already holds one)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the runs in --out/train_{dataset}/ (needed to reuse an --out that already holds one)",
+    )
     return p.parse_args(argv)
 
 
@@ -88,15 +112,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = []
     for dataset in datasets:
         result = train_grader(
-            data, dataset, out, arch=args.arch, limit=args.limit, device=args.device, seed=args.seed,
-            epochs=args.epochs, steps=args.steps, time_budget=args.time_budget, batch_size=args.batch_size,
-            lr=args.lr, resume=args.resume,
+            data,
+            dataset,
+            out,
+            arch=args.arch,
+            limit=args.limit,
+            device=args.device,
+            seed=args.seed,
+            epochs=args.epochs,
+            steps=args.steps,
+            time_budget=args.time_budget,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            resume=args.resume,
         )
         results.append(result)
         s = result.heldout
-        print(f"{dataset}: {result.arch} held-out ({result.heldout_name}) acc = {s['acc']:.4f} "
-              f"(correct/total = {s['correct']}/{s['total']}), trained on {result.n_train} images "
-              f"in {result.seconds:.0f}s", flush=True)
+        print(
+            f"{dataset}: {result.arch} held-out ({result.heldout_name}) acc = {s['acc']:.4f} "
+            f"(correct/total = {s['correct']}/{s['total']}), trained on {result.n_train} images "
+            f"in {result.seconds:.0f}s",
+            flush=True,
+        )
     written = [path for result in results for path in result.paths]
     print("wrote:")
     for path in written:
@@ -105,8 +142,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     mnistm = names.get("Classifier.pth", names.get("mnistm_classifier.safetensors"))
     svhn = names.get("svhn_classifier.safetensors")
     if mnistm is not None and svhn is not None:
-        print(f"grade with: python evaluation/digit_classifier.py --folder OUT --checkpoint {mnistm} "
-              f"--svhn-checkpoint {svhn}")
+        print(
+            f"grade with: python evaluation/digit_classifier.py --folder OUT --checkpoint {mnistm} "
+            f"--svhn-checkpoint {svhn}"
+        )
+
 
 if __name__ == "__main__":
     run(main)

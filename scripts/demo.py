@@ -49,10 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="a smoke run in about a minute (the output is noise)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available) or cpu")
-    p.add_argument("--record", metavar="JSON",
-                   help="also write the run's accuracies (with counts and 95%% intervals), its minutes "
-                   "and this machine's speed on the reference network to JSON, e.g. "
-                   "docs/results/pb1_demo.json (the README's figures are rendered from it)")  # fmt: skip
+    p.add_argument(
+        "--record",
+        metavar="JSON",
+        help="also write the run's accuracies (with counts and 95%% intervals), its minutes "
+        "and this machine's speed on the reference network to JSON, e.g. "
+        "docs/results/pb1_demo.json (the README's figures are rendered from it)",
+    )
     return p.parse_args(argv)
 
 
@@ -70,8 +73,16 @@ def record_run(path: Path, grades: Path, minutes: dict[str, float]) -> None:
         ci = [round(v, 4) for v in wilson_interval(correct, total)]
         accuracy[name] = {"acc": data[name]["acc"], "correct": correct, "total": total, "ci": ci}
     ref = max(reference_speed(2), reference_speed(2))
-    write_json(path, {"accuracy": accuracy, "minutes": minutes, "reference_steps_per_s": round(ref, 2),
-                      "slow_machine_steps_per_s": SLOW_MACHINE_STEPS_PER_S, **provenance()})  # fmt: skip
+    write_json(
+        path,
+        {
+            "accuracy": accuracy,
+            "minutes": minutes,
+            "reference_steps_per_s": round(ref, 2),
+            "slow_machine_steps_per_s": SLOW_MACHINE_STEPS_PER_S,
+            **provenance(),
+        },
+    )
     print(f"   recorded in {path} (reference network {ref:.2f} steps/s here)")
 
 
@@ -127,8 +138,18 @@ def main(argv: list[str] | None = None) -> None:
 
     mnistm_ckpt, svhn_ckpt = classifiers / "Classifier.pth", classifiers / "svhn_classifier.safetensors"
     if not (mnistm_ckpt.is_file() and svhn_ckpt.is_file()):
-        cmd = [py, "evaluation/train_classifier.py", "--data", data, "--dataset", "both",
-               "--out", classifiers, "--device", args.device]  # fmt: skip
+        cmd = [
+            py,
+            "evaluation/train_classifier.py",
+            "--data",
+            data,
+            "--dataset",
+            "both",
+            "--out",
+            classifiers,
+            "--device",
+            args.device,
+        ]
         # the synthetic digits are easy: a few epochs give graders of about 0.99 held-out accuracy
         cmd += ["--steps", "20"] if args.quick else ["--epochs", str(GRADER_EPOCHS)]
         step("2. digit graders (LeNet for MNIST-M, a CNN for SVHN)", cmd)
@@ -199,8 +220,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"   {line.strip()}")
     if not args.quick and accuracies and min(float(a) for a in accuracies.values()) < 0.90:
         print("   (below the 0.90 target: more --pb1-steps help)")
-    step("7. the report: every figure and number on one page", [py, "-m", "dlcv.report", "--run", out,
-                                                                "--out", out / "report"])  # fmt: skip
+    step(
+        "7. the report: every figure and number on one page",
+        [py, "-m", "dlcv.report", "--run", out, "--out", out / "report"],
+    )
     print(f"\n   report              {out / 'report' / 'index.html'}  (and report.md next to it)")
     if args.record:
         MINUTES["total"] = round((time.perf_counter() - began) / 60, 2)

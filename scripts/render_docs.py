@@ -73,8 +73,10 @@ def pb1_graders(data: dict) -> str:
         g = graders[name]
         trained = split.get(f"graders/{name}", {}).get("train_images")
         digits = " ".join(f"{v:.2f}" for v in g["per_digit"])
-        lines.append(f"| {DATASET_NAMES[name]} (small CNN) | {trained or '?'} images of the grader half "
-                     f"| {g['total']} | {acc_ci(g)} | {digits} |")  # fmt: skip
+        lines.append(
+            f"| {DATASET_NAMES[name]} (small CNN) | {trained or '?'} images of the grader half "
+            f"| {g['total']} | {acc_ci(g)} | {digits} |"
+        )
     return "\n".join(lines)
 
 
@@ -154,8 +156,10 @@ def pb1_card() -> str:
     ]
     for seed, g in first["gradings"].items():
         how = "`bash hw2_1.sh OUT`" if seed == "0" else f"`PB1/inference.py --seed {seed}`"
-        lines.append(f"| accuracy, {how} | MNIST-M {acc_ci(g['mnistm'])}, SVHN {acc_ci(g['svhn'])} "
-                     f"({g['svhn']['total']} images each; 1,000 images in {g['generation_s']:.0f} s here) |")
+        lines.append(
+            f"| accuracy, {how} | MNIST-M {acc_ci(g['mnistm'])}, SVHN {acc_ci(g['svhn'])} "
+            f"({g['svhn']['total']} images each; 1,000 images in {g['generation_s']:.0f} s here) |"
+        )
     return "\n".join(lines)
 
 
@@ -198,8 +202,10 @@ def pb1_round4() -> str:
 def pb1_round4_curve() -> str:
     """Mean SVHN and MNIST-M accuracy along the run (slow-machine minutes), per option."""
     data = load("pb1_round4.json")
-    lines = ["| option | " + " | ".join(["slow-machine min: MNIST-M / SVHN (mean over seeds)"]) + " |",
-             "|---|---|"]  # fmt: skip
+    lines = [
+        "| option | " + " | ".join(["slow-machine min: MNIST-M / SVHN (mean over seeds)"]) + " |",
+        "|---|---|",
+    ]
     for name, seeds in _round4_rows(data):
         first = next(iter(seeds.values()))
         columns = []
@@ -208,8 +214,9 @@ def pb1_round4_curve() -> str:
                 continue  # the run's end, kept twice (its last checkpoint and its final model)
             m = [run["points"][i]["mnistm"] for run in seeds.values()]
             s = [run["points"][i]["svhn"] for run in seeds.values()]
-            columns.append(f"{slow_minutes(point['step'], first):.1f}: {sum(m) / len(m):.3f} / "
-                           f"{sum(s) / len(s):.3f}")  # fmt: skip
+            columns.append(
+                f"{slow_minutes(point['step'], first):.1f}: {sum(m) / len(m):.3f} / {sum(s) / len(s):.3f}"
+            )
         lines.append(f"| {name} | {'; '.join(columns)} |")
     return "\n".join(lines)
 
@@ -242,8 +249,10 @@ def pb1_sweep() -> str:
         )
     models = ", ".join(f"`{m}`" for m in data["models"])
     seeds = ", ".join(str(seed) for seed in data["sampling_seeds"])
-    lines += ["", f"Models: {models}; sampling seeds {seeds} for each; commit {data['commit']}; "
-              f"`{data['command']}`."]  # fmt: skip
+    lines += [
+        "",
+        f"Models: {models}; sampling seeds {seeds} for each; commit {data['commit']}; `{data['command']}`.",
+    ]
     return "\n".join(lines)
 
 
@@ -309,8 +318,10 @@ def render(text: str, path: Path) -> str:
     def replace(match: re.Match) -> str:
         name = match["name"]
         if name not in RENDERERS:
-            raise SystemExit(f"error: {path.relative_to(REPO)}: unknown rendered block {name!r} "
-                             f"(known: {', '.join(RENDERERS)})")  # fmt: skip
+            raise SystemExit(
+                f"error: {path.relative_to(REPO)}: unknown rendered block {name!r} "
+                f"(known: {', '.join(RENDERERS)})"
+            )
         return f"{match[1]}{RENDERERS[name]()}\n{match[4]}"
 
     return BLOCK.sub(replace, text)

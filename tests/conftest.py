@@ -44,8 +44,12 @@ class NetworkGuard:
 
     def __init__(self) -> None:
         self.attempts: list[str] = []
-        self.original = {"connect": socket.socket.connect, "connect_ex": socket.socket.connect_ex,
-                         "sendto": socket.socket.sendto, "getaddrinfo": socket.getaddrinfo}  # fmt: skip
+        self.original = {
+            "connect": socket.socket.connect,
+            "connect_ex": socket.socket.connect_ex,
+            "sendto": socket.socket.sendto,
+            "getaddrinfo": socket.getaddrinfo,
+        }
 
     def _refuse(self, what: str, address: object) -> None:
         self.attempts.append(f"{what} {address!r}")
@@ -127,7 +131,18 @@ def digits_root(tmp_path_factory) -> Path:
 def tiny_pb1_model(tmp_path_factory, digits_root) -> Path:
     """A PB1 model trained for a few steps with the tiny preset: its model.safetensors."""
     out = tmp_path_factory.mktemp("pb1")
-    result = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(out), "--config", "tiny",
-                        "--steps", "4", "--device", "cpu")  # fmt: skip
+    result = run_script(
+        "PB1/train.py",
+        "--data",
+        str(digits_root),
+        "--out",
+        str(out),
+        "--config",
+        "tiny",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+    )
     assert result.returncode == 0, result.stderr
     return out / "model.safetensors"

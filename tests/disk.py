@@ -15,8 +15,9 @@ from pathlib import Path
 def tiny_filesystem(folder: Path, size: str = "64k") -> Iterator[bool]:
     """Mount a ``size`` tmpfs on ``folder`` (root only) for the block; yields whether it could."""
     folder.mkdir(parents=True, exist_ok=True)
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                           capture_output=True)  # fmt: skip
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
     try:
         yield mount.returncode == 0
     finally:

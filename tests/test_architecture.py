@@ -50,10 +50,18 @@ DATA_FOLDERS = ("dlcv/configs", "dlcv/assets")
 #: The core's third-party imports beyond torch and tqdm, and the one module allowed each.
 CORE_EXTRAS = {"diffusers": "dlcv.diffusion.reference"}
 #: Calls that load code this test cannot follow, or that change where imports come from.
-LOADERS = ("importlib.import_module", "importlib.util.spec_from_file_location",
-           "importlib.util.module_from_spec",
-           "importlib.machinery.SourceFileLoader", "runpy.run_path", "runpy.run_module", "__import__",
-           "sys.path.insert", "sys.path.append", "sys.path.extend")  # fmt: skip
+LOADERS = (
+    "importlib.import_module",
+    "importlib.util.spec_from_file_location",
+    "importlib.util.module_from_spec",
+    "importlib.machinery.SourceFileLoader",
+    "runpy.run_path",
+    "runpy.run_module",
+    "__import__",
+    "sys.path.insert",
+    "sys.path.append",
+    "sys.path.extend",
+)
 
 
 def module_name(path: Path) -> str:
@@ -195,8 +203,12 @@ def test_entry_points_never_import_each_others_files(folder):
     """A script is run as ``python FOLDER/x.py``, which puts FOLDER on ``sys.path``: an
     ``import y`` of a neighbour ``FOLDER/y.py`` or of another folder's file is such a reach."""
     scripts = {p.stem for f in ENTRY_POINTS for p in sources(f)}
-    bad = [(module_name(p), n) for p in sources(folder) for n in imported(p)
-           if within(n, ENTRY_POINTS) or n.split(".")[0] in scripts]  # fmt: skip
+    bad = [
+        (module_name(p), n)
+        for p in sources(folder)
+        for n in imported(p)
+        if within(n, ENTRY_POINTS) or n.split(".")[0] in scripts
+    ]
     assert not bad
 
 

@@ -112,7 +112,12 @@ def world(tmp_path_factory, digits_root) -> dict[str, Path]:
             _png(w["gen_small"] / name / f"{digit}_001.png", 5 if name == "mnistm" else 28, digit)
     w["grade"] = root / "grade"  # a complete grading tree: input.json, refs/0/, out/0/0/00..24.png
     (w["grade"] / "input.json").parent.mkdir()
-    concept = {"token_name": "<new1>", "prompt": ["a <new1>"], "prompt_4_clip_eval": ["a dog"], "baseline": [[1, 1]]}
+    concept = {
+        "token_name": "<new1>",
+        "prompt": ["a <new1>"],
+        "prompt_4_clip_eval": ["a dog"],
+        "baseline": [[1, 1]],
+    }
     (w["grade"] / "input.json").write_text(json.dumps({"0": concept}))
     _png(w["grade"] / "refs" / "0" / "a.png", 8)
     for i in range(25):
@@ -249,8 +254,15 @@ def _resume_other(kind: str) -> Callable[[Path, dict], None]:
         optimizer = torch.optim.AdamW(model.parameters())
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
         (tmp / "out").mkdir()
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "step": 1}, tmp / "out" / "checkpoint.pt")  # fmt: skip
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": 1,
+            },
+            tmp / "out" / "checkpoint.pt",
+        )
 
     return setup
 
@@ -319,14 +331,18 @@ LONG_PROMPT = " ".join(["a photo of a dog on a hill"] * 12) + " <zz1>"  # past C
 PB1_TRAIN = "--data {digits} --config tiny --device cpu --limit 8"
 FACE = "--noise-dir {noise} --unet {face_unet} --out-dir {out} --device cpu --quiet"
 DIGIT_FIG = "--digit-ckpt {pb1} --out {out} --device cpu --quiet --steps 2"
-SD = ("--ckpt {sd} --model-config {sd_config} --embeddings {emb} --out-dir {out} --resolution 16 "
-      "--steps 2 --device cpu --quiet --n-images 1 --batch-size 1")  # fmt: skip
+SD = (
+    "--ckpt {sd} --model-config {sd_config} --embeddings {emb} --out-dir {out} --resolution 16 "
+    "--steps 2 --device cpu --quiet --n-images 1 --batch-size 1"
+)
 SD_JSON = "--json {input_json} " + SD
 TI = "--sd-ckpt {sd} --model-config {sd_config} --device cpu"
 TI_ONE = TI + " --images {ti_images}/0 --token <zz1> --out {out}"
 ZS = "--data {zs} --clip {clip} --output_dir {out} --device cpu --workers 0"
-GRADE = ("--json_path {grade}/input.json --input_dir {grade}/refs --output_dir {grade}/out "
-         "--device cpu --workers 0")  # fmt: skip
+GRADE = (
+    "--json_path {grade}/input.json --input_dir {grade}/refs --output_dir {grade}/out "
+    "--device cpu --workers 0"
+)
 DIGITS = "--checkpoint {cls} --svhn-checkpoint {svhn_cls} --device cpu"
 NEEDS = r"it is a pickle that needs io\.open to load, which is refused"
 
@@ -556,8 +572,13 @@ def read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if mount.returncode == 0:
             subprocess.run(["umount", str(folder)], check=True)
         real_access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: (
-            False if Path(p).absolute() == folder and mode & os.W_OK else real_access(p, mode, *a, **k)))
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda p, mode, *a, **k: (
+                False if Path(p).absolute() == folder and mode & os.W_OK else real_access(p, mode, *a, **k)
+            ),
+        )
         yield
         return
     try:

@@ -13,8 +13,10 @@ from dlcv.cli import UserError, parse_json, refuse_links, run
 
 from .conftest import REPO
 
-WARNING = ("warning: cannot write to standard output (No space left on device): carrying on without "
-           "printing progress")
+WARNING = (
+    "warning: cannot write to standard output (No space left on device): carrying on without "
+    "printing progress"
+)
 
 
 class BrokenStdout:
@@ -44,15 +46,18 @@ def test_unwritable_stdout_warns_once_and_the_work_goes_on(tmp_path, monkeypatch
 
 @pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="no /dev/full")
 def test_stdout_to_dev_full_exits_0_without_a_traceback(tmp_path):
-    code = ("from pathlib import Path; from dlcv.cli import run\n"
-            "def main():\n"
-            "    print('x' * 100_000)\n"  # more than the buffer: the write itself fails
-            f"    Path({str(tmp_path / 'out.txt')!r}).write_text('done')\n"
-            "    print('the end')\n"  # still buffered at exit
-            "run(main)\n")  # fmt: skip
+    code = (
+        "from pathlib import Path; from dlcv.cli import run\n"
+        "def main():\n"
+        "    print('x' * 100_000)\n"  # more than the buffer: the write itself fails
+        f"    Path({str(tmp_path / 'out.txt')!r}).write_text('done')\n"
+        "    print('the end')\n"  # still buffered at exit
+        "run(main)\n"
+    )
     with open("/dev/full", "w") as full:
-        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, stdout=full, stderr=subprocess.PIPE,
-                                text=True, timeout=60)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+        )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.txt").read_text() == "done"
     assert result.stderr.splitlines() == [WARNING]
@@ -65,8 +70,10 @@ def test_a_disk_error_no_helper_caught_is_still_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run(main)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == ("error: cannot write /data/out/report.json: no space left on the "
-                                       "device; free some space or choose another folder\n")  # fmt: skip
+    assert capsys.readouterr().err == (
+        "error: cannot write /data/out/report.json: no space left on the "
+        "device; free some space or choose another folder\n"
+    )
 
 
 def test_other_os_errors_are_not_hidden():

@@ -111,9 +111,24 @@ def test_hw2_3_on_a_tiny_stable_diffusion(tmp_path, case, solver):
         save_file({token: value.clone()}, emb / folder / "learned_embeds.safetensors")
     ckpt = save_tiny_checkpoint(sd, tmp_path / "tiny.ckpt")
     config = sd.config.save(tmp_path / "tiny_config.json")
-    result = run_script("hw2_3.sh", str(FIXTURES / "textual_inversion_input.json"), str(tmp_path / "out"),
-                        str(ckpt), "--model-config", str(config), "--resolution", "16", "--steps", "3",
-                        "--batch-size", "10", "--device", "cpu", "--quiet", *solver,
-                        env={**OFFLINE, "PB3_EMBEDDINGS": str(emb)})  # fmt: skip
+    result = run_script(
+        "hw2_3.sh",
+        str(FIXTURES / "textual_inversion_input.json"),
+        str(tmp_path / "out"),
+        str(ckpt),
+        "--model-config",
+        str(config),
+        "--resolution",
+        "16",
+        "--steps",
+        "3",
+        "--batch-size",
+        "10",
+        "--device",
+        "cpu",
+        "--quiet",
+        *solver,
+        env={**OFFLINE, "PB3_EMBEDDINGS": str(emb)},
+    )
     assert result.returncode == 0, result.stderr
     check(case, tmp_path / "out")

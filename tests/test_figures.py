@@ -76,5 +76,3 @@ def test_render_figures_writes_the_three_pngs(tmp_path):
     sizes = [Image.open(p).size for p in written]
     assert sizes[0][0] > 4 * 64 and sizes[0][1] > 5 * 64  # 4 columns, 5 rows
     assert sizes[1][1] == sizes[2][1] < 2 * 64 and min(sizes[1][0], sizes[2][0]) > 11 * 64  # one row
-
-

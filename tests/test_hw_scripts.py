@@ -43,8 +43,14 @@ def test_hw2_1_runs_from_a_plain_shell_with_the_checkouts_venv_into_a_folder_nam
 ):
     root = _checkout(tmp_path, "hw2_1.sh", venv=True)
     env = _plain_shell(tmp_path, PB1_CKPT=str(tiny_pb1_model))
-    result = subprocess.run(["bash", str(root / "hw2_1.sh"), "-out"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300, env=env)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(root / "hw2_1.sh"), "-out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "venv_used").exists()
     for dataset in ("mnistm", "svhn"):
@@ -58,8 +64,14 @@ def test_without_a_python_that_has_the_project_one_line_names_make_demo(tmp_path
     (bin_dir / "python3").write_text("#!/bin/sh\nexit 1\n")  # a python3 without dlcv and torch
     (bin_dir / "python3").chmod(0o755)
     env = _plain_shell(tmp_path, PATH=f"{bin_dir}:/usr/bin:/bin")
-    result = subprocess.run(["bash", str(root / "hw2_1.sh"), "out"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60, env=env)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(root / "hw2_1.sh"), "out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
@@ -75,16 +87,26 @@ def test_hw2_2_writes_into_a_folder_named_dash_out(tmp_path):
     torch.save(FaceUNet(8).state_dict(), tmp_path / "UNet.pt")
     (tmp_path / "noise").mkdir()
     torch.save(torch.randn(1, 3, 32, 32), tmp_path / "noise" / "00.pt")
-    result = subprocess.run(["bash", str(REPO / "hw2_2.sh"), "noise", "-out", "UNet.pt"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(REPO / "hw2_2.sh"), "noise", "-out", "UNet.pt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "-out").iterdir()) == ["00.png"]
 
 
 def test_hw2_3_reads_paths_that_begin_with_a_dash_as_paths(tmp_path):
-    result = subprocess.run(["bash", str(REPO / "hw2_3.sh"), str(FIXTURES / "textual_inversion_input.json"),
-                             "-out", "-sd.ckpt"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(REPO / "hw2_3.sh"), str(FIXTURES / "textual_inversion_input.json"), "-out", "-sd.ckpt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: Stable Diffusion checkpoint not found: -sd.ckpt"

@@ -24,8 +24,10 @@ def test_non_local_connections_are_refused_before_anything_is_sent(offline):
     assert socket.socket.connect is not offline.original["connect"]
     assert socket.getaddrinfo is not offline.original["getaddrinfo"]
     reached = []
-    offline.original.update(connect=lambda sock, address, *rest: reached.append(address),
-                            getaddrinfo=lambda host, *args, **kwargs: reached.append(host) or [])  # fmt: skip
+    offline.original.update(
+        connect=lambda sock, address, *rest: reached.append(address),
+        getaddrinfo=lambda host, *args, **kwargs: reached.append(host) or [],
+    )
     with socket.socket() as sock, pytest.raises(OSError, match="network access in a test"):
         sock.connect(("192.0.2.1", 80))  # TEST-NET-1, a documentation address
     with pytest.raises(OSError, match="network access in a test"):

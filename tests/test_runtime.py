@@ -25,12 +25,14 @@ def card(monkeypatch):
 
 @pytest.mark.parametrize(
     "capability, expected",
-    [((7, 5), "fp16"),  # RTX 2080 Ti (Turing), the course's card: no bf16 units
-     ((7, 0), "fp16"),  # V100
-     ((8, 0), "bf16"),  # A100
-     ((8, 6), "bf16"),  # RTX 3090
-     ((9, 0), "bf16")],  # H100 / H200
-)  # fmt: skip
+    [
+        ((7, 5), "fp16"),  # RTX 2080 Ti (Turing), the course's card: no bf16 units
+        ((7, 0), "fp16"),  # V100
+        ((8, 0), "bf16"),  # A100
+        ((8, 6), "bf16"),  # RTX 3090
+        ((9, 0), "bf16"),
+    ],  # H100 / H200
+)
 def test_auto_follows_compute_capability(card, capability, expected):
     card(*capability)
     assert resolve_precision("auto", CUDA) == expected

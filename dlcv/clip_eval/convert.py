@@ -61,9 +61,7 @@ def read_openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch_load(path, what, expected=expected)
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path}: expected a CLIP state dict (a mapping of names to tensors)")
     return {k: v for k, v in state.items() if k not in _NON_WEIGHTS}
 
@@ -150,9 +148,7 @@ def openai_to_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torc
             "text_model.final_layer_norm.bias": state["ln_final.bias"],
             "vision_model.embeddings.class_embedding": state["visual.class_embedding"],
             "vision_model.embeddings.patch_embedding.weight": state["visual.conv1.weight"],
-            "vision_model.embeddings.position_embedding.weight": state[
-                "visual.positional_embedding"
-            ],
+            "vision_model.embeddings.position_embedding.weight": state["visual.positional_embedding"],
             "vision_model.pre_layrnorm.weight": state["visual.ln_pre.weight"],
             "vision_model.pre_layrnorm.bias": state["visual.ln_pre.bias"],
             "vision_model.post_layernorm.weight": state["visual.ln_post.weight"],

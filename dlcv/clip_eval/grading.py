@@ -80,9 +80,7 @@ def prompt_images(output_dir: Path, key: str, index: int) -> list[Path]:
     folder = output_dir / key / str(index)
     images = list_images(folder) if folder.is_dir() else []
     if len(images) != IMAGES_PER_PROMPT:
-        raise UserError(
-            f"{folder}: expected exactly {IMAGES_PER_PROMPT} images, found {len(images)}"
-        )
+        raise UserError(f"{folder}: expected exactly {IMAGES_PER_PROMPT} images, found {len(images)}")
     return images
 
 
@@ -104,15 +102,12 @@ class GradingPlan:
     images: dict[str, list[list[Path]]]
 
 
-def plan_grading(
-    concepts: Sequence[Concept], input_dir: str | Path, output_dir: str | Path
-) -> GradingPlan:
+def plan_grading(concepts: Sequence[Concept], input_dir: str | Path, output_dir: str | Path) -> GradingPlan:
     """Check every folder (25 images per prompt, references present) before any encoding."""
     input_dir = existing_dir(input_dir, "input folder")
     output_dir = existing_dir(output_dir, "output folder")
     images = {
-        c.key: [prompt_images(output_dir, c.key, p) for p in range(len(c.eval_prompts))]
-        for c in concepts
+        c.key: [prompt_images(output_dir, c.key, p) for p in range(len(c.eval_prompts))] for c in concepts
     }
     references = {c.key: reference_images(input_dir, c.key) for c in concepts}
     return GradingPlan(list(concepts), references, images)
@@ -129,13 +124,19 @@ def grade_textual_inversion(
     results = []
     for concept in plan.concepts:
         ref_features = encode_image_files(
-            clip, plan.references[concept.key], batch_size, workers,
+            clip,
+            plan.references[concept.key],
+            batch_size,
+            workers,
             desc=f"references {concept.key}" if progress else None,
         )
         texts = clip.encode_texts(concept.eval_prompts)
         for index, files in enumerate(plan.images[concept.key]):
             features = encode_image_files(
-                clip, files, batch_size, workers,
+                clip,
+                files,
+                batch_size,
+                workers,
                 desc=f"concept {concept.key} prompt {index}" if progress else None,
             )
             chosen = select_top_k(
@@ -176,8 +177,13 @@ def results_to_json(results: Sequence[PromptResult]) -> list[dict]:
     """Plain dicts (with margins and pass flag) for a JSON summary (``grade_hw2_3.py --save_json``;
     read back by :func:`load_results`)."""
     return [
-        {**asdict(r), "baseline": list(r.baseline), "image_margin": r.image_margin,
-         "text_margin": r.text_margin, "passed": r.passed}
+        {
+            **asdict(r),
+            "baseline": list(r.baseline),
+            "image_margin": r.image_margin,
+            "text_margin": r.text_margin,
+            "passed": r.passed,
+        }
         for r in results
     ]
 

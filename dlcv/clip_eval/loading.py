@@ -87,8 +87,10 @@ def _load_hf_folder(folder: Path) -> CLIPModel:
             str(folder), local_files_only=True, dtype=torch.float32, attn_implementation="sdpa"
         )
     except SafetensorError as err:  # a damaged or hostile model.safetensors (a header bomb, say)
-        raise UserError(f"cannot load a CLIP model from {folder}: its weights file is not a usable "
-                        f"safetensors file ({str(err).strip().splitlines()[0]})") from None  # fmt: skip
+        raise UserError(
+            f"cannot load a CLIP model from {folder}: its weights file is not a usable "
+            f"safetensors file ({str(err).strip().splitlines()[0]})"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot load a CLIP model from {folder}: {first}") from None

@@ -62,9 +62,7 @@ def resolve_clip_source(spec: str | Path | None) -> Path:
                 return resolve_clip_source(candidate)
             except UserError:
                 continue
-        raise UserError(
-            f"no CLIP weights found (looked in {', '.join(DEFAULT_LOOKUP)}): {WHERE_TO_PUT}"
-        )
+        raise UserError(f"no CLIP weights found (looked in {', '.join(DEFAULT_LOOKUP)}): {WHERE_TO_PUT}")
     text = str(spec)
     if text in OPENAI_FILES:
         text = str(OPENAI_CACHE / OPENAI_FILES[text])

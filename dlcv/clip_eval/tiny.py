@@ -39,11 +39,22 @@ def clip_config(
 def vit_b32_config() -> CLIPConfig:
     """The architecture of CLIP ViT-B/32 (Radford et al., 2021, Tables 19-20), ~151M parameters."""
     return CLIPConfig(
-        text_config={"vocab_size": VOCAB_SIZE, "hidden_size": 512, "intermediate_size": 2048,
-                     "num_hidden_layers": 12, "num_attention_heads": 8,
-                     "max_position_embeddings": 77},
-        vision_config={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                       "num_attention_heads": 12, "image_size": 224, "patch_size": 32},
+        text_config={
+            "vocab_size": VOCAB_SIZE,
+            "hidden_size": 512,
+            "intermediate_size": 2048,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 8,
+            "max_position_embeddings": 77,
+        },
+        vision_config={
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "image_size": 224,
+            "patch_size": 32,
+        },
         projection_dim=512,
         logit_scale_init_value=math.log(100.0),
     )
@@ -60,7 +71,5 @@ def save_hf_folder(model: CLIPModel, folder: str | Path, tokenizer_files: bool =
     folder = Path(folder)
     model.save_pretrained(folder)
     if tokenizer_files:
-        offline_clip_tokenizer(model.config.text_config.max_position_embeddings).save_pretrained(
-            folder
-        )
+        offline_clip_tokenizer(model.config.text_config.max_position_embeddings).save_pretrained(folder)
     return folder

@@ -154,9 +154,7 @@ def pick_cases(correct: Sequence[bool], k: int = 5, seed: int = 0) -> tuple[list
     rng = random.Random(seed)
     right = [i for i, ok in enumerate(correct) if ok]
     wrong = [i for i, ok in enumerate(correct) if not ok]
-    return sorted(rng.sample(right, min(k, len(right)))), sorted(
-        rng.sample(wrong, min(k, len(wrong)))
-    )
+    return sorted(rng.sample(right, min(k, len(right)))), sorted(rng.sample(wrong, min(k, len(wrong))))
 
 
 def write_predictions_csv(result: ZeroShotResult, id2label: dict[int, str], path: Path) -> Path:
@@ -221,16 +219,22 @@ def zeroshot_job(job: ZeroShotJob) -> dict:
     for title, cases in (("correctly classified", right), ("wrongly classified", wrong)):
         print(f"{title}:")
         for i in cases:
-            print(f"  {result.files[i].name}  true: {labels[result.targets[i]]}  "
-                  f"predicted: {labels[result.predicted[i]]}")  # fmt: skip
+            print(
+                f"  {result.files[i].name}  true: {labels[result.targets[i]]}  "
+                f"predicted: {labels[result.predicted[i]]}"
+            )
 
     out = prepare_out_dir(job.output_dir)
     csv_name, figure_name, summary_name = OUTPUT_FILES
     write_predictions_csv(result, labels, out / csv_name)
     cases = right + wrong
     captions = [(f"true: {labels[result.targets[i]]}", f"pred: {labels[result.predicted[i]]}") for i in cases]
-    captioned_grid([result.files[i] for i in cases], captions, [GREEN] * len(right) + [RED] * len(wrong),
-                   out / figure_name)  # fmt: skip
+    captioned_grid(
+        [result.files[i] for i in cases],
+        captions,
+        [GREEN] * len(right) + [RED] * len(wrong),
+        out / figure_name,
+    )
     summary = {
         "accuracy": result.accuracy,
         "correct": n_right,

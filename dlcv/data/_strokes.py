@@ -61,8 +61,7 @@ def _handwritten() -> list[list[Shape]]:
     ]
     d[2] = [
         [_join(_arc(0.5, 0.28, 0.42, 0.28, 195, 380), _pts(0.05, 1.0, 0.98, 1.0))],
-        [_join(_arc(0.48, 0.3, 0.4, 0.3, 200, 360), _pts(0.75, 0.6, 0.05, 1.0, 0.45, 0.9, 0.98,
-                                                             0.98))],
+        [_join(_arc(0.48, 0.3, 0.4, 0.3, 200, 360), _pts(0.75, 0.6, 0.05, 1.0, 0.45, 0.9, 0.98, 0.98))],
     ]
     d[3] = [
         [_join(_arc(0.46, 0.26, 0.4, 0.26, 205, 450), _arc(0.46, 0.74, 0.46, 0.26, 270, 505))],
@@ -74,8 +73,7 @@ def _handwritten() -> list[list[Shape]]:
     ]
     d[5] = [
         [_join(_pts(0.9, 0.0, 0.22, 0.0, 0.16, 0.45), _arc(0.5, 0.68, 0.42, 0.32, 215, 505))],
-        [_pts(0.22, 0.0, 0.14, 0.45), _pts(0.22, 0.0, 0.92, 0.0),
-         _arc(0.5, 0.68, 0.42, 0.32, 215, 500)],
+        [_pts(0.22, 0.0, 0.14, 0.45), _pts(0.22, 0.0, 0.92, 0.0), _arc(0.5, 0.68, 0.42, 0.32, 215, 500)],
     ]
     six_a = [_join(_arc(0.62, 0.55, 0.45, 0.55, 285, 180), _arc(0.52, 0.72, 0.4, 0.28, 180, -180))]
     six_b = [_join(_pts(0.78, 0.0, 0.3, 0.42), _arc(0.5, 0.72, 0.36, 0.28, 200, -160))]
@@ -115,8 +113,12 @@ def _segment() -> list[list[Shape]]:
     """A rounded seven-segment font (as on many house-number plates)."""
     x0, x1, y0, ym, y1 = 0.0, 1.0, 0.0, 0.5, 1.0
     seg = {
-        "a": _pts(x0, y0, x1, y0), "b": _pts(x1, y0, x1, ym), "c": _pts(x1, ym, x1, y1),
-        "d": _pts(x0, y1, x1, y1), "e": _pts(x0, ym, x0, y1), "f": _pts(x0, y0, x0, ym),
+        "a": _pts(x0, y0, x1, y0),
+        "b": _pts(x1, y0, x1, ym),
+        "c": _pts(x1, ym, x1, y1),
+        "d": _pts(x0, y1, x1, y1),
+        "e": _pts(x0, ym, x0, y1),
+        "f": _pts(x0, y0, x0, ym),
         "g": _pts(x0, ym, x1, ym),
     }
     code = ["abcdef", "", "abged", "abgcd", "fgbc", "afgcd", "afgedc", "abc", "abcdefg", "abcdfg"]
@@ -200,8 +202,7 @@ def pick_variants(bank: SkeletonBank, digits: np.ndarray, rng: np.random.Generat
     return out
 
 
-def rasterize(a: np.ndarray, b: np.ndarray, radius: np.ndarray, size: int,
-              chunk: int = 64) -> np.ndarray:
+def rasterize(a: np.ndarray, b: np.ndarray, radius: np.ndarray, size: int, chunk: int = 64) -> np.ndarray:
     """Anti-aliased coverage ``(N, size, size)`` in ``[0, 1]`` of thick segments.
 
     ``a``, ``b``: ``(N, S, 2)`` segment end points in pixel units (x, y; pixel ``j``

@@ -35,8 +35,7 @@ def upsample_cubic(x: np.ndarray, size: int) -> np.ndarray:
     return (rows[:, :, idx, :] * w[None, None, :, :, None]).sum(axis=3)
 
 
-def smooth_noise(rng: np.random.Generator, n: int, grid: int, size: int,
-                 channels: int = 1) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, n: int, grid: int, size: int, channels: int = 1) -> np.ndarray:
     """Band-limited noise ``(N, size, size, channels)`` with values roughly in ``[-1, 1]``:
     uniform noise on a ``grid`` x ``grid`` lattice, cubically upsampled."""
     return upsample_cubic(rng.uniform(-1.0, 1.0, (n, grid, grid, channels)), size)
@@ -55,8 +54,7 @@ def gaussian_blur(x: np.ndarray, sigma: np.ndarray, radius: int = 2) -> np.ndarr
     return sum(w[:, i, None, None, None] * yp[:, :, i : i + wd] for i in range(2 * radius + 1))
 
 
-def sample_bilinear(bank: np.ndarray, index: np.ndarray, by: np.ndarray,
-                    bx: np.ndarray) -> np.ndarray:
+def sample_bilinear(bank: np.ndarray, index: np.ndarray, by: np.ndarray, bx: np.ndarray) -> np.ndarray:
     """Sample ``bank`` ``(G, Hb, Wb)`` bilinearly at float positions ``(by, bx)`` of glyph
     ``index`` (all of one shape, broadcast together). Positions outside the bank read the
     bank's border, so give the bank a zero border."""

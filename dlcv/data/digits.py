@@ -42,8 +42,7 @@ def joint_label(domain: int | Tensor, digit: int | Tensor) -> int | Tensor:
     """The joint class ``domain * 10 + digit`` (0-19) used by the conditional model."""
     if isinstance(domain, int) and isinstance(digit, int):
         if not (0 <= domain < len(DATASETS) and 0 <= digit < NUM_DIGITS):
-            raise ValueError(f"domain must be 0-{len(DATASETS) - 1} and digit 0-9, "
-                             f"got {domain}, {digit}")
+            raise ValueError(f"domain must be 0-{len(DATASETS) - 1} and digit 0-9, got {domain}, {digit}")
     return domain * NUM_DIGITS + digit
 
 
@@ -68,8 +67,7 @@ class DigitSplit:
 
 def _check_dataset(dataset: str) -> None:
     if dataset not in DATASETS:
-        raise UserError(f"unknown digits dataset {dataset!r}; expected one of "
-                        f"{', '.join(DATASETS)}")
+        raise UserError(f"unknown digits dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
 
 
 def _dataset_dir(root: str | Path, dataset: str) -> Path:
@@ -80,8 +78,9 @@ def _dataset_dir(root: str | Path, dataset: str) -> Path:
     if not folder.is_dir() and (root / "digits" / dataset).is_dir():
         folder = root / "digits" / dataset
     if not folder.is_dir():
-        raise UserError(f"digits dataset folder not found: {folder} (expected "
-                        f"{folder}/data/*.png and {folder}/train.csv)")
+        raise UserError(
+            f"digits dataset folder not found: {folder} (expected {folder}/data/*.png and {folder}/train.csv)"
+        )
     return folder
 
 
@@ -100,8 +99,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[int]]:
         raise UserError(f"cannot read {path}: {err}") from None
     header = tuple(c.strip() for c in rows[0]) if rows else ()
     if header[:2] != HEADER:
-        raise UserError(f"{path}: expected the header 'image_name,label', got "
-                        f"{','.join(header) or 'an empty file'!r}")
+        raise UserError(
+            f"{path}: expected the header 'image_name,label', got {','.join(header) or 'an empty file'!r}"
+        )
     names, labels = [], []
     for line, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
@@ -116,8 +116,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[int]]:
         except ValueError:
             value = -1
         if not 0 <= value <= 9:
-            raise UserError(f"{path}: line {line}: label must be an integer 0-9, got {label!r} "
-                            f"for {name}")
+            raise UserError(f"{path}: line {line}: label must be an integer 0-9, got {label!r} for {name}")
         names.append(name)
         labels.append(value)
     if not names:
@@ -140,8 +139,7 @@ def _decode(path: Path, size: int, csv_path: Path, out: np.ndarray) -> None:
         raise UserError(f"cannot read image {path}: {err}") from None
 
 
-def _decode_all(paths: list[Path], size: int, csv_path: Path, desc: str,
-                progress: bool) -> np.ndarray:
+def _decode_all(paths: list[Path], size: int, csv_path: Path, desc: str, progress: bool) -> np.ndarray:
     array = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     chunk = 256
     workers = min(8, (os.cpu_count() or 1) + 2)
@@ -152,8 +150,10 @@ def _decode_all(paths: list[Path], size: int, csv_path: Path, desc: str,
             _decode(paths[i], size, csv_path, array[i])
         return hi - lo
 
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar,
+    ):
         futures = [pool.submit(work, lo) for lo in range(0, len(paths), chunk)]
         try:
             for fut in as_completed(futures):
@@ -165,8 +165,14 @@ def _decode_all(paths: list[Path], size: int, csv_path: Path, desc: str,
     return array
 
 
-def load_digit_split(root: str | Path, dataset: str, split: str = "train", size: int = 28,
-                     limit: int | None = None, progress: bool = True) -> DigitSplit:
+def load_digit_split(
+    root: str | Path,
+    dataset: str,
+    split: str = "train",
+    size: int = 28,
+    limit: int | None = None,
+    progress: bool = True,
+) -> DigitSplit:
     """Load ``root/dataset/{split}.csv`` and its images into memory.
 
     Images are RGB-converted and resized to ``size`` (PIL bicubic) when their size
@@ -183,8 +189,10 @@ def load_digit_split(root: str | Path, dataset: str, split: str = "train", size:
     csv_path = folder / f"{split}.csv"
     if not csv_path.is_file():
         have = available_splits(root, dataset)
-        raise UserError(f"split {split!r} of {dataset} not found: {csv_path} (available: "
-                        f"{', '.join(have) or 'no CSV files'})")
+        raise UserError(
+            f"split {split!r} of {dataset} not found: {csv_path} (available: "
+            f"{', '.join(have) or 'no CSV files'})"
+        )
     stat = csv_path.stat()
     key = (str(csv_path.resolve()), stat.st_mtime_ns, stat.st_size, size, limit)
     if key in _CACHE:
@@ -193,8 +201,7 @@ def load_digit_split(root: str | Path, dataset: str, split: str = "train", size:
     names, labels = _read_csv(csv_path)
     if limit is not None:
         names, labels = names[:limit], labels[:limit]
-    array = _decode_all([folder / "data" / n for n in names], size, csv_path,
-                        f"{dataset} {split}", progress)
+    array = _decode_all([folder / "data" / n for n in names], size, csv_path, f"{dataset} {split}", progress)
     images = torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
     result = DigitSplit(images, torch.tensor(labels, dtype=torch.int64), names)
     if len(_CACHE) >= _CACHE_MAX:
@@ -203,9 +210,13 @@ def load_digit_split(root: str | Path, dataset: str, split: str = "train", size:
     return DigitSplit(images.clone(), result.digits.clone(), list(names))
 
 
-def load_joint_digits(root: str | Path, split: str = "train", size: int = 28,
-                      limit_per_dataset: int | None = None,
-                      progress: bool = True) -> tuple[Tensor, Tensor]:
+def load_joint_digits(
+    root: str | Path,
+    split: str = "train",
+    size: int = 28,
+    limit_per_dataset: int | None = None,
+    progress: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Both datasets' ``split`` concatenated: uint8 images ``(N, 3, size, size)`` and joint
     labels ``domain * 10 + digit`` (int64 ``(N,)``), datasets in :data:`DATASETS` order."""
     images, labels = [], []

@@ -51,6 +51,8 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 def _luma(x: np.ndarray) -> np.ndarray:
     """Rec. 601 luma of ``(..., 3)`` RGB values (element-wise, so bit-reproducible)."""
     return x[..., 0] * _LUMA[0] + x[..., 1] * _LUMA[1] + x[..., 2] * _LUMA[2]
+
+
 _CHUNK = 512  # images rendered per vectorised batch
 
 
@@ -75,8 +77,11 @@ def _tinted(luma: np.ndarray, sat: np.ndarray, rng: np.random.Generator) -> np.n
 def _elastic(p: np.ndarray, amp: np.ndarray, k: np.ndarray, phase: np.ndarray) -> np.ndarray:
     """Smooth displacement of unit-box points ``p`` ``(N, S, 2)``: per axis a sum of two
     random plane waves (``amp`` ``(N, 2, 2)``, wave vectors ``k`` ``(N, 2, 2, 2)``)."""
-    arg = (p[:, :, None, None, 0] * k[:, None, ..., 0] + p[:, :, None, None, 1] * k[:, None, ..., 1]
-           + phase[:, None])
+    arg = (
+        p[:, :, None, None, 0] * k[:, None, ..., 0]
+        + p[:, :, None, None, 1] * k[:, None, ..., 1]
+        + phase[:, None]
+    )
     return p + (amp[:, None] * np.sin(arg)).sum(axis=3)
 
 
@@ -107,8 +112,7 @@ def _handwritten_masks(digits: np.ndarray, rng: np.random.Generator) -> np.ndarr
         c, s = np.cos(rot)[:, None], np.sin(rot)[:, None]
         return np.stack([cx[:, None] + c * x - s * y, cy[:, None] + s * x + c * y], axis=-1)
 
-    radius = r0[:, None] * (1 + 0.18 * np.sin(2 * np.pi * press_f[:, None] * bank.t[var]
-                                               + press_p[:, None]))
+    radius = r0[:, None] * (1 + 0.18 * np.sin(2 * np.pi * press_f[:, None] * bank.t[var] + press_p[:, None]))
     radius = np.where(bank.valid[var], radius, -1.0)
     return rasterize(place(bank.a[var]), place(bank.b[var]), radius, SIZE)
 
@@ -149,8 +153,10 @@ def _mnistm_textures(n: int, rng: np.random.Generator) -> np.ndarray:
     tex += ramp[..., None] * rng.uniform(-60, 60, (n, 1, 1, 3))
     sdir = rng.uniform(0, np.pi, n)[:, None, None]
     period = rng.uniform(2.5, 9.0, n)[:, None, None]
-    stripes = np.sin(2 * np.pi * (xs * np.cos(sdir) + ys * np.sin(sdir)) / period
-                     + rng.uniform(0, 2 * np.pi, n)[:, None, None])
+    stripes = np.sin(
+        2 * np.pi * (xs * np.cos(sdir) + ys * np.sin(sdir)) / period
+        + rng.uniform(0, 2 * np.pi, n)[:, None, None]
+    )
     stripe_amp = rng.uniform(10, 40, (n, 1, 1, 3)) * (rng.random(n) < 0.3)[:, None, None, None]
     tex += stripes[..., None] * stripe_amp
     tex += rng.normal(0, 1, (n, SIZE, SIZE, 3)) * rng.uniform(0, 10, (n, 1, 1, 1))
@@ -205,8 +211,15 @@ def _pillow_glyphs(stroke: int) -> list[np.ndarray]:
     out = []
     for d in range(10):
         im = Image.new("L", (_GLYPH_CELL, _GLYPH_CELL), 0)
-        ImageDraw.Draw(im).text((_GLYPH_CELL // 2, _GLYPH_CELL // 2), str(d), font=font,
-                                fill=255, anchor="mm", stroke_width=stroke, stroke_fill=255)
+        ImageDraw.Draw(im).text(
+            (_GLYPH_CELL // 2, _GLYPH_CELL // 2),
+            str(d),
+            font=font,
+            fill=255,
+            anchor="mm",
+            stroke_width=stroke,
+            stroke_fill=255,
+        )
         out.append(np.asarray(im, dtype=np.float32) / 255.0)
     return out
 
@@ -231,10 +244,14 @@ def _glyph_bank() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All SVHN fonts as one bank: ``(bank (F*10+1, C, C), ink height, ink width, font
     probabilities)``; glyph ``f * 10 + d`` is digit ``d`` of font ``f``, the last one blank."""
     fonts = [
-        (_pillow_glyphs(0), 0.14), (_pillow_glyphs(2), 0.14), (_pillow_glyphs(4), 0.12),
-        (_stroke_glyphs("sans", 2.4, 0.58), 0.12), (_stroke_glyphs("sans", 3.6, 0.6), 0.12),
+        (_pillow_glyphs(0), 0.14),
+        (_pillow_glyphs(2), 0.14),
+        (_pillow_glyphs(4), 0.12),
+        (_stroke_glyphs("sans", 2.4, 0.58), 0.12),
+        (_stroke_glyphs("sans", 3.6, 0.6), 0.12),
         (_stroke_glyphs("sans", 4.8, 0.66), 0.1),
-        (_stroke_glyphs("segment", 2.6, 0.55), 0.1), (_stroke_glyphs("segment", 4.0, 0.6), 0.08),
+        (_stroke_glyphs("segment", 2.6, 0.55), 0.1),
+        (_stroke_glyphs("segment", 4.0, 0.6), 0.08),
         (_stroke_glyphs("handwritten", 3.2, 0.62), 0.08),
     ]
     cells, hs, ws = [], [], []
@@ -331,8 +348,11 @@ def render_svhn_style(
         back = back + smooth_noise(rng, n, 5, SIZE, 3) * rng.uniform(0, 14, (n, 1, 1, 1))
         band = rng.random(n) < 0.2  # the edge of a number plate at the top or bottom
         top = (rng.random(n) < 0.5)[:, None, None]
-        band_rows = np.where(top, ys < rng.uniform(-0.5, -0.38, n)[:, None, None],
-                             ys > rng.uniform(0.38, 0.5, n)[:, None, None])
+        band_rows = np.where(
+            top,
+            ys < rng.uniform(-0.5, -0.38, n)[:, None, None],
+            ys > rng.uniform(0.38, 0.5, n)[:, None, None],
+        )
         band_col = _tinted(rng.uniform(0, 255, n), rng.uniform(0, 50, n), rng)[:, None, None]
         back = np.where((band[:, None, None] & band_rows)[..., None], band_col, back)
         front = fg + smooth_noise(rng, n, 4, SIZE, 3) * rng.uniform(0, 12, (n, 1, 1, 1))
@@ -368,12 +388,12 @@ def _check_target(out: Path, overwrite: bool) -> None:
         if sub.exists() and not sub.is_dir():
             raise UserError(f"{sub} exists and is not a folder")
         if sub.is_dir() and not overwrite and any(sub.iterdir()):
-            raise UserError(f"{sub} already exists and is not empty; pass --overwrite to "
-                            "write over it")
+            raise UserError(f"{sub} already exists and is not empty; pass --overwrite to write over it")
 
 
-def write_synthetic_digits(out: str | Path, n_train: int, n_test: int, seed: int = 0,
-                           progress: bool = True, overwrite: bool = False) -> Path:
+def write_synthetic_digits(
+    out: str | Path, n_train: int, n_test: int, seed: int = 0, progress: bool = True, overwrite: bool = False
+) -> Path:
     """Write the synthetic digits in the course layout under ``out`` and return ``out``.
 
     ``n_train``/``n_test`` images per dataset (labels balanced, shuffled); train files are
@@ -418,25 +438,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         description="Write procedurally generated MNIST-M-like and SVHN-like digits in the "
         "course layout (DIR/mnistm/data/*.png, DIR/mnistm/train.csv, test.csv; same for svhn).",
     )
-    parser.add_argument("--out", required=True, type=Path,
-                        help="folder to write mnistm/ and svhn/ into (e.g. hw2_data/digits)")
-    parser.add_argument("--train", type=int, default=5000,
-                        help="training images per dataset (default: 5000)")
-    parser.add_argument("--test", type=int, default=1000,
-                        help="test images per dataset; 0 writes no test.csv (default: 1000)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed; the same seed writes byte-identical files (default: 0)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write over existing non-empty DIR/mnistm or DIR/svhn folders "
-                        "(nothing is deleted)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="folder to write mnistm/ and svhn/ into (e.g. hw2_data/digits)",
+    )
+    parser.add_argument("--train", type=int, default=5000, help="training images per dataset (default: 5000)")
+    parser.add_argument(
+        "--test", type=int, default=1000, help="test images per dataset; 0 writes no test.csv (default: 1000)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; the same seed writes byte-identical files (default: 0)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write over existing non-empty DIR/mnistm or DIR/svhn folders (nothing is deleted)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    out = write_synthetic_digits(args.out, args.train, args.test, args.seed,
-                                 progress=not args.quiet, overwrite=args.overwrite)
+    out = write_synthetic_digits(
+        args.out, args.train, args.test, args.seed, progress=not args.quiet, overwrite=args.overwrite
+    )
     for name in DATASETS:
         splits = "train.csv" + (", test.csv" if args.test > 0 else "")
-        print(f"wrote {args.train} train + {args.test} test images to {out / name}/data "
-              f"({splits}), seed {args.seed}")
+        print(
+            f"wrote {args.train} train + {args.test} test images to {out / name}/data "
+            f"({splits}), seed {args.seed}"
+        )
 
 
 if __name__ == "__main__":

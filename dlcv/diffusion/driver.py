@@ -157,8 +157,13 @@ def iter_sample_batches(
     size = n if not batch_size else max(1, min(batch_size, n))
     size = -(-size // batch_multiple) * batch_multiple
     starts = range(0, n, size)
-    bar = tqdm(total=len(starts) * len(timesteps), desc=f"{sampler.upper()} x{n}", unit="step",
-               disable=not progress, dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=len(starts) * len(timesteps),
+        desc=f"{sampler.upper()} x{n}",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         for start in starts:
             index = torch.arange(start, min(start + size, n))
@@ -179,23 +184,41 @@ def iter_sample_batches(
                     bar.update(1)
 
             if sampler == "ddim":
-                x = ddim_sample(eps_fn, x, schedule, timesteps, eta=eta, clip_x0=clip_x0,
-                                generator=generators or None, alpha_bar_final=alpha_bar_final,
-                                callback=step)  # fmt: skip
+                x = ddim_sample(
+                    eps_fn,
+                    x,
+                    schedule,
+                    timesteps,
+                    eta=eta,
+                    clip_x0=clip_x0,
+                    generator=generators or None,
+                    alpha_bar_final=alpha_bar_final,
+                    callback=step,
+                )
             elif sampler == "dpm++":
-                x = dpmpp_2m_sample(eps_fn, x, schedule, timesteps, eta=eta, clip_x0=clip_x0,
-                                    generator=generators or None, alpha_bar_final=alpha_bar_final,
-                                    callback=step)  # fmt: skip
+                x = dpmpp_2m_sample(
+                    eps_fn,
+                    x,
+                    schedule,
+                    timesteps,
+                    eta=eta,
+                    clip_x0=clip_x0,
+                    generator=generators or None,
+                    alpha_bar_final=alpha_bar_final,
+                    callback=step,
+                )
             else:
-                x = ddpm_sample(eps_fn, x, schedule, generator=generators or None, clip_x0=clip_x0,
-                                callback=step)  # fmt: skip
+                x = ddpm_sample(
+                    eps_fn, x, schedule, generator=generators or None, clip_x0=clip_x0, callback=step
+                )
             x = x[:count]
             yield start, (decode(x) if decode is not None else x.float()).cpu()
     finally:
         bar.close()
 
 
-def sample_batches(make_eps_fn: EpsFactory, noises: torch.Tensor, schedule: NoiseSchedule,
-                   **options: object) -> torch.Tensor:  # fmt: skip
+def sample_batches(
+    make_eps_fn: EpsFactory, noises: torch.Tensor, schedule: NoiseSchedule, **options: object
+) -> torch.Tensor:
     """Every sample of :func:`iter_sample_batches` (same keyword options), concatenated on the CPU."""
     return torch.cat([batch for _, batch in iter_sample_batches(make_eps_fn, noises, schedule, **options)])

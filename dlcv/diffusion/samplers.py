@@ -184,15 +184,17 @@ def ddpm_sample(
 ) -> torch.Tensor:
     """Run DDPM's reverse process from ``x = x_T`` through every timestep ``T-1 .. 0``."""
     alpha_bar = schedule.alpha_bar
-    for t in tqdm(range(schedule.num_train_timesteps - 1, -1, -1), desc="DDPM", disable=not progress,
-                  leave=False):  # fmt: skip
+    for t in tqdm(
+        range(schedule.num_train_timesteps - 1, -1, -1), desc="DDPM", disable=not progress, leave=False
+    ):
         if callback is not None:
             callback(t, x)
         eps = eps_fn(x, _timestep(t, x))
         noise = _randn_like(x, generator) if t > 0 else None
         alpha_bar_prev = float(alpha_bar[t - 1]) if t > 0 else 1.0
-        x, _ = ddpm_step(x, eps.to(x.dtype), float(alpha_bar[t]), alpha_bar_prev, noise=noise,
-                         clip_x0=clip_x0)  # fmt: skip
+        x, _ = ddpm_step(
+            x, eps.to(x.dtype), float(alpha_bar[t]), alpha_bar_prev, noise=noise, clip_x0=clip_x0
+        )
     if callback is not None:
         callback(-1, x)
     return x
@@ -258,7 +260,7 @@ def ddim_sample(
         eps = eps_fn(x, _timestep(t, x))
         noise = _randn_like(x, generator) if eta > 0 else None
         x, _ = ddim_step(x, eps.to(x.dtype), float(alpha_bar[t]), alpha_bar_prev, eta=eta, noise=noise,
-                         clip_x0=clip_x0)  # fmt: skip
+                         clip_x0=clip_x0)
     if callback is not None:
         callback(-1, x)
     return x

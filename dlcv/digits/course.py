@@ -53,6 +53,13 @@ def hw2_1(
     prepare_course_folders(out_dir, n_per_digit)  # before the sampling: fail or warn now
     print(f"{job.path}: {job.settings.describe()}, on {dev}", flush=True)
     with cuda_backends(dev):
-        images = sample_course_set(job.model, job.schedule, n_per_digit, **job.settings.as_kwargs(),
-                                   seed=seed, batch_size=batch_size, progress=progress)  # fmt: skip
+        images = sample_course_set(
+            job.model,
+            job.schedule,
+            n_per_digit,
+            **job.settings.as_kwargs(),
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+        )
     return write_course_outputs(images, out_dir, n_per_digit)

@@ -51,9 +51,15 @@ def write_report_figures(
         labels = torch.tensor([joint_label(domain, d) for d in range(NUM_DIGITS)]).repeat_interleave(10)
         capture = Capture(frames, index=[0])
         images = sample_labels(
-            model, schedule, labels, **settings.as_kwargs(),
-            seed=seed + domain, batch_size=len(labels), callback=capture, progress=progress,
-        )  # fmt: skip
+            model,
+            schedule,
+            labels,
+            **settings.as_kwargs(),
+            seed=seed + domain,
+            batch_size=len(labels),
+            callback=capture,
+            progress=progress,
+        )
         written.append(save_grid(_upscale(images, scale), out_dir / f"{name}_grid.png", nrow=10))
         with torch.no_grad():
             strip = torch.cat([to_uint8(model.decode(x)).cpu() for _, x in capture.ordered()])
@@ -82,8 +88,9 @@ def report_figures(
     job = load_for_sampling(ckpt, dev, request)
     out = prepare_out_dir(out_dir, "--out-dir")
     with cuda_backends(dev):
-        return write_report_figures(job.model, job.schedule, out, job.settings, seed=seed, scale=scale,
-                                    progress=progress)  # fmt: skip
+        return write_report_figures(
+            job.model, job.schedule, out, job.settings, seed=seed, scale=scale, progress=progress
+        )
 
 
 def _upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
@@ -171,8 +178,9 @@ def digit_experiments(
     figures = digit_figure_job(job.model, job.schedule, labels, interp_label, job.settings, seed)
     out = prepare_out_dir(out_dir)  # a bad output path fails now, not after the sampling
     with torch.no_grad(), cuda_backends(dev):
-        return render_figures(figures, out, seed=seed, steps=steps, batch_size=batch_size,
-                              device=dev, progress=progress)  # fmt: skip
+        return render_figures(
+            figures, out, seed=seed, steps=steps, batch_size=batch_size, device=dev, progress=progress
+        )
 
 
 def digit_class_name(label: int, num_classes: int) -> str:

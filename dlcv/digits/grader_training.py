@@ -59,9 +59,14 @@ class DigitData:
     heldout_name: str  # "test", "val" or "train-holdout"
 
 
-def load_train_and_heldout(root: str | Path, dataset: str, limit: int | None = None,
-                           heldout_fraction: float = 0.1, seed: int = 0,
-                           progress: bool = True) -> DigitData:
+def load_train_and_heldout(
+    root: str | Path,
+    dataset: str,
+    limit: int | None = None,
+    heldout_fraction: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+) -> DigitData:
     """Read ``dataset``'s train split and a held-out set: ``test`` if present, else ``val``,
     else a seeded random ``heldout_fraction`` of train (then removed from training).
 
@@ -81,8 +86,9 @@ def load_train_and_heldout(root: str | Path, dataset: str, limit: int | None = N
     perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     n_held = min(len(images) - 1, max(1, round(heldout_fraction * len(images))))
     held_idx, train_idx = perm[:n_held], perm[n_held:]
-    return DigitData(images[train_idx], labels[train_idx], images[held_idx], labels[held_idx],
-                     "train-holdout")
+    return DigitData(
+        images[train_idx], labels[train_idx], images[held_idx], labels[held_idx], "train-holdout"
+    )
 
 
 def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -104,8 +110,9 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.
     scale = uniform(0.9, 1.1)
     shift = uniform(-0.15, 0.15, 2)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -113,8 +120,9 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.
     return x.clamp(-1.0, 1.0)
 
 
-def epoch_sampler(images: torch.Tensor, labels: torch.Tensor,
-                  batch_size: int) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+def epoch_sampler(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
     """A ``next_batch(generator)`` that walks through a fresh random permutation each epoch
     (every image seen once per epoch; the last, incomplete batch of an epoch is dropped)."""
     if len(images) != len(labels) or len(images) == 0:
@@ -125,21 +133,22 @@ def epoch_sampler(images: torch.Tensor, labels: torch.Tensor,
     def next_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if state["pos"] + batch_size > len(state["order"]):
             state["order"], state["pos"] = torch.randperm(len(images), generator=generator), 0
-        idx = state["order"][state["pos"]:state["pos"] + batch_size]
+        idx = state["order"][state["pos"] : state["pos"] + batch_size]
         state["pos"] += batch_size
         return images[idx], labels[idx]
 
     return next_batch
 
 
-def classification_loss(label_smoothing: float = 0.1, augmentation: bool = True
-                        ) -> Callable[[nn.Module, tuple[torch.Tensor, torch.Tensor], torch.Generator],
-                                      torch.Tensor]:
+def classification_loss(
+    label_smoothing: float = 0.1, augmentation: bool = True
+) -> Callable[[nn.Module, tuple[torch.Tensor, torch.Tensor], torch.Generator], torch.Tensor]:
     """``loss_fn(net, (uint8 images, digits), generator)`` for :func:`dlcv.training.train`:
     the grader's normalisation, :func:`augment`, then label-smoothed cross-entropy."""
 
-    def loss_fn(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
-                generator: torch.Generator) -> torch.Tensor:
+    def loss_fn(
+        net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator
+    ) -> torch.Tensor:
         images, labels = batch
         x = normalize(images)
         if augmentation:
@@ -208,16 +217,25 @@ def train_digit_classifier(
     )
     seed_everything(seed)
     model = build_digit_classifier(arch)
-    model = train(model, classification_loss(label_smoothing, augmentation),
-                  epoch_sampler(images, labels, batch_size), cfg,
-                  config={"arch": arch, "n_train": len(images)})
+    model = train(
+        model,
+        classification_loss(label_smoothing, augmentation),
+        epoch_sampler(images, labels, batch_size),
+        cfg,
+        config={"arch": arch, "n_train": len(images)},
+    )
     model.eval()
     model.arch = arch
     return model
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             device: torch.device | str = "cpu", batch_size: int = 512) -> dict:
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 512,
+) -> dict:
     """Accuracy of ``model`` on uint8 ``images`` with the grader's preprocessing: the stats
     ``{"acc", "correct", "total", "per_digit"}`` of :func:`dlcv.digits.grading.accuracy_stats`."""
     return accuracy_stats(predict(model, images, device, batch_size), labels.cpu())
@@ -236,9 +254,17 @@ class TrainedGrader:
     paths: list[Path] = field(default_factory=list)
 
 
-def train_grader(root: str | Path, dataset: str, out: str | Path, *, arch: str = "auto",
-                 limit: int | None = None, device: str = "auto", seed: int = 0,
-                 **train_kwargs: object) -> TrainedGrader:
+def train_grader(
+    root: str | Path,
+    dataset: str,
+    out: str | Path,
+    *,
+    arch: str = "auto",
+    limit: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    **train_kwargs: object,
+) -> TrainedGrader:
     """Train the grader's classifier for ``dataset`` on ``root`` and write it to ``out``.
 
     Writes ``out/{dataset}_classifier.safetensors`` (weights + ``arch``/accuracy metadata),
@@ -248,21 +274,30 @@ def train_grader(root: str | Path, dataset: str, out: str | Path, *, arch: str =
     """
     arch = DEFAULT_ARCH[dataset] if arch == "auto" else arch
     if arch not in ARCHITECTURES:
-        raise ArgumentError(f"`arch`: unknown architecture {arch!r}; choose auto or one of "
-                        f"{', '.join(ARCHITECTURES)}")
+        raise ArgumentError(
+            f"`arch`: unknown architecture {arch!r}; choose auto or one of {', '.join(ARCHITECTURES)}"
+        )
     out = Path(out)
     data = load_train_and_heldout(root, dataset, limit=limit, seed=seed)
-    print(f"{dataset}: {len(data.train_images)} training images, {len(data.heldout_images)} held out "
-          f"({data.heldout_name}); training {arch}", flush=True)
+    print(
+        f"{dataset}: {len(data.train_images)} training images, {len(data.heldout_images)} held out "
+        f"({data.heldout_name}); training {arch}",
+        flush=True,
+    )
     run_dir = out / f"train_{dataset}"
     began = time.perf_counter()
-    model = train_digit_classifier(data.train_images, data.train_labels, run_dir, arch,
-                                   device=device, seed=seed, **train_kwargs)
+    model = train_digit_classifier(
+        data.train_images, data.train_labels, run_dir, arch, device=device, seed=seed, **train_kwargs
+    )
     seconds = time.perf_counter() - began
     eval_device = next(model.parameters()).device
     stats = evaluate(model, data.heldout_images, data.heldout_labels, eval_device)
-    meta = {"dataset": dataset, "heldout_split": data.heldout_name, "heldout_acc": round(stats["acc"], 6),
-            "n_train": len(data.train_images)}
+    meta = {
+        "dataset": dataset,
+        "heldout_split": data.heldout_name,
+        "heldout_acc": round(stats["acc"], 6),
+        "n_train": len(data.train_images),
+    }
     paths = [save_digit_classifier(model, out / f"{dataset}_classifier.safetensors", arch, meta)]
     if dataset == "mnistm" and arch == "lenet":
         optimizer = load_checkpoint(run_dir / "checkpoint.pt").get("optimizer")

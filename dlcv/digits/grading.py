@@ -42,8 +42,10 @@ def label_from_name(path: str | Path) -> int:
     """The digit a file stands for: the first character of its name (``3_012.png`` -> 3)."""
     name = Path(path).name
     if not name or not ("0" <= name[0] <= "9"):
-        raise UserError(f"cannot read the label of {path}: file names must start with the digit 0-9 "
-                        f"the image shows, as in {{digit}}_{{idx:03d}}.png (e.g. 3_012.png)")
+        raise UserError(
+            f"cannot read the label of {path}: file names must start with the digit 0-9 "
+            f"the image shows, as in {{digit}}_{{idx:03d}}.png (e.g. 3_012.png)"
+        )
     return int(name[0])
 
 
@@ -71,13 +73,15 @@ def digit_files(folder: str | Path) -> list[Path]:
     (``.DS_Store``, ...) and sub-folders."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"folder not found: {folder} (expected the generated digits "
-                        f"{folder}/{{digit}}_{{idx:03d}}.png)")
+        raise UserError(
+            f"folder not found: {folder} (expected the generated digits {folder}/{{digit}}_{{idx:03d}}.png)"
+        )
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
 
 
-def read_digit_folder(folder: str | Path, size: int = IMAGE_SIZE
-                      ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def read_digit_folder(
+    folder: str | Path, size: int = IMAGE_SIZE
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every image of ``folder`` as uint8 ``(N, 3, size, size)``, its labels and file names.
 
     A file whose name does not start with a digit, an unreadable image or an empty folder
@@ -86,16 +90,19 @@ def read_digit_folder(folder: str | Path, size: int = IMAGE_SIZE
     """
     files = digit_files(folder)
     if not files:
-        raise UserError(f"no images in {folder} (expected files named {{digit}}_{{idx:03d}}.png, "
-                        f"e.g. 0_001.png)")
+        raise UserError(
+            f"no images in {folder} (expected files named {{digit}}_{{idx:03d}}.png, e.g. 0_001.png)"
+        )
     labels = [label_from_name(p) for p in files]
     loaded = [_load_sized(p, size) for p in files]
     odd = [(p, wh) for p, (_, wh) in zip(files, loaded, strict=True) if wh != (size, size)]
     if odd:
         path, (w, h) = odd[0]
-        warn(f"{len(odd)} of {len(files)} images in {folder} are not {size}x{size} (e.g. {path.name} is "
-             f"{w}x{h}); they are resized to {size}x{size} as the course's grader does, but Problem 1's "
-             f"outputs must be {size}x{size}")
+        warn(
+            f"{len(odd)} of {len(files)} images in {folder} are not {size}x{size} (e.g. {path.name} is "
+            f"{w}x{h}); they are resized to {size}x{size} as the course's grader does, but Problem 1's "
+            f"outputs must be {size}x{size}"
+        )
     images = torch.stack([image for image, _ in loaded])
     return images, torch.tensor(labels, dtype=torch.long), [p.name for p in files]
 
@@ -107,8 +114,9 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def logits(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-           batch_size: int = 256) -> torch.Tensor:
+def logits(
+    model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 256
+) -> torch.Tensor:
     """Class scores (float32, on the CPU) of a uint8 ``(N, 3, 28, 28)`` batch, in eval mode.
 
     Runs in fp32 (no autocast) so that borderline images get the same class as in the
@@ -121,7 +129,7 @@ def logits(model: nn.Module, images: torch.Tensor, device: torch.device | str = 
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = normalize(images[start:start + batch_size].to(device, non_blocking=True))
+        x = normalize(images[start : start + batch_size].to(device, non_blocking=True))
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         out.append(model(x).float().cpu())
@@ -129,8 +137,9 @@ def logits(model: nn.Module, images: torch.Tensor, device: torch.device | str = 
     return torch.cat(out) if out else torch.empty(0, 10)
 
 
-def predict(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-            batch_size: int = 256) -> torch.Tensor:
+def predict(
+    model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 256
+) -> torch.Tensor:
     """Predicted digits (int64, on the CPU): the argmax of :func:`logits`."""
     return logits(model, images, device, batch_size).argmax(dim=1)
 
@@ -139,10 +148,15 @@ def accuracy_stats(preds: torch.Tensor, labels: torch.Tensor) -> dict:
     """``{"acc", "correct", "total", "per_digit": {d: [correct, total]}}``."""
     hits = preds.cpu() == labels.cpu()
     correct, total = int(hits.sum()), len(labels)
-    per_digit = {d: [int(hits[labels == d].sum()), int((labels == d).sum())]
-                 for d in range(10) if (labels == d).any()}
-    return {"acc": correct / total if total else 0.0, "correct": correct, "total": total,
-            "per_digit": per_digit}
+    per_digit = {
+        d: [int(hits[labels == d].sum()), int((labels == d).sum())] for d in range(10) if (labels == d).any()
+    }
+    return {
+        "acc": correct / total if total else 0.0,
+        "correct": correct,
+        "total": total,
+        "per_digit": per_digit,
+    }
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -160,17 +174,26 @@ def check_output_folder(folder: str | Path) -> Path:
     """``folder`` if it holds the sub-folders ``mnistm/`` and ``svhn/``; else a UserError."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ArgumentError(f"`folder` not found: {folder} (expected {folder}/mnistm and {folder}/svhn "
-                        f"with the generated {{digit}}_{{idx:03d}}.png)")
+        raise ArgumentError(
+            f"`folder` not found: {folder} (expected {folder}/mnistm and {folder}/svhn "
+            f"with the generated {{digit}}_{{idx:03d}}.png)"
+        )
     missing = [name for name in DATASETS if not (folder / name).is_dir()]
     if missing:
-        raise ArgumentError(f"`folder` {folder} has no {' or '.join(m + '/' for m in missing)} sub-folder "
-                        f"(expected {folder}/mnistm and {folder}/svhn, as hw2_1.sh writes them)")
+        raise ArgumentError(
+            f"`folder` {folder} has no {' or '.join(m + '/' for m in missing)} sub-folder "
+            f"(expected {folder}/mnistm and {folder}/svhn, as hw2_1.sh writes them)"
+        )
     return folder
 
 
-def grade_digit_folder(folder: str | Path, mnistm_model: nn.Module, svhn_model: nn.Module,
-                       device: torch.device | str = "cpu", batch_size: int = 256) -> dict:
+def grade_digit_folder(
+    folder: str | Path,
+    mnistm_model: nn.Module,
+    svhn_model: nn.Module,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> dict:
     """Grade ``folder/mnistm`` with ``mnistm_model`` and ``folder/svhn`` with ``svhn_model``.
 
     Returns ``{"mnistm": stats, "svhn": stats, "acc": mean of the two accuracies}`` with the
@@ -261,8 +284,9 @@ class GradesRecord:
         return cls.from_json(read_json(path, "grades file"), path)
 
 
-def grades_record(result: dict, folder: str | Path, mnistm_checkpoint: str | Path,
-                  svhn_checkpoint: str | Path) -> dict:
+def grades_record(
+    result: dict, folder: str | Path, mnistm_checkpoint: str | Path, svhn_checkpoint: str | Path
+) -> dict:
     """What ``evaluation/digit_classifier.py --json`` writes (:class:`GradesRecord`'s JSON):
     :func:`grade_digit_folder`'s result with the folder, the two checkpoints and the baselines."""
     paths = [str(Path(v).resolve()) for v in (folder, mnistm_checkpoint, svhn_checkpoint)]
@@ -272,8 +296,11 @@ def grades_record(result: dict, folder: str | Path, mnistm_checkpoint: str | Pat
 
 def format_report(result: dict) -> list[str]:
     """The course grader's three lines: per-dataset accuracy with counts, then their mean."""
-    lines = [f"{DISPLAY_NAMES[name]} acc = {result[name]['acc']:.4f} "
-             f"(correct/total = {result[name]['correct']}/{result[name]['total']})" for name in DATASETS]
+    lines = [
+        f"{DISPLAY_NAMES[name]} acc = {result[name]['acc']:.4f} "
+        f"(correct/total = {result[name]['correct']}/{result[name]['total']})"
+        for name in DATASETS
+    ]
     lines.append(f"acc = {result['acc']:.4f}")
     return lines
 
@@ -284,8 +311,10 @@ def format_details(result: dict, datasets: Sequence[str] = DATASETS) -> list[str
     for name in datasets:
         stats = result[name]
         digits = " ".join(f"{d}:{c}/{t}" for d, (c, t) in sorted(stats["per_digit"].items()))
-        verdicts = ", ".join(f"{kind} {line:.2f} {'passed' if stats['acc'] >= line else 'FAILED'}"
-                             for kind, line in BASELINES.items())
+        verdicts = ", ".join(
+            f"{kind} {line:.2f} {'passed' if stats['acc'] >= line else 'FAILED'}"
+            for kind, line in BASELINES.items()
+        )
         lines.append(f"{DISPLAY_NAMES[name]} per digit {digits}; baselines: {verdicts}")
     return lines
 
@@ -297,7 +326,9 @@ def find_svhn_checkpoint(mnistm_checkpoint: str | Path) -> Path:
     for name in SVHN_SIBLINGS:
         if (here / name).is_file():
             return here / name
-    raise ArgumentError(f"no SVHN classifier: pass `svhn_checkpoint` PATH (the course's resnet34_svhn.pth, "
-                        f"or svhn_classifier.safetensors from evaluation/train_classifier.py); none of "
-                        f"{', '.join(SVHN_SIBLINGS)} is next to `checkpoint` in {here} "
-                        "(nothing is downloaded)")  # fmt: skip
+    raise ArgumentError(
+        f"no SVHN classifier: pass `svhn_checkpoint` PATH (the course's resnet34_svhn.pth, "
+        f"or svhn_classifier.safetensors from evaluation/train_classifier.py); none of "
+        f"{', '.join(SVHN_SIBLINGS)} is next to `checkpoint` in {here} "
+        "(nothing is downloaded)"
+    )

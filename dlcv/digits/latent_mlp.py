@@ -94,7 +94,6 @@ class DigitLatentMLP(nn.Module):
     def latent_shape(self) -> tuple[int, ...]:
         return (self.config.components,)
 
-
     @torch.no_grad()
     def fit_basis(self, images: torch.Tensor, max_images: int = 20_000, seed: int = 0) -> float:
         """Fit the PCA on uint8 images ``(N, C, H, W)`` (a seeded sample of at most

@@ -42,11 +42,23 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "pb1" / MODEL_F
 
 #: Keys a config may hold besides the model's (checked by :func:`load_config`).
 COMMAND_LINE_ONLY = {
-    "out_dir", "seed", "mixed_precision", "resume", "device", "time_budget", "channels_last", "overwrite",
-}  # fmt: skip
+    "out_dir",
+    "seed",
+    "mixed_precision",
+    "resume",
+    "device",
+    "time_budget",
+    "channels_last",
+    "overwrite",
+}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - COMMAND_LINE_ONLY | {
-    "p_uncond", "min_snr_gamma", "timestep_sampling", "lognormal_mean", "lognormal_std", "balanced",
-}  # fmt: skip
+    "p_uncond",
+    "min_snr_gamma",
+    "timestep_sampling",
+    "lognormal_mean",
+    "lognormal_std",
+    "balanced",
+}
 DIFFUSION_KEYS = {"num_train_timesteps", "beta_start", "beta_end", "prediction", "sigma_data"}
 SAMPLE_KEYS = {"sampler", "steps", "guidance", "eta", "guidance_interval"}
 
@@ -76,15 +88,21 @@ def _check_config(cfg: DictConfig, path: Path) -> None:
     for section, known in (("train", TRAIN_KEYS), ("diffusion", DIFFUSION_KEYS), ("sample", SAMPLE_KEYS)):
         unknown = sorted(set(cfg.get(section) or {}) - known)
         if unknown:
-            raise UserError(f"config {path}: unknown key {section}.{unknown[0]} "
-                            f"(known: {', '.join(sorted(known))})")  # fmt: skip
+            raise UserError(
+                f"config {path}: unknown key {section}.{unknown[0]} (known: {', '.join(sorted(known))})"
+            )
     tc = cfg.train
     number = _number_check(f"config {path}")
     positive = lambda v: math.isfinite(v) and v > 0  # noqa: E731
     integer = lambda v: v == int(v)  # noqa: E731
     number("train", "steps", tc.steps, lambda v: v >= 1 and integer(v), "a positive integer")
-    number("train", "batch_size", tc.batch_size, lambda v: 1 <= v <= MAX_BATCH_SIZE and integer(v),
-           f"an integer 1-{MAX_BATCH_SIZE:,}")  # fmt: skip
+    number(
+        "train",
+        "batch_size",
+        tc.batch_size,
+        lambda v: 1 <= v <= MAX_BATCH_SIZE and integer(v),
+        f"an integer 1-{MAX_BATCH_SIZE:,}",
+    )
     number("train", "lr", tc.lr, positive, "a positive number")
     number("train", "p_uncond", tc.get("p_uncond", 0.1), lambda v: 0 <= v < 1, "in [0, 1)")
     if tc.get("ema_decay") is not None:
@@ -126,8 +144,13 @@ def _check_sections(cfg: DictConfig, where: str) -> None:
     integer = lambda v: math.isfinite(v) and v == int(v)  # noqa: E731
     _check_model_section(cfg.model, where)
     d, s = cfg.diffusion, cfg.sample
-    number("diffusion", "num_train_timesteps", d.get("num_train_timesteps"),
-           lambda v: integer(v) and 1 <= v <= 100_000, "an integer 1-100000")  # fmt: skip
+    number(
+        "diffusion",
+        "num_train_timesteps",
+        d.get("num_train_timesteps"),
+        lambda v: integer(v) and 1 <= v <= 100_000,
+        "an integer 1-100000",
+    )
     number("diffusion", "beta_start", d.get("beta_start"), lambda v: 0 < v < 1, "in (0, 1)")
     number("diffusion", "beta_end", d.get("beta_end"), lambda v: d.beta_start <= v < 1, "in [beta_start, 1)")
     try:  # the sample section: checked as a caller's settings are (SampleSettings, once)
@@ -265,9 +288,12 @@ def resolve_checkpoint(ckpt: str | Path | None) -> Path:
     a user's own model always wins over the shipped one."""
     chosen = ckpt or os.environ.get(CKPT_ENV)
     if not chosen and not DEFAULT_CKPT.is_file() and SHIPPED_MODEL.is_file():
-        print(f"note: no ${CKPT_ENV} and no {DEFAULT_CKPT}: using the shipped model {SHIPPED_MODEL} "
-              f"(trained on real digits; see {SHIPPED_MODEL.parent / 'MODEL_CARD.md'})",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"note: no ${CKPT_ENV} and no {DEFAULT_CKPT}: using the shipped model {SHIPPED_MODEL} "
+            f"(trained on real digits; see {SHIPPED_MODEL.parent / 'MODEL_CARD.md'})",
+            file=sys.stderr,
+            flush=True,
+        )
         return SHIPPED_MODEL
     path = Path(chosen or DEFAULT_CKPT)
     if path.is_dir():

@@ -47,8 +47,9 @@ def guidance_scales(guidance: Guidance, labels: torch.Tensor) -> float | torch.T
         return float(guidance)
     scales = torch.tensor([float(g) for g in guidance])
     if len(scales) != len(DATASETS):
-        raise ArgumentError(f"`guidance`: one number, or one per dataset ({len(DATASETS)}), "
-                            f"got {len(scales)}")  # fmt: skip
+        raise ArgumentError(
+            f"`guidance`: one number, or one per dataset ({len(DATASETS)}), got {len(scales)}"
+        )
     return scales[torch.div(labels.cpu(), NUM_DIGITS, rounding_mode="floor")].to(labels.device)
 
 
@@ -91,8 +92,9 @@ class SampleSettings:
             raise ArgumentError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         scales = self.guidance if isinstance(self.guidance, tuple) else (self.guidance,)
         if isinstance(self.guidance, tuple) and len(self.guidance) != len(DATASETS):
-            raise ArgumentError(f"`guidance`: one number, or one per dataset ({len(DATASETS)}), "
-                                f"got {len(self.guidance)}")  # fmt: skip
+            raise ArgumentError(
+                f"`guidance`: one number, or one per dataset ({len(DATASETS)}), got {len(self.guidance)}"
+            )
         if not 1 <= self.steps <= 1000:
             raise ArgumentError(f"`steps` must be 1-1000, got {self.steps}")
         if not all(math.isfinite(g) for g in scales):
@@ -102,8 +104,10 @@ class SampleSettings:
         if self.guidance_interval is not None:
             low, high = self.guidance_interval
             if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-                raise ArgumentError(f"`guidance_interval` must be two timesteps 0 <= low <= high, "
-                                    f"got {list(self.guidance_interval)}")  # fmt: skip
+                raise ArgumentError(
+                    f"`guidance_interval` must be two timesteps 0 <= low <= high, "
+                    f"got {list(self.guidance_interval)}"
+                )
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any] | None = None, **given: Any) -> SampleSettings:
@@ -178,15 +182,25 @@ def add_sample_flags(parser: Any, *, eta: bool = True, sampler: bool = True) -> 
     """The ``--sampler``, ``--steps``, ``--guidance`` and ``--eta`` flags of a command line that
     samples a Problem 1 model (read back by :func:`sample_request`); each defaults to the model's."""
     if sampler:
-        parser.add_argument("--sampler", choices=SAMPLERS,
-                            help="ddim, dpm++ (DPM-Solver++(2M): as good in fewer steps) or ddpm (all 1000 "
-                            "steps); default: the model's, as hw2_1.sh")  # fmt: skip
+        parser.add_argument(
+            "--sampler",
+            choices=SAMPLERS,
+            help="ddim, dpm++ (DPM-Solver++(2M): as good in fewer steps) or ddpm (all 1000 "
+            "steps); default: the model's, as hw2_1.sh",
+        )
     parser.add_argument("--steps", type=int, help="DDIM / DPM-Solver++ steps (default: the model's)")
-    parser.add_argument("--guidance", type=float,
-                        help="classifier-free guidance scale; 1 = no guidance (default: the model's)")
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale; 1 = no guidance (default: the model's)",
+    )
     if eta:
-        parser.add_argument("--eta", type=float, help="fresh noise of DDIM / DPM-Solver++: 0 = deterministic "
-                            "(ODE), 1 = DDPM-like (SDE); default: the model's")  # fmt: skip
+        parser.add_argument(
+            "--eta",
+            type=float,
+            help="fresh noise of DDIM / DPM-Solver++: 0 = deterministic "
+            "(ODE), 1 = DDPM-like (SDE); default: the model's",
+        )
 
 
 def sample_request(args: Any) -> SampleRequest:
@@ -244,12 +258,22 @@ def sample_labels(
         return guided_eps_fn(model, labels[index].to(device), guidance, interval=guidance_interval)
 
     return sample_batches(
-        make_eps_fn, noise, schedule, sampler=sampler, steps=steps, eta=eta,
+        make_eps_fn,
+        noise,
+        schedule,
+        sampler=sampler,
+        steps=steps,
+        eta=eta,
         clip_x0=model.clamp_x0,  # x0 kept in the images' range [-1, 1]
-        batch_size=max(1, batch_size), batch_multiple=BATCH_MULTIPLE, image_seeds=image_seeds,
-        device=device, channels_last=True,  # 2-3x faster convolutions on CPUs, tensor cores on GPUs
-        decode=lambda x: to_uint8(model.decode(x)), callback=callback, progress=progress,
-    )  # fmt: skip
+        batch_size=max(1, batch_size),
+        batch_multiple=BATCH_MULTIPLE,
+        image_seeds=image_seeds,
+        device=device,
+        channels_last=True,  # 2-3x faster convolutions on CPUs, tensor cores on GPUs
+        decode=lambda x: to_uint8(model.decode(x)),
+        callback=callback,
+        progress=progress,
+    )
 
 
 def course_labels(n_per_digit: int) -> torch.Tensor:
@@ -277,8 +301,10 @@ def prepare_course_folders(out_dir: str | Path, n_per_digit: int) -> list[Path]:
         folder = prepare_out_dir(Path(out_dir) / name, "output folder")
         others = sorted(p.name for p in folder.glob("*.png") if p.name not in ours)
         if others:
-            warn(f"{folder} already holds {len(others)} other PNG file(s) (e.g. {others[0]}), left as they "
-                 "are: the grader scores every image in the folder, so remove them or use an empty --out-dir")
+            warn(
+                f"{folder} already holds {len(others)} other PNG file(s) (e.g. {others[0]}), left as they "
+                "are: the grader scores every image in the folder, so remove them or use an empty --out-dir"
+            )
         folders.append(folder)
     return folders
 

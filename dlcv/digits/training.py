@@ -78,10 +78,15 @@ def pb1_train_config(job: DigitTrainJob, cfg: DictConfig) -> TrainConfig:
         optim["steps"] = None  # the budget alone decides the length
     try:
         return TrainConfig(
-            **optim, out_dir=Path(job.out), seed=job.seed, resume=job.resume, overwrite=job.overwrite,
-            device=job.device, time_budget=job.time_budget,
+            **optim,
+            out_dir=Path(job.out),
+            seed=job.seed,
+            resume=job.resume,
+            overwrite=job.overwrite,
+            device=job.device,
+            time_budget=job.time_budget,
             channels_last=True,  # faster convolutions on CPUs too (about 8% for training)
-        )  # fmt: skip
+        )
     except ArgumentError as err:
         name = re.search(r"`(\w+)`", str(err))
         if name is None or name[1] not in optim or optim[name[1]] is None:
@@ -136,8 +141,9 @@ def train_pb1(job: DigitTrainJob) -> Path:
     cfg = pb1_config(job)
     train_cfg = pb1_train_config(job, cfg)
     tc, out = cfg.train, Path(job.out)
-    images, labels = load_joint_digits(job.data, "train", size=cfg.model.get("image_size", 28),
-                                       limit_per_dataset=job.limit)  # fmt: skip
+    images, labels = load_joint_digits(
+        job.data, "train", size=cfg.model.get("image_size", 28), limit_per_dataset=job.limit
+    )
     print(f"data: {len(images)} images from {job.data}")
 
     seed_everything(job.seed)  # the network's initial weights: the same seed, the same model
@@ -149,12 +155,21 @@ def train_pb1(job: DigitTrainJob) -> Path:
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     preview_labels = torch.arange(20).repeat_interleave(4)  # 4 of each class, rows of 8
     settings = SampleRequest().settings(OmegaConf.to_container(cfg))  # as hw2_1.sh samples the model,
-    preview = replace(settings, sampler="ddim" if settings.sampler == "ddpm" else settings.sampler,
-                      steps=min(settings.steps, 50))  # in at most 50 steps  # fmt: skip
+    preview = replace(
+        settings,
+        sampler="ddim" if settings.sampler == "ddpm" else settings.sampler,
+        steps=min(settings.steps, 50),
+    )  # in at most 50 steps
 
     def on_sample(ema_model: torch.nn.Module, step: int) -> None:
-        grid = sample_labels(noise_predictor(ema_model, cfg), schedule, preview_labels, **preview.as_kwargs(),
-                             seed=job.seed, progress=False)  # fmt: skip
+        grid = sample_labels(
+            noise_predictor(ema_model, cfg),
+            schedule,
+            preview_labels,
+            **preview.as_kwargs(),
+            seed=job.seed,
+            progress=False,
+        )
         save_grid(grid, out / "samples" / f"step_{step:07d}.png", nrow=8)
 
     def export(ema_model: torch.nn.Module, out_dir: Path, step: int) -> None:
@@ -165,6 +180,13 @@ def train_pb1(job: DigitTrainJob) -> Path:
 
     loss_fn = digit_loss(model, schedule, build_objective(cfg), tc.p_uncond)
     next_batch = digit_batches(images, labels, tc.batch_size, tc.get("balanced", False))
-    train(model, loss_fn, next_batch, train_cfg, on_sample=on_sample, export=export,
-          config=OmegaConf.to_container(cfg))  # fmt: skip
+    train(
+        model,
+        loss_fn,
+        next_batch,
+        train_cfg,
+        on_sample=on_sample,
+        export=export,
+        config=OmegaConf.to_container(cfg),
+    )
     return out / MODEL_FILE

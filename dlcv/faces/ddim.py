@@ -111,8 +111,10 @@ def load_face_unet(path: str | Path, device: torch.device | str = "cpu") -> Face
     for name, expected in model.state_dict().items():
         value = state[name]
         if expected.is_floating_point() and not value.is_floating_point():
-            raise UserError(f"{path}: weight {name} holds {str(value.dtype).removeprefix('torch.')} values, "
-                            "expected floating point (the face UNet's weights are float32)")  # fmt: skip
+            raise UserError(
+                f"{path}: weight {name} holds {str(value.dtype).removeprefix('torch.')} values, "
+                "expected floating point (the face UNet's weights are float32)"
+            )
     check_finite_weights(state, path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
@@ -203,9 +205,17 @@ def generate(
         while True:
             try:
                 return sample_batches(
-                    make_eps, noises, schedule, sampler="ddim", steps=NUM_STEPS, eta=0.0, clip_x0=True,
-                    batch_size=size, device=device, progress=progress,
-                )  # fmt: skip
+                    make_eps,
+                    noises,
+                    schedule,
+                    sampler="ddim",
+                    steps=NUM_STEPS,
+                    eta=0.0,
+                    clip_x0=True,
+                    batch_size=size,
+                    device=device,
+                    progress=progress,
+                )
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise UserError("out of GPU memory even at batch size 1") from None
@@ -241,6 +251,7 @@ def hw2_2(
     precision = face_precision(precision, dev)
     model = load_face_unet(unet_path, dev)
     out = prepare_out_dir(out_dir)
-    images = generate(model, noises, device=dev, precision=precision, batch_size=batch_size,
-                      progress=progress)  # fmt: skip
+    images = generate(
+        model, noises, device=dev, precision=precision, batch_size=batch_size, progress=progress
+    )
     return write_images(images, stems, out)

@@ -79,5 +79,6 @@ def face_experiments(
         job = face_figure_job(unet_path, noise_dir, dev, resolved, GRID_NOISES)
         out = prepare_out_dir(out_dir)  # a bad output path fails now, not after the sampling
         with precision_context(resolved, dev):
-            return render_figures(job, out, seed=seed, steps=steps, batch_size=batch_size, device=dev,
-                                  progress=progress)  # fmt: skip
+            return render_figures(
+                job, out, seed=seed, steps=steps, batch_size=batch_size, device=dev, progress=progress
+            )

@@ -80,12 +80,22 @@ class FaceTrainJob:
         """The run's :class:`TrainConfig` (it checks the optimiser's and the run's settings)."""
         steps = DEFAULT_STEPS if self.steps is None and self.time_budget is None else self.steps
         return TrainConfig(
-            out_dir=Path(self.out), steps=steps, batch_size=self.batch_size, lr=self.lr,
-            warmup_steps=self.warmup, ema_decay=self.ema or None, log_every=self.log_every,
-            sample_every=self.sample_every, ckpt_every=self.ckpt_every, seed=self.seed,
-            precision=self.precision, resume=self.resume, overwrite=self.overwrite, device=self.device,
+            out_dir=Path(self.out),
+            steps=steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup_steps=self.warmup,
+            ema_decay=self.ema or None,
+            log_every=self.log_every,
+            sample_every=self.sample_every,
+            ckpt_every=self.ckpt_every,
+            seed=self.seed,
+            precision=self.precision,
+            resume=self.resume,
+            overwrite=self.overwrite,
+            device=self.device,
             time_budget=self.time_budget,
-        )  # fmt: skip
+        )
 
 
 def load_image_folder(folder: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
@@ -146,6 +156,13 @@ def train_faces(job: FaceTrainJob) -> Path:
         save_grid(minmax_to_uint8(x), Path(job.out) / "samples" / f"step_{step:07d}.png", nrow=4)
 
     config = {"model": "FaceUNet", "base_channels": job.width, "image_size": job.image_size}
-    train(model, loss_fn, next_batch, cfg, on_sample=on_sample,
-          export=lambda m, out, step: export_face_unet(m, out, config), config=config)  # fmt: skip
+    train(
+        model,
+        loss_fn,
+        next_batch,
+        cfg,
+        on_sample=on_sample,
+        export=lambda m, out, step: export_face_unet(m, out, config),
+        config=config,
+    )
     return Path(job.out) / STATE_DICT

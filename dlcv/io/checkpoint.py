@@ -230,8 +230,15 @@ def is_torchscript_archive(path: str | Path) -> bool:
     return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
-_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
-               "STRING"}  # fmt: skip
+_STRING_OPS = {
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "BINUNICODE8",
+    "UNICODE",
+    "SHORT_BINSTRING",
+    "BINSTRING",
+    "STRING",
+}
 _SAFE_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode", "builtins.set", "builtins.frozenset")
 
 
@@ -305,8 +312,10 @@ def explain_unreadable(path: str | Path, expected: str = "a PyTorch checkpoint")
     bad = unsafe_globals(path)
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        return (f"it is a pickle that needs {bad[0]}{more} to load, which is refused: files are read as "
-                "tensors and plain containers only, and no code from a file is ever run")  # fmt: skip
+        return (
+            f"it is a pickle that needs {bad[0]}{more} to load, which is refused: files are read as "
+            "tensors and plain containers only, and no code from a file is ever run"
+        )
     if kind == PICKLE:
         return f"it is a Python pickle but not {expected}"
     return f"it is a truncated or unsupported PyTorch file, not {expected}"
@@ -374,8 +383,10 @@ def check_finite_weights(tensors: Mapping[str, torch.Tensor], path: str | Path) 
     blank images, which nothing downstream would notice."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(f"{path}: weight {name} holds NaN or infinite values (a diverged training or a "
-                            "damaged file); it would draw blank images")  # fmt: skip
+            raise UserError(
+                f"{path}: weight {name} holds NaN or infinite values (a diverged training or a "
+                "damaged file); it would draw blank images"
+            )
 
 
 def read_safetensors(

@@ -124,8 +124,10 @@ def open_image(path: str | Path) -> Image.Image:
                 return im
             im.close()
     size = f" ({pixels:,} pixels)" if pixels else ""
-    raise UserError(f"cannot read image {path}: it is too large{size}, over {MAX_IMAGE_PIXELS:,} pixels "
-                    "(a decompression bomb?); use images of a few megapixels")  # fmt: skip
+    raise UserError(
+        f"cannot read image {path}: it is too large{size}, over {MAX_IMAGE_PIXELS:,} pixels "
+        "(a decompression bomb?); use images of a few megapixels"
+    )
 
 
 def list_images(folder: str | Path) -> list[Path]:

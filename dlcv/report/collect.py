@@ -265,8 +265,10 @@ def pb1_accuracies(inputs: Inputs) -> Item:
         rows.append([DISPLAY_NAMES[d], f"{g.acc:.4f}", f"{g.correct}/{g.total}", *verdicts])
     rows.append(["mean (acc)", f"{record.acc:.4f}", *[""] * (len(record.baselines) + 1)])
     counts = {d: record.grades[d].per_digit for d in DATASETS}
-    per_digit = [[DISPLAY_NAMES[d], *("{}/{}".format(*counts[d].get(k, ("-", "-"))) for k in range(10))]
-                 for d in DATASETS]
+    per_digit = [
+        [DISPLAY_NAMES[d], *("{}/{}".format(*counts[d].get(k, ("-", "-"))) for k in range(10))]
+        for d in DATASETS
+    ]
     header = [
         "dataset",
         "accuracy",

@@ -61,8 +61,10 @@ DEFAULT_INIT = {"object": "object", "style": "painting"}
 def check_sd_checkpoint(path: str | None, name: str) -> Path:
     """``path`` (argument ``name``) as an existing Stable Diffusion checkpoint, else one line."""
     if not path:
-        raise ArgumentError(f"`{name}` is required (the SD v1.4 checkpoint, e.g. sd-v1-4.ckpt, or a "
-                            f"diffusers folder) or set ${CKPT_ENV}")  # fmt: skip
+        raise ArgumentError(
+            f"`{name}` is required (the SD v1.4 checkpoint, e.g. sd-v1-4.ckpt, or a "
+            f"diffusers folder) or set ${CKPT_ENV}"
+        )
     if not Path(path).exists():
         raise UserError(f"Stable Diffusion checkpoint not found: {path}")
     return Path(path)
@@ -122,8 +124,10 @@ class GenerationJob:
         ckpt = self.ckpt or "sd-v1-4.ckpt"
         if self.json:
             return f"python PB3/train.py --sd-ckpt {ckpt} --json {self.json}"
-        return (f'python PB3/train.py --sd-ckpt {ckpt} --images IMAGES_DIR --token "{token}" '
-                f"--out checkpoints/pb3/{token_stem(token)}")  # fmt: skip
+        return (
+            f'python PB3/train.py --sd-ckpt {ckpt} --images IMAGES_DIR --token "{token}" '
+            f"--out checkpoints/pb3/{token_stem(token)}"
+        )
 
     def prompt_folders(self) -> tuple[list[tuple[str, Path]], dict[str, str | None]]:
         """The ``(prompt, folder)`` pairs and the placeholder tokens they need (with their concept key)."""
@@ -134,8 +138,10 @@ class GenerationJob:
             for concept in read_input_json(self.json):
                 tokens.setdefault(concept.token, concept.key)
                 if not any(concept.token in prompt for prompt in concept.prompts):
-                    warn(f"{self.json}: concept {concept.key!r}: its token {concept.token} appears in none "
-                         f"of its {len(concept.prompts)} prompt(s), so its learned embedding changes nothing")
+                    warn(
+                        f"{self.json}: concept {concept.key!r}: its token {concept.token} appears in none "
+                        f"of its {len(concept.prompts)} prompt(s), so its learned embedding changes nothing"
+                    )
                 for index, prompt in enumerate(concept.prompts):
                     jobs.append((prompt, child_path(out, concept.key, "concept key") / str(index)))
         else:
@@ -177,10 +183,20 @@ def hw2_3(job: GenerationJob) -> list[Path]:
     warn_cut_placeholders(sd.tokenizer, [prompt for prompt, _ in prompts], vectors, ids)
     prompts = [(expand_placeholders(prompt, vectors), folder) for prompt, folder in prompts]
     options = job.sampling
-    print(f"{job.ckpt}: loaded in {time.perf_counter() - start:.1f}s on {device} ({str(dtype)[6:]}); "
-          f"{options.solver} {options.steps} steps, guidance {options.guidance}")  # fmt: skip
-    return write_prompt_images(sd, prompts, job.n_images, options, seed=job.seed, batch_size=job.batch_size,
-                               negative_prompt=job.negative_prompt, progress=job.progress)  # fmt: skip
+    print(
+        f"{job.ckpt}: loaded in {time.perf_counter() - start:.1f}s on {device} ({str(dtype)[6:]}); "
+        f"{options.solver} {options.steps} steps, guidance {options.guidance}"
+    )
+    return write_prompt_images(
+        sd,
+        prompts,
+        job.n_images,
+        options,
+        seed=job.seed,
+        batch_size=job.batch_size,
+        negative_prompt=job.negative_prompt,
+        progress=job.progress,
+    )
 
 
 # --- PB3/train.py: which concepts to learn ---------------------------------------------------------
@@ -243,8 +259,9 @@ class ConceptPlan:
             raise ArgumentError("give one of `images` and `json`")
         if self.json:
             if self.token:
-                raise ArgumentError("`token` is for `images`; with `json` the tokens come from the json's "
-                                    "token_name")  # fmt: skip
+                raise ArgumentError(
+                    "`token` is for `images`; with `json` the tokens come from the json's token_name"
+                )
             return self._json_concepts()
         if self.data or self.keys or self.kind:
             raise ArgumentError("`data`, `keys` and `kind` go with `json`")
@@ -284,16 +301,18 @@ class ConceptPlan:
                 kind = "style" if self.style else "object"
             kind = kind or guess_kind(concept.prompts, concept.token)
             if kind not in KINDS:
-                raise UserError(f"{path}: concept {concept.key!r} has kind {kind!r}; expected object or "
-                                "style")  # fmt: skip
+                raise UserError(
+                    f"{path}: concept {concept.key!r} has kind {kind!r}; expected object or style"
+                )
             folder = child_path(data, concept.key, "concept key")
             if not folder.is_dir() and src:
                 with contextlib.suppress(UserError):  # else src_image ("dog") may name the image folder
                     alt = child_path(data, src, "src_image")
                     folder = alt if alt.is_dir() else folder
             if not folder.is_dir():
-                raise UserError(f"images of concept {concept.key!r} ({concept.token}) not found: "
-                                f"{data / concept.key}")  # fmt: skip
+                raise UserError(
+                    f"images of concept {concept.key!r} ({concept.token}) not found: {data / concept.key}"
+                )
             init = self.init_word or src or DEFAULT_INIT[kind]
             target = child_path(out, concept.key, "concept key")
             jobs.append(ConceptJob(concept.key, folder, concept.token, init, kind, target, out))
@@ -309,5 +328,7 @@ def check_concept_folder(job: ConceptJob, resume: bool, overwrite: bool) -> None
     refuse_run_links(job.out)
     prepare_out_dir(job.out, "output folder", create=False)
     if (job.out / CHECKPOINT_NAME).exists() and not (resume or overwrite):
-        raise ArgumentError(f"{job.out / CHECKPOINT_NAME} already exists: pass `resume` to continue it, "
-                            "or choose another `out`")  # fmt: skip
+        raise ArgumentError(
+            f"{job.out / CHECKPOINT_NAME} already exists: pass `resume` to continue it, "
+            "or choose another `out`"
+        )

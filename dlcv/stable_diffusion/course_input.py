@@ -40,8 +40,10 @@ def _pairs(value: Any, n: int) -> bool:
     """A list of ``n`` ``[image, text]`` number pairs."""
     if not isinstance(value, list) or len(value) != n:
         return False
-    return all(isinstance(b, list | tuple) and len(b) == 2 and all(isinstance(x, int | float) for x in b)
-               for b in value)  # fmt: skip
+    return all(
+        isinstance(b, list | tuple) and len(b) == 2 and all(isinstance(x, int | float) for x in b)
+        for b in value
+    )
 
 
 def read_input_json(path: str | Path, *, for_grading: bool = False) -> list[Concept]:
@@ -65,21 +67,26 @@ def read_input_json(path: str | Path, *, for_grading: bool = False) -> list[Conc
             if not _strings(eval_prompts):
                 raise UserError(f"{where}: 'prompt_4_clip_eval' must be a list of strings")
             if not _pairs(baselines, len(eval_prompts)):
-                raise UserError(f"{where}: 'baseline' must hold one [image, text] pair per evaluation prompt "
-                                f"({len(eval_prompts)})")  # fmt: skip
+                raise UserError(
+                    f"{where}: 'baseline' must hold one [image, text] pair per evaluation prompt "
+                    f"({len(eval_prompts)})"
+                )
         else:
             if not isinstance(token, str) or not token.strip():
                 raise UserError(f"{path}: concept {key!r} has no 'token_name' string")
             if not _strings(prompts, non_empty=True):
                 raise UserError(f"{path}: concept {key!r} needs a non-empty 'prompt' list of strings")
-        concepts.append(Concept(
-            key=str(key),
-            token=token.strip() if isinstance(token, str) else "",
-            prompts=list(prompts) if _strings(prompts) else [],
-            eval_prompts=list(eval_prompts) if _strings(eval_prompts) else [],
-            baselines=[(float(b[0]), float(b[1])) for b in baselines]
-            if _strings(eval_prompts) and _pairs(baselines, len(eval_prompts)) else [],
-            src_image=entry["src_image"] if isinstance(entry.get("src_image"), str) else None,
-            kind=entry.get("kind") if isinstance(entry.get("kind"), str) else None,
-        ))  # fmt: skip
+        concepts.append(
+            Concept(
+                key=str(key),
+                token=token.strip() if isinstance(token, str) else "",
+                prompts=list(prompts) if _strings(prompts) else [],
+                eval_prompts=list(eval_prompts) if _strings(eval_prompts) else [],
+                baselines=[(float(b[0]), float(b[1])) for b in baselines]
+                if _strings(eval_prompts) and _pairs(baselines, len(eval_prompts))
+                else [],
+                src_image=entry["src_image"] if isinstance(entry.get("src_image"), str) else None,
+                kind=entry.get("kind") if isinstance(entry.get("kind"), str) else None,
+            )
+        )
     return concepts

@@ -53,15 +53,19 @@ def _as_matrix(value: Any, token: str, path: Path) -> torch.Tensor:
     if value.ndim == 1:
         value = value[None]
     if value.ndim != 2 or value.shape[0] < 1:
-        raise UserError(f"{path}: the embedding of {token!r} has shape {tuple(value.shape)}, "
-                        "expected (D,) or (vectors, D)")
+        raise UserError(
+            f"{path}: the embedding of {token!r} has shape {tuple(value.shape)}, "
+            "expected (D,) or (vectors, D)"
+        )
     if not torch.isfinite(value).all():
         raise UserError(f"{path}: the embedding of {token!r} holds NaN or infinite values")
     largest = float(value.abs().max())
     if largest > MAX_EMBEDDING_VALUE:
-        raise UserError(f"{path}: the embedding of {token!r} holds values up to {largest:.3g}, far beyond a "
-                        f"text embedding's (CLIP's are below 1; at most {MAX_EMBEDDING_VALUE:g} is "
-                        "accepted): a damaged file, or not an embedding")  # fmt: skip
+        raise UserError(
+            f"{path}: the embedding of {token!r} holds values up to {largest:.3g}, far beyond a "
+            f"text embedding's (CLIP's are below 1; at most {MAX_EMBEDDING_VALUE:g} is "
+            "accepted): a damaged file, or not an embedding"
+        )
     return value.contiguous()
 
 
@@ -159,8 +163,10 @@ def check_vector_count(token: str, vectors: int, room: int, source: str) -> None
         fit = f"more than the {room} tokens a prompt holds: every prompt with it is cut short"
     else:
         fit = f"leaving {room - vectors} of a prompt's {room} tokens for the rest of it"
-    warn(f"{source}: the embedding of {token} has {vectors} vectors (Textual Inversion learns 1 to a few), "
-         f"{fit}")  # fmt: skip
+    warn(
+        f"{source}: the embedding of {token} has {vectors} vectors (Textual Inversion learns 1 to a few), "
+        f"{fit}"
+    )
 
 
 def cut_placeholders(tokenizer: CLIPTokenizer, prompt: str, ids: Mapping[str, list[int]]) -> dict[str, int]:
@@ -338,8 +344,10 @@ def find_embedding(
                 if may_rename and len(found) == 1:
                     name, value = next(iter(found.items()))
                     if name != candidate.stem:  # the file names its token, and not this one
-                        warn(f"{candidate} holds the embedding of {name}, used here for {token}; if that "
-                             f"is not intended, pass the right file with --embeddings {token}=FILE")
+                        warn(
+                            f"{candidate} holds the embedding of {name}, used here for {token}; if that "
+                            f"is not intended, pass the right file with --embeddings {token}=FILE"
+                        )
                     return value, candidate
     return None
 
@@ -399,6 +407,8 @@ def warn_cut_placeholders(
         if cut:
             which = ", ".join(f"{token} ({n} of {len(ids[token])} vector(s))" for token, n in cut.items())
             shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
-            warn(f"prompt {shown!r} is longer than CLIP's {tokenizer.model_max_length} tokens and its "
-                 f"truncation cuts {which}: the images will not show the learned concept fully; shorten "
-                 "the prompt")  # fmt: skip
+            warn(
+                f"prompt {shown!r} is longer than CLIP's {tokenizer.model_max_length} tokens and its "
+                f"truncation cuts {which}: the images will not show the learned concept fully; shorten "
+                "the prompt"
+            )

@@ -108,8 +108,9 @@ class SamplingOptions:
             raise ArgumentError(f"`steps` {self.steps} with `solver` {self.solver}: {err}") from None
         res = self.resolution or sd.config.resolution
         if res <= 0 or res % sd.config.vae_scale:
-            raise ArgumentError(f"`resolution` must be a positive multiple of {sd.config.vae_scale}, "
-                                f"got {res}")  # fmt: skip
+            raise ArgumentError(
+                f"`resolution` must be a positive multiple of {sd.config.vae_scale}, got {res}"
+            )
         return res
 
     def timesteps(self, num_train_timesteps: int) -> list[int]:
@@ -120,8 +121,15 @@ class SamplingOptions:
         """The keyword options of :func:`~dlcv.diffusion.iter_sample_batches` for ``sd``: this
         solver, steps and eta in SD v1's convention, ``x0`` not clamped, on ``sd``'s device."""
         cuda = sd.device.type == "cuda"  # the UNet's convolutions run channels-last there
-        return {"sampler": self.solver, "steps": self.steps, "eta": self.eta, "clip_x0": False,
-                "convention": SD_V1, "device": sd.device, "channels_last": cuda}  # fmt: skip
+        return {
+            "sampler": self.solver,
+            "steps": self.steps,
+            "eta": self.eta,
+            "clip_x0": False,
+            "convention": SD_V1,
+            "device": sd.device,
+            "channels_last": cuda,
+        }
 
 
 def prepare_for_inference(sd: StableDiffusion, device: torch.device) -> StableDiffusion:
@@ -203,8 +211,14 @@ def denoise(
     ``cond`` / ``uncond`` are text embeddings of batch 1 or ``len(latents)``; ``seed`` seeds the
     fresh noise of ``eta > 0``. The solvers and their timesteps: the module docstring.
     """
-    return sample_batches(text_eps(sd, cond, uncond, options.guidance), latents, sd.schedule,
-                          seed=seed, progress=progress, **options.driver_options(sd))  # fmt: skip
+    return sample_batches(
+        text_eps(sd, cond, uncond, options.guidance),
+        latents,
+        sd.schedule,
+        seed=seed,
+        progress=progress,
+        **options.driver_options(sd),
+    )
 
 
 def _decode(sd: StableDiffusion, latents: torch.Tensor) -> torch.Tensor:
@@ -279,10 +293,14 @@ def generate_batches(
         raise ArgumentError(f"`n_images` and `batch_size` must be >= 1, got {n_images} and {batch_size}")
     cond, uncond = encode_text(sd, [prompt, negative_prompt]).chunk(2)
     batches = iter_sample_batches(
-        text_eps(sd, cond, uncond, options.guidance), initial_latents(sd, n_images, resolution, seed),
-        sd.schedule, batch_size=batch_size, seed=seed, **options.driver_options(sd),
+        text_eps(sd, cond, uncond, options.guidance),
+        initial_latents(sd, n_images, resolution, seed),
+        sd.schedule,
+        batch_size=batch_size,
+        seed=seed,
+        **options.driver_options(sd),
         decode=lambda z: to_uint8(decode_latents(sd, z, options.decode_batch)),
-    )  # fmt: skip
+    )
     for start, images in batches:
         if progress is not None:
             progress(len(images))
@@ -366,8 +384,9 @@ def write_prompt_images(
         for prompt, folder in jobs:
             bar.set_postfix_str(prompt[:40])
             prepare_out_dir(folder)
-            batches = generate_batches(sd, prompt, n_images, options, seed, batch_size,
-                                       negative_prompt, progress=bar.update)  # fmt: skip
+            batches = generate_batches(
+                sd, prompt, n_images, options, seed, batch_size, negative_prompt, progress=bar.update
+            )
             for start, images in batches:
                 for i, image in enumerate(images, start):
                     written.append(save_png(image, folder / names[i]))

@@ -119,8 +119,10 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str, path
         detail = []
         if wrong:
             k = wrong[0]
-            detail.append(f"{len(wrong)} shape mismatches, e.g. {k}: file {tuple(state[k].shape)} "
-                          f"vs model {tuple(own[k].shape)}")
+            detail.append(
+                f"{len(wrong)} shape mismatches, e.g. {k}: file {tuple(state[k].shape)} "
+                f"vs model {tuple(own[k].shape)}"
+            )
         if missing:
             detail.append(f"{len(missing)} missing, e.g. {missing[0]}")
         if unexpected:
@@ -221,9 +223,21 @@ def load_from_diffusers(
     u, v = unet.config, vae.config
     config = SDConfig(
         unet=dict(u),
-        vae={k: v[k] for k in ("sample_size", "in_channels", "out_channels", "down_block_types",
-                               "up_block_types", "block_out_channels", "layers_per_block",
-                               "latent_channels", "norm_num_groups", "act_fn")},
+        vae={
+            k: v[k]
+            for k in (
+                "sample_size",
+                "in_channels",
+                "out_channels",
+                "down_block_types",
+                "up_block_types",
+                "block_out_channels",
+                "layers_per_block",
+                "latent_channels",
+                "norm_num_groups",
+                "act_fn",
+            )
+        },
         text_encoder={k: getattr(text_encoder.config, k) for k in SD_V1_TEXT_ENCODER},
         scaling_factor=float(v.get("scaling_factor", 0.18215)),
         resolution=int(u.sample_size) * 2 ** (len(v.block_out_channels) - 1),

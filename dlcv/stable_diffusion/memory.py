@@ -73,8 +73,11 @@ class MemoryPlan:
 
     @property
     def switches(self) -> list[str]:
-        names = {"gradient_checkpointing": "gradient checkpointing", "attention_slicing": "sliced attention",
-                 "vae_slicing": "sliced VAE decoding (one image at a time)"}  # fmt: skip
+        names = {
+            "gradient_checkpointing": "gradient checkpointing",
+            "attention_slicing": "sliced attention",
+            "vae_slicing": "sliced VAE decoding (one image at a time)",
+        }
         return [text for field, text in names.items() if getattr(self, field)]
 
     def describe(self, what: str) -> str:
@@ -151,8 +154,15 @@ def plan_memory(
         candidates = [{}, {"vae_slicing": True}, {"vae_slicing": True, "attention_slicing": True}]
     plan = None
     for switches in candidates:
-        need = working_bytes(batch, resolution, dtype, training=training, fused_attention=fused_attention,
-                             decode_batch=decode_batch, **switches)  # fmt: skip
+        need = working_bytes(
+            batch,
+            resolution,
+            dtype,
+            training=training,
+            fused_attention=fused_attention,
+            decode_batch=decode_batch,
+            **switches,
+        )
         plan = MemoryPlan(int(free_bytes), need, **switches)
         if plan.fits:
             break
@@ -214,9 +224,15 @@ def auto_memory_plan(
         return None
     dtype = sd.dtype
     decode_batch = options.decode_batch if options is not None else 4
-    plan = plan_memory(free_cuda_bytes(device), batch, resolution, dtype, training=training,
-                       fused_attention=fused_attention_available(device, dtype),
-                       decode_batch=decode_batch)  # fmt: skip
+    plan = plan_memory(
+        free_cuda_bytes(device),
+        batch,
+        resolution,
+        dtype,
+        training=training,
+        fused_attention=fused_attention_available(device, dtype),
+        decode_batch=decode_batch,
+    )
     apply_memory_plan(sd, plan, options)
     if plan.switches:
         what = f"{'training at batch' if training else 'batch'} {batch} at {resolution}px ({str(dtype)[6:]})"

@@ -102,8 +102,10 @@ class TIConfig:
         if self.vectors < 1:
             raise ArgumentError(f"`vectors` must be >= 1, got {self.vectors}")
         if self.augmentation.resolution % sd.config.vae_scale:
-            raise ArgumentError(f"`resolution` must be a multiple of {sd.config.vae_scale}, "
-                            f"got {self.augmentation.resolution}")  # fmt: skip
+            raise ArgumentError(
+                f"`resolution` must be a multiple of {sd.config.vae_scale}, "
+                f"got {self.augmentation.resolution}"
+            )
         if self.validate_images < 0 or self.validate_steps < 1:
             raise ArgumentError("`validate_images` must be >= 0 and `validate_steps` >= 1")
         self.sampling().check(sd)
@@ -113,8 +115,12 @@ class TIConfig:
 
     def sampling(self) -> SamplingOptions:
         """How the validation images are sampled."""
-        return SamplingOptions(steps=self.validate_steps, guidance=self.guidance, solver=self.validate_solver,
-                               resolution=self.augmentation.resolution)  # fmt: skip
+        return SamplingOptions(
+            steps=self.validate_steps,
+            guidance=self.guidance,
+            solver=self.validate_solver,
+            resolution=self.augmentation.resolution,
+        )
 
     def record(self) -> dict[str, Any]:
         """Plain data for the checkpoint and the embedding file's metadata."""
@@ -132,8 +138,9 @@ def init_vectors(sd: StableDiffusion, init_word: str, vectors: int = 1) -> torch
     """
     ids = sd.tokenizer(init_word, add_special_tokens=False).input_ids
     if not init_word.strip() or not ids:
-        raise ArgumentError(f"`init_word` {init_word!r} gives no tokens; pass a word such as 'dog' or "
-                            "'painting'")  # fmt: skip
+        raise ArgumentError(
+            f"`init_word` {init_word!r} gives no tokens; pass a word such as 'dog' or 'painting'"
+        )
     table = sd.text_encoder.get_input_embeddings().weight.detach()
     rows = table[torch.tensor(ids, device=table.device)].float().cpu()
     if len(ids) == 1:
@@ -216,8 +223,10 @@ def _check_resume(cfg: TrainConfig, ti: TIConfig) -> None:
     before = load_checkpoint(path).get("config", {}).get("textual_inversion", {})
     for key in ("token", "vectors"):
         if key in before and before[key] != getattr(ti, key):
-            raise ArgumentError(f"`resume`: {path} trained {key} {before[key]!r}, not {getattr(ti, key)!r}; "
-                                "use the same settings or another output folder")  # fmt: skip
+            raise ArgumentError(
+                f"`resume`: {path} trained {key} {before[key]!r}, not {getattr(ti, key)!r}; "
+                "use the same settings or another output folder"
+            )
 
 
 def textual_inversion_loss(
@@ -290,8 +299,9 @@ def train_textual_inversion(
     captions = [expand_placeholders(t.format(ti.token), counts) for t in templates(ti.kind)]
     caption_ids = tokenize_captions(sd.tokenizer, captions)
     if not all(set(ids) <= set(row.tolist()) for row in caption_ids):
-        raise UserError(f"the token {ti.token!r} does not fit in CLIP's 77-token prompts; "
-                        "use fewer --vectors")
+        raise UserError(
+            f"the token {ti.token!r} does not fit in CLIP's 77-token prompts; use fewer --vectors"
+        )
 
     # The VAE runs here, once: posterior mean and std of every augmented view.
     views = augmented_views(images, ti.augmentation, seed=cfg.seed)
@@ -316,13 +326,26 @@ def train_textual_inversion(
     def on_sample(_model: nn.Module, step: int) -> None:
         if not ti.validate_images:
             return
-        rows = [generate(sd, expand_placeholders(p.format(ti.token), counts), ti.validate_images, options,
-                         seed=cfg.seed, batch_size=ti.validate_images) for p in prompts]  # fmt: skip
-        save_grid(torch.cat(rows), Path(cfg.out_dir) / "samples" / f"step_{step:07d}.png",
-                  nrow=ti.validate_images)  # fmt: skip
+        rows = [
+            generate(
+                sd,
+                expand_placeholders(p.format(ti.token), counts),
+                ti.validate_images,
+                options,
+                seed=cfg.seed,
+                batch_size=ti.validate_images,
+            )
+            for p in prompts
+        ]
+        save_grid(
+            torch.cat(rows), Path(cfg.out_dir) / "samples" / f"step_{step:07d}.png", nrow=ti.validate_images
+        )
 
-    meta = {"textual_inversion": ti.record(), "base_model": base_model,
-            "tokens": placeholder_names(ti.token, ti.vectors)}  # fmt: skip
+    meta = {
+        "textual_inversion": ti.record(),
+        "base_model": base_model,
+        "tokens": placeholder_names(ti.token, ti.vectors),
+    }
     try:
         train(
             model,

@@ -161,8 +161,9 @@ def augmented_views(images: Sequence[torch.Tensor], aug: Augmentation, seed: int
                 top = int(torch.randint(h - side + 1, (), generator=g))
                 left = int(torch.randint(w - side + 1, (), generator=g))
                 mirror = aug.flip and bool(torch.rand((), generator=g) < 0.5)
-            view = TF.resized_crop(image, top, left, side, side, [r, r],
-                                   interpolation=InterpolationMode.BICUBIC, antialias=True)  # fmt: skip
+            view = TF.resized_crop(
+                image, top, left, side, side, [r, r], interpolation=InterpolationMode.BICUBIC, antialias=True
+            )
             if mirror:
                 view = TF.horizontal_flip(view)
             out.append(view)

@@ -29,8 +29,11 @@ from dlcv.training import TrainConfig, distributed
 from dlcv.training.trainer import CHECKPOINT_NAME
 
 #: What the job's arguments are called on ``PB3/train.py``'s command line, where not ``--name``.
-FLAGS = {"sample_every": "--validate-every", "warmup_steps": "--warmup",
-         "validate_prompts": "--validate-prompt"}  # fmt: skip
+FLAGS = {
+    "sample_every": "--validate-every",
+    "warmup_steps": "--warmup",
+    "validate_prompts": "--validate-prompt",
+}
 
 
 def default_warmup(steps: int) -> int:
@@ -97,13 +100,20 @@ def learn_concepts(job: LearnJob) -> list[ConceptJob]:
     lr = cfg.lr * (cfg.batch_size * cfg.grad_accum * info.world_size if job.scale_lr else 1)
     for concept in concepts:
         ti = replace(job.ti, token=concept.token, init_word=concept.init_word, kind=concept.kind)
-        run = replace(cfg, out_dir=concept.out, lr=lr, device=str(info.device),
-                      resume=resume and (concept.out / CHECKPOINT_NAME).is_file(),
-                      overwrite=overwrite or resume)  # --resume, no checkpoint: a fresh start there
+        run = replace(
+            cfg,
+            out_dir=concept.out,
+            lr=lr,
+            device=str(info.device),
+            resume=resume and (concept.out / CHECKPOINT_NAME).is_file(),
+            overwrite=overwrite or resume,
+        )  # --resume, no checkpoint: a fresh start there
         images = concept_images(concept.images)
         if info.is_main:
-            print(f"concept {concept.name}: {concept.token} ({concept.kind}, init {concept.init_word!r}, "
-                  f"{ti.vectors} vector(s)) from {len(images)} images in {concept.images}, lr {lr:g}")
+            print(
+                f"concept {concept.name}: {concept.token} ({concept.kind}, init {concept.init_word!r}, "
+                f"{ti.vectors} vector(s)) from {len(images)} images in {concept.images}, lr {lr:g}"
+            )
         train_textual_inversion(sd, images, ti, run, base_model=str(job.sd_ckpt), device=info.device)
         if info.is_main:
             print(f"concept {concept.name}: {concept.token} -> {concept.out / LEARNED_EMBEDS}")

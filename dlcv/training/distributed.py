@@ -39,9 +39,11 @@ def check_rendezvous(addr: str, port: int, within: float | None = None) -> None:
         except OSError as err:
             reason = err.strerror or type(err).__name__
         if time.monotonic() >= deadline:
-            raise UserError(f"cannot reach the data-parallel rendezvous {addr}:{port} ({reason}) within "
-                            f"{within:g}s; on one machine launch with `torchrun {SINGLE_NODE} "
-                            "--nproc_per_node N ...`")  # fmt: skip
+            raise UserError(
+                f"cannot reach the data-parallel rendezvous {addr}:{port} ({reason}) within "
+                f"{within:g}s; on one machine launch with `torchrun {SINGLE_NODE} "
+                "--nproc_per_node N ...`"
+            )
         time.sleep(0.2)
 
 

@@ -32,8 +32,13 @@ def capture(device: torch.device) -> dict[str, Any]:
         import numpy as np
 
         kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-        state["numpy"] = {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)),
-                          "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}  # fmt: skip
+        state["numpy"] = {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        }
     return state
 
 

@@ -30,8 +30,14 @@ except ImportError:  # not on Windows: the folder is then not locked
 LOCK_NAME = ".train.lock"
 #: Files a training run leaves in its folder: the trainer's own, then the exports of PB1
 #: (model.safetensors), PB2 (unet.pt, unet.safetensors) and PB3 (learned_embeds.safetensors).
-RUN_OUTPUTS = ("checkpoint.pt", "metrics.jsonl", "model.safetensors", "unet.pt", "unet.safetensors",
-               "learned_embeds.safetensors")  # fmt: skip
+RUN_OUTPUTS = (
+    "checkpoint.pt",
+    "metrics.jsonl",
+    "model.safetensors",
+    "unet.pt",
+    "unet.safetensors",
+    "learned_embeds.safetensors",
+)
 #: Everything a run may write in its folder: its outputs, the lock, and the sample and model
 #: subfolders of PB1/PB2/PB3 (none of them may be a symbolic link: :func:`refuse_run_links`).
 RUN_WRITES = (*RUN_OUTPUTS, LOCK_NAME, "samples", "models")
@@ -70,9 +76,11 @@ class RunLock:
             except OSError:  # BlockingIOError: held by another open file, in this or another process
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
-                raise UserError(f"{self.out_dir} is in use by another training run (process {holder}, "
-                                f"lock {self.path}): wait for it to end, or choose another output "
-                                "folder") from None  # fmt: skip
+                raise UserError(
+                    f"{self.out_dir} is in use by another training run (process {holder}, "
+                    f"lock {self.path}): wait for it to end, or choose another output "
+                    "folder"
+                ) from None
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
             except FileNotFoundError:
@@ -117,8 +125,10 @@ def _open_error(err: OSError, path: Path) -> Exception:
     """A one-line :class:`UserError` for a run's file that cannot be opened or written: a
     symbolic link in its place (``ELOOP`` under ``O_NOFOLLOW``) or a full disk; else ``err``."""
     if os.path.islink(path):
-        return UserError(f"{path} is a symbolic link: a training writes no file through a link; remove "
-                         "it or choose another output folder")  # fmt: skip
+        return UserError(
+            f"{path} is a symbolic link: a training writes no file through a link; remove "
+            "it or choose another output folder"
+        )
     return disk_error(err, path) or err
 
 

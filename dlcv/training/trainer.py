@@ -270,8 +270,9 @@ def train(
 
         def save(step: int) -> None:
             # every rank's random states (a collective: every rank saves at the same steps)
-            ranks = distributed.all_gather_object({"generator": generator.get_state(), **rng.capture(device)},
-                                                  info)  # fmt: skip
+            ranks = distributed.all_gather_object(
+                {"generator": generator.get_state(), **rng.capture(device)}, info
+            )
             if not info.is_main:
                 return
             save_checkpoint(
@@ -348,8 +349,10 @@ def train(
                 if not announced and pace.elapsed >= 60 and info.is_main:
                     announced, rate = True, pace.steps_per_second()
                     left = (plan["total"] - done) / max(rate, 1e-9)
-                    bar.write(f"measured {rate:.2f} steps/s over the first minute: {plan['total'] - done} "
-                              f"steps left, about {left / 60:.1f} min more")  # fmt: skip
+                    bar.write(
+                        f"measured {rate:.2f} steps/s over the first minute: {plan['total'] - done} "
+                        f"steps left, about {left / 60:.1f} min more"
+                    )
                 images_since += cfg.batch_size * cfg.grad_accum * info.world_size
                 bar.update(1)
 
@@ -412,8 +415,10 @@ def _resume_from(
     is not a checkpoint of this model: another problem's, another width or configuration."""
     missing = [key for key in CHECKPOINT_KEYS if key not in state]
     if missing:
-        raise ArgumentError(f"`resume` from {path}: not a training checkpoint of this project (it has no "
-                            f"{', '.join(repr(k) for k in missing)})")  # fmt: skip
+        raise ArgumentError(
+            f"`resume` from {path}: not a training checkpoint of this project (it has no "
+            f"{', '.join(repr(k) for k in missing)})"
+        )
     mine, theirs = config or {}, state.get("config") or {}
     changed = sorted(k for k in set(mine) & set(theirs) if k != "train" and mine[k] != theirs[k])
     try:
@@ -427,11 +432,16 @@ def _resume_from(
         int(state["step"])
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        why = (f"its {', '.join(changed)} settings differ from this run's" if changed
-               else f"it does not fit this model ({first[:200]})")  # fmt: skip
-        raise ArgumentError(f"`resume` from {path}: it was written by another model or another problem's "
-                            f"training ({why}); resume with the settings it was trained with, or start "
-                            "again with `overwrite` or in another output folder") from None  # fmt: skip
+        why = (
+            f"its {', '.join(changed)} settings differ from this run's"
+            if changed
+            else f"it does not fit this model ({first[:200]})"
+        )
+        raise ArgumentError(
+            f"`resume` from {path}: it was written by another model or another problem's "
+            f"training ({why}); resume with the settings it was trained with, or start "
+            "again with `overwrite` or in another output folder"
+        ) from None
 
 
 def _claim_out_dir(out_dir: Path, cfg: TrainConfig, info: distributed.DistInfo) -> None:
@@ -441,9 +451,11 @@ def _claim_out_dir(out_dir: Path, cfg: TrainConfig, info: distributed.DistInfo) 
     if not cfg.resume and not cfg.overwrite:
         found = other_run_outputs(out_dir)
         if found:
-            raise ArgumentError(f"{out_dir} already holds a training run ({', '.join(found)}): pass `resume` "
-                                "to continue it, `overwrite` to start again over it, or choose another "
-                                "output folder")  # fmt: skip
+            raise ArgumentError(
+                f"{out_dir} already holds a training run ({', '.join(found)}): pass `resume` "
+                "to continue it, `overwrite` to start again over it, or choose another "
+                "output folder"
+            )
     distributed.barrier(info)  # every rank has looked before rank 0 changes anything
     if not info.is_main:
         return
@@ -459,5 +471,7 @@ def _claim_out_dir(out_dir: Path, cfg: TrainConfig, info: distributed.DistInfo) 
 def _stopped_message(signum: int, step: int, steps: int | None, ckpt_path: Path) -> str:
     """The one line of a run stopped by signal ``signum`` after ``step`` (its checkpoint)."""
     of = f" of {steps}" if steps is not None else ""
-    return (f"{signal_name(signum)} at step {step}{of}: checkpoint saved to {ckpt_path}; run the same "
-            "command again with `resume` to continue")  # fmt: skip
+    return (
+        f"{signal_name(signum)} at step {step}{of}: checkpoint saved to {ckpt_path}; run the same "
+        "command again with `resume` to continue"
+    )

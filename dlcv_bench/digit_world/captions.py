@@ -49,8 +49,11 @@ def appearance(images: torch.Tensor) -> torch.Tensor:
 #: too, and each is shared by several digits, as SD's captions describe what is in a picture
 #: ("a small dog with short legs") without naming it. A held-out seven is open, top-heavy and
 #: narrow-based; so are some ones (and, in part, fours and nines).
-SHAPE_WORDS: tuple[tuple[str, str], ...] = (("open", "looped"), ("top-heavy", "bottom-heavy"),
-                                            ("narrow-based", "broad-based"))  # fmt: skip
+SHAPE_WORDS: tuple[tuple[str, str], ...] = (
+    ("open", "looped"),
+    ("top-heavy", "bottom-heavy"),
+    ("narrow-based", "broad-based"),
+)
 _TOP_HEAVY, _NARROW_BASE = 0.42, 0.5  # splits of the ink's centre height and base width (fractions)
 
 
@@ -114,8 +117,9 @@ def filler_words(tokenizer) -> list[str]:
     own = {GENERIC_WORD, *DIGIT_WORDS, *(w for t in WORLD_TEMPLATES for w in t.replace("{}", " ").split())}
     own |= {part for pair in DESCRIPTIONS for word in pair for part in (word, *word.split("-"))}
     whole = (t[: -len("</w>")] for t in tokenizer.get_vocab() if t.endswith("</w>"))
-    return sorted(w for w in whole if w.isascii() and w.isalpha() and w not in own
-                  and not w.startswith(DIGIT_WORDS))  # fmt: skip
+    return sorted(
+        w for w in whole if w.isascii() and w.isalpha() and w not in own and not w.startswith(DIGIT_WORDS)
+    )
 
 
 def world_captions(

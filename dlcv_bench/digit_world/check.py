@@ -109,10 +109,18 @@ def _say(text: str) -> None:
 def world_recipe(s: Settings) -> tuple[dict, world.WorldTraining]:
     """The world's architecture (:func:`world.world_config` arguments) and training, from ``s``."""
     arch = {"channels": list(s.world_channels), "attention_levels": s.world_attention, "pool": s.world_pool}
-    opts = world.WorldTraining(steps=s.world_steps, batch_size=s.world_batch, lr=s.world_lr,
-                               n_images=s.world_images, held_out=s.held_out, generic_fraction=s.world_generic,
-                               appearance_fraction=s.world_appearance, shape_fraction=s.world_shape,
-                               filler_fraction=s.world_filler, seed=s.world_seed)  # fmt: skip
+    opts = world.WorldTraining(
+        steps=s.world_steps,
+        batch_size=s.world_batch,
+        lr=s.world_lr,
+        n_images=s.world_images,
+        held_out=s.held_out,
+        generic_fraction=s.world_generic,
+        appearance_fraction=s.world_appearance,
+        shape_fraction=s.world_shape,
+        filler_fraction=s.world_filler,
+        seed=s.world_seed,
+    )
     return arch, opts
 
 
@@ -143,14 +151,18 @@ def world_folder(out: Path, s: Settings, train: bool = False, export: Path | Non
     if not train:
         sd, info = world.load_shipped_world()
         write_world(sd, folder, info)
-        _say(f"world: the shipped one ({world.SHIPPED_WORLD}, {info['training']['steps']} steps; "
-             f"rebuild it with --train-world) -> {folder}")  # fmt: skip
+        _say(
+            f"world: the shipped one ({world.SHIPPED_WORLD}, {info['training']['steps']} steps; "
+            f"rebuild it with --train-world) -> {folder}"
+        )
         return folder
     began = time.perf_counter()
     arch, opts = world_recipe(s)
     sd = world.build_world(s.world_seed, world.world_config(**arch))
-    _say(f"world: training the UNet ({sum(p.numel() for p in sd.unet.parameters()) / 1e6:.2f} M parameters) "
-         f"for {s.world_steps} steps of {s.world_batch} images")
+    _say(
+        f"world: training the UNet ({sum(p.numel() for p in sd.unet.parameters()) / 1e6:.2f} M parameters) "
+        f"for {s.world_steps} steps of {s.world_batch} images"
+    )
     world.train_world(sd, out / "world_run", opts)
     seconds = round(time.perf_counter() - began)
     write_world(sd, folder, world_info(s) | {"train_seconds": seconds, "threads": torch.get_num_threads()})
@@ -176,12 +188,20 @@ def build_graders(out: Path, world_dir: Path, s: Settings) -> tuple[torch.nn.Mod
         images = world.through_autoencoder(load_stable_diffusion(world_dir), drawn)
         for name, labels in (("digit", digits), ("style", styles)):
             shutil.rmtree(folder / f"train_{name}", ignore_errors=True)  # an older run's (stale) training
-            model = train_digit_classifier(images[:n], labels[:n], folder / f"train_{name}", "lenet",
-                                           steps=s.grader_steps, batch_size=128, device="cpu",
-                                           seed=s.seed)  # fmt: skip
+            model = train_digit_classifier(
+                images[:n],
+                labels[:n],
+                folder / f"train_{name}",
+                "lenet",
+                steps=s.grader_steps,
+                batch_size=128,
+                device="cpu",
+                seed=s.seed,
+            )
             acc = float((predict(model, images[n:]) == labels[n:]).float().mean())
-            save_digit_classifier(model, paths[name], "lenet", {"task": name, "heldout_acc": round(acc, 4),
-                                                                 "seen": GRADER_VIEW})  # fmt: skip
+            save_digit_classifier(
+                model, paths[name], "lenet", {"task": name, "heldout_acc": round(acc, 4), "seen": GRADER_VIEW}
+            )
             _say(f"grader {name}: held-out accuracy {acc:.3f} on 1000 fresh images, as the world draws them")
         _say(f"graders: {time.perf_counter() - began:.0f} s")
     return (load_digit_classifier(paths["digit"], "lenet"), load_digit_classifier(paths["style"], "lenet"))
@@ -190,8 +210,10 @@ def build_graders(out: Path, world_dir: Path, s: Settings) -> tuple[torch.nn.Mod
 def concept_folders(out: Path, s: Settings) -> dict[str, Path]:
     """5 images of the held-out digit (both styles) and 5 SVHN-like images of mixed digits."""
     obj, sty = out / "concepts" / "new1", out / "concepts" / "new2"
-    for folder, digits, styles in ((obj, [s.held_out] * 5, [0, 1, 0, 1, 1]),
-                                   (sty, list(STYLE_IMAGE_DIGITS), [SVHN] * 5)):  # fmt: skip
+    for folder, digits, styles in (
+        (obj, [s.held_out] * 5, [0, 1, 0, 1, 1]),
+        (sty, list(STYLE_IMAGE_DIGITS), [SVHN] * 5),
+    ):
         if folder.is_dir():
             shutil.rmtree(folder)
         for i, image in enumerate(world.render_digits(digits, styles, seed=s.seed + 2)):
@@ -210,13 +232,30 @@ def learn(world_dir: Path, images: Path, token: str, init: str, kind: str, out: 
     if out.exists():
         shutil.rmtree(out)
     began = time.perf_counter()
-    plan = ConceptPlan(out.parent, images=str(images), token=token, init_word=init, style=kind == "style",
-                       out=str(out))  # fmt: skip
-    ti = TIConfig(token="", init_word="", vectors=s.ti_vectors, validate_images=0,
-                  augmentation=Augmentation(world.SIZE, crop_min=1.0, flip=False))  # fmt: skip
-    train = TrainConfig(out_dir=out, steps=s.ti_steps, batch_size=s.ti_batch, lr=s.ti_lr, grad_clip=None,
-                        warmup_steps=default_warmup(s.ti_steps), ema_decay=None, log_every=25,
-                        sample_every=500, ckpt_every=s.ti_steps, seed=s.seed, device="cpu")  # fmt: skip
+    plan = ConceptPlan(
+        out.parent, images=str(images), token=token, init_word=init, style=kind == "style", out=str(out)
+    )
+    ti = TIConfig(
+        token="",
+        init_word="",
+        vectors=s.ti_vectors,
+        validate_images=0,
+        augmentation=Augmentation(world.SIZE, crop_min=1.0, flip=False),
+    )
+    train = TrainConfig(
+        out_dir=out,
+        steps=s.ti_steps,
+        batch_size=s.ti_batch,
+        lr=s.ti_lr,
+        grad_clip=None,
+        warmup_steps=default_warmup(s.ti_steps),
+        ema_decay=None,
+        log_every=25,
+        sample_every=500,
+        ckpt_every=s.ti_steps,
+        seed=s.seed,
+        device="cpu",
+    )
     learn_concepts(LearnJob(str(world_dir), plan, ti, train))
     done.write_text(json.dumps(recipe))
     _say(f"{token}: {s.ti_steps} steps in {time.perf_counter() - began:.0f} s")
@@ -235,9 +274,21 @@ def generate(world_dir: Path, prompt: str, embeddings: Path, out: Path, s: Setti
     if out.exists():
         shutil.rmtree(out)
     options = sampling.SamplingOptions(s.sampler_steps, s.guidance, solver="ddim", resolution=world.SIZE)
-    hw2_3(GenerationJob(out_dir=out, ckpt=str(world_dir), prompt=prompt, embeddings=[str(embeddings)],
-                        defaults=[], n_images=s.n_images, sampling=options, seed=s.seed,
-                        batch_size=s.n_images, device="cpu", progress=False))  # fmt: skip
+    hw2_3(
+        GenerationJob(
+            out_dir=out,
+            ckpt=str(world_dir),
+            prompt=prompt,
+            embeddings=[str(embeddings)],
+            defaults=[],
+            n_images=s.n_images,
+            sampling=options,
+            seed=s.seed,
+            batch_size=s.n_images,
+            device="cpu",
+            progress=False,
+        )
+    )
     return torch.stack([load_rgb(p) for p in list_images(out)])
 
 
@@ -297,8 +348,13 @@ def denoising_gain(world_dir: Path, token: str, init: str, learned: Path, s: Set
     return {"errors": errors, "gain": gains}
 
 
-def check(out: Path, s: Settings, world_only: bool = False, train_world: bool = False,
-          export_world: Path | None = None) -> dict:
+def check(
+    out: Path,
+    s: Settings,
+    world_only: bool = False,
+    train_world: bool = False,
+    export_world: Path | None = None,
+) -> dict:
     """The whole check; returns the rates (also in OUT/results.json). With ``world_only``, stops
     after the world's own named-digit rate (:func:`named_digit_rate`)."""
     began = time.perf_counter()
@@ -306,8 +362,10 @@ def check(out: Path, s: Settings, world_only: bool = False, train_world: bool = 
     world_dir = world_folder(out, s, train_world, export_world)
     digit_clf, style_clf = build_graders(out, world_dir, s)
     named = named_digit_rate(world_dir, digit_clf, s)
-    _say(f"world: named-digit rate {named['rate']:.2f} (\"{world.caption(0)}\" etc., every digit but the "
-         f"held-out one; chance 0.10)")  # fmt: skip
+    _say(
+        f'world: named-digit rate {named["rate"]:.2f} ("{world.caption(0)}" etc., every digit but the '
+        f"held-out one; chance 0.10)"
+    )
     if export_world is not None:  # the shipped form says how it was made and what it measured
         made = json.loads((world_dir / "done.json").read_text())
         info = made | {"named_digit_rate": round(named["rate"], 3)}
@@ -319,24 +377,51 @@ def check(out: Path, s: Settings, world_only: bool = False, train_world: bool = 
         return result
     folders = concept_folders(out, s)
     runs = {
-        OBJECT_TOKEN: learn(world_dir, folders[OBJECT_TOKEN], OBJECT_TOKEN, OBJECT_INIT, "object",
-                            out / "ti" / token_stem(OBJECT_TOKEN), s),
-        STYLE_TOKEN: learn(world_dir, folders[STYLE_TOKEN], STYLE_TOKEN, STYLE_INIT, "style",
-                           out / "ti" / token_stem(STYLE_TOKEN), s),
-    }  # fmt: skip
-    before = {token: initial_embedding(world_dir, token, init, out / "before" / token_stem(token),
-                                       s.ti_vectors)
-              for token, init in ((OBJECT_TOKEN, OBJECT_INIT), (STYLE_TOKEN, STYLE_INIT))}  # fmt: skip
+        OBJECT_TOKEN: learn(
+            world_dir,
+            folders[OBJECT_TOKEN],
+            OBJECT_TOKEN,
+            OBJECT_INIT,
+            "object",
+            out / "ti" / token_stem(OBJECT_TOKEN),
+            s,
+        ),
+        STYLE_TOKEN: learn(
+            world_dir,
+            folders[STYLE_TOKEN],
+            STYLE_TOKEN,
+            STYLE_INIT,
+            "style",
+            out / "ti" / token_stem(STYLE_TOKEN),
+            s,
+        ),
+    }
+    before = {
+        token: initial_embedding(world_dir, token, init, out / "before" / token_stem(token), s.ti_vectors)
+        for token, init in ((OBJECT_TOKEN, OBJECT_INIT), (STYLE_TOKEN, STYLE_INIT))
+    }
     gain = denoising_gain(world_dir, OBJECT_TOKEN, OBJECT_INIT, runs[OBJECT_TOKEN] / LEARNED_EMBEDS, s)
-    _say(f"{OBJECT_TOKEN}: noise-prediction error on fresh images, relative drop from the initial to the "
-         f"learned embedding: held-out digit {gain['gain']['held_out']:+.3f}, other digits "
-         f"{gain['gain']['others']:+.3f}")
+    _say(
+        f"{OBJECT_TOKEN}: noise-prediction error on fresh images, relative drop from the initial to the "
+        f"learned embedding: held-out digit {gain['gain']['held_out']:+.3f}, other digits "
+        f"{gain['gain']['others']:+.3f}"
+    )
     images, rates = {}, {}
     for when, embeds in (("before", before), ("after", runs)):
-        obj = generate(world_dir, OBJECT_PROMPT, embeds[OBJECT_TOKEN] / LEARNED_EMBEDS,
-                       out / "samples" / f"object_{when}", s)  # fmt: skip
-        sty = generate(world_dir, STYLE_PROMPT, embeds[STYLE_TOKEN] / LEARNED_EMBEDS,
-                       out / "samples" / f"style_{when}", s)  # fmt: skip
+        obj = generate(
+            world_dir,
+            OBJECT_PROMPT,
+            embeds[OBJECT_TOKEN] / LEARNED_EMBEDS,
+            out / "samples" / f"object_{when}",
+            s,
+        )
+        sty = generate(
+            world_dir,
+            STYLE_PROMPT,
+            embeds[STYLE_TOKEN] / LEARNED_EMBEDS,
+            out / "samples" / f"style_{when}",
+            s,
+        )
         images[f"object_{when}"], images[f"style_{when}"] = obj, sty
         obj_digits = predict(digit_clf, obj)
         sty_styles, sty_digits = predict(style_clf, sty), predict(digit_clf, sty)
@@ -351,16 +436,24 @@ def check(out: Path, s: Settings, world_only: bool = False, train_world: bool = 
     rows = ("object_before", "object_after", "style_before", "style_after")
     grid = torch.cat([images[k][:per_row] for k in rows])
     save_grid(grid, out / "ti_learns.png", nrow=per_row)
-    result = {"settings": asdict(s), "world_named_digit_rate": named, "rates": rates, "denoising_gain": gain,
-              "seconds": round(time.perf_counter() - began, 1),
-              "prompts": {"object": OBJECT_PROMPT, "style": STYLE_PROMPT}}  # fmt: skip
+    result = {
+        "settings": asdict(s),
+        "world_named_digit_rate": named,
+        "rates": rates,
+        "denoising_gain": gain,
+        "seconds": round(time.perf_counter() - began, 1),
+        "prompts": {"object": OBJECT_PROMPT, "style": STYLE_PROMPT},
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2))
     b, a = rates["before"], rates["after"]
-    _say(f"style check: digit {STYLE_DIGIT} rate before = {b['style_digit_rate']:.2f}, "
-         f"after = {a['style_digit_rate']:.2f}")
-    _say(f"grid: {out / 'ti_learns.png'} (rows: object before, after; style before, after); "
-         f"{result['seconds']:.0f} s in all")
+    _say(
+        f"style check: digit {STYLE_DIGIT} rate before = {b['style_digit_rate']:.2f}, "
+        f"after = {a['style_digit_rate']:.2f}"
+    )
+    _say(
+        f"grid: {out / 'ti_learns.png'} (rows: object before, after; style before, after); "
+        f"{result['seconds']:.0f} s in all"
+    )
     _say(f"TI object: before = {b['object_held_out_rate']:.2f}, after = {a['object_held_out_rate']:.2f}")
     _say(f"TI style: before = {b['style_svhn_rate']:.2f}, after = {a['style_svhn_rate']:.2f}")
     return result
-

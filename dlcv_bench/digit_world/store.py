@@ -36,8 +36,10 @@ def export_world(sd: StableDiffusion, folder: str | Path, info: dict) -> Path:
     skip = _token_table_key(sd.text_encoder)
     unet = {k: v.to(torch.float16) for k, v in sd.unet.state_dict().items()}
     save_weights(unet, folder / "unet.safetensors")
-    save_weights({k: v.float() for k, v in sd.text_encoder.state_dict().items() if k != skip},
-                 folder / "text_encoder.safetensors")  # fmt: skip
+    save_weights(
+        {k: v.float() for k, v in sd.text_encoder.state_dict().items() if k != skip},
+        folder / "text_encoder.safetensors",
+    )
     (folder / "world.json").write_text(json.dumps(info, indent=2) + "\n")
     return folder
 

@@ -76,8 +76,9 @@ def train_world(
     x_all = encode_images(sd, data.images)
     abar = sd.schedule.alpha_bar.float()
     fillers = filler_words(sd.tokenizer)
-    fractions = torch.tensor([opts.appearance_fraction] * len(APPEARANCE_WORDS)
-                             + [opts.shape_fraction] * len(SHAPE_WORDS))  # fmt: skip
+    fractions = torch.tensor(
+        [opts.appearance_fraction] * len(APPEARANCE_WORDS) + [opts.shape_fraction] * len(SHAPE_WORDS)
+    )
 
     def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
         b = opts.batch_size
@@ -106,13 +107,24 @@ def train_world(
 
     sd.unet.train().requires_grad_(True)
     ckpt = Path(out_dir) / "checkpoint.pt"
-    cfg = TrainConfig(out_dir=Path(out_dir), steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
-                      warmup_steps=min(100, opts.steps // 10), min_lr_ratio=opts.min_lr_ratio,
-                      grad_clip=1.0, ema_decay=0.995, sample_every=sample_every,
-                      log_every=max(1, min(100, opts.steps // 10)), ckpt_every=max(1, opts.steps // 4),
-                      seed=opts.seed, mixed_precision=False, resume=ckpt.is_file(),
-                      overwrite=not ckpt.is_file(),  # a run killed before its first checkpoint
-                      device=device)  # fmt: skip
+    cfg = TrainConfig(
+        out_dir=Path(out_dir),
+        steps=opts.steps,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        warmup_steps=min(100, opts.steps // 10),
+        min_lr_ratio=opts.min_lr_ratio,
+        grad_clip=1.0,
+        ema_decay=0.995,
+        sample_every=sample_every,
+        log_every=max(1, min(100, opts.steps // 10)),
+        ckpt_every=max(1, opts.steps // 4),
+        seed=opts.seed,
+        mixed_precision=False,
+        resume=ckpt.is_file(),
+        overwrite=not ckpt.is_file(),  # a run killed before its first checkpoint
+        device=device,
+    )
     trained = train(sd.unet, loss_fn, next_batch, cfg, on_sample=on_sample, config={"world": opts.__dict__})
     sd.unet.load_state_dict(trained.state_dict())
     sd.unet.eval().requires_grad_(False)

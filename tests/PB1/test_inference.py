@@ -44,8 +44,10 @@ def test_seed_sampler_and_flags(tmp_path, tiny_pb1_model):
     d = generate("d", "--sampler", "ddpm", "--n-per-digit", "1", "--guidance", "1")
     assert d.shape == (20, 28, 28, 3)
     # the stochastic DPM-Solver++: per-image fresh noise, so batches still do not matter
-    sde = [generate(f"sde{bs}", "--seed", "1", "--batch-size", bs, "--sampler", "dpm++", "--eta", "1")
-           for bs in ("7", "40")]  # fmt: skip
+    sde = [
+        generate(f"sde{bs}", "--seed", "1", "--batch-size", bs, "--sampler", "dpm++", "--eta", "1")
+        for bs in ("7", "40")
+    ]
     ode = generate("ode", "--seed", "1", "--sampler", "dpm++", "--eta", "0")
     assert np.array_equal(sde[0], sde[1])
     assert np.abs(sde[0].astype(int) - ode.astype(int)).mean() > 1

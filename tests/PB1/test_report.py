@@ -4,8 +4,17 @@ from ..conftest import run_script
 
 
 def test_report_figures(tmp_path, tiny_pb1_model):
-    result = run_script("PB1/report.py", "--out-dir", str(tmp_path), "--ckpt", str(tiny_pb1_model),
-                        "--scale", "2", "--device", "cpu")  # fmt: skip
+    result = run_script(
+        "PB1/report.py",
+        "--out-dir",
+        str(tmp_path),
+        "--ckpt",
+        str(tiny_pb1_model),
+        "--scale",
+        "2",
+        "--device",
+        "cpu",
+    )
     assert result.returncode == 0, result.stderr
     for dataset in ("mnistm", "svhn"):
         grid = Image.open(tmp_path / f"{dataset}_grid.png")
@@ -30,15 +39,32 @@ def test_the_report_draws_with_the_settings_hw2_1_uses(tmp_path, tiny_pb1_model)
     cfg["sample"] = {"sampler": "dpm++", "steps": 4, "guidance": 3.0, "eta": 1.0}
     model_file = save_weights(tensors, tmp_path / "sde.safetensors", cfg)
     for flags, folder in (([], "model"), (["--eta", "0"], "eta0")):
-        result = run_script("PB1/report.py", "--out-dir", str(tmp_path / folder), "--ckpt", str(model_file),
-                            "--scale", "1", "--device", "cpu", *flags)  # fmt: skip
+        result = run_script(
+            "PB1/report.py",
+            "--out-dir",
+            str(tmp_path / folder),
+            "--ckpt",
+            str(model_file),
+            "--scale",
+            "1",
+            "--device",
+            "cpu",
+            *flags,
+        )
         assert result.returncode == 0, result.stderr
     model, cfg = load_model(model_file)
     settings = SampleSettings.resolve(cfg)  # what PB1/inference.py (hw2_1.sh) resolves
     assert settings.eta == 1.0 and settings.sampler == "dpm++"
     labels = torch.arange(10).repeat_interleave(10)  # the MNIST-M grid: rows are digits
-    images = sample_labels(model, build_schedule(cfg), labels, **settings.as_kwargs(), seed=0,
-                           batch_size=len(labels), progress=False)  # fmt: skip
+    images = sample_labels(
+        model,
+        build_schedule(cfg),
+        labels,
+        **settings.as_kwargs(),
+        seed=0,
+        batch_size=len(labels),
+        progress=False,
+    )
     expected = np.asarray(Image.open(save_grid(_upscale(images, 1), tmp_path / "expected.png", nrow=10)))
     drawn = np.asarray(Image.open(tmp_path / "model" / "mnistm_grid.png"))
     assert np.array_equal(drawn, expected)

@@ -17,13 +17,36 @@ def test_training_writes_a_resumable_checkpoint_and_a_loadable_model(tiny_pb1_mo
     assert state["step"] == 4 and state["config"]["train"]["steps"] == 4
 
     before = tiny_pb1_model.read_bytes()
-    refused = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(out), "--config", "tiny",
-                         "--steps", "4", "--device", "cpu")  # fmt: skip
+    refused = run_script(
+        "PB1/train.py",
+        "--data",
+        str(digits_root),
+        "--out",
+        str(out),
+        "--config",
+        "tiny",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+    )
     assert refused.returncode == 2 and "--resume" in refused.stderr
     assert "Traceback" not in refused.stderr and tiny_pb1_model.read_bytes() == before
 
-    resumed = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(out), "--config", "tiny",
-                         "--steps", "6", "--device", "cpu", "--resume")  # fmt: skip
+    resumed = run_script(
+        "PB1/train.py",
+        "--data",
+        str(digits_root),
+        "--out",
+        str(out),
+        "--config",
+        "tiny",
+        "--steps",
+        "6",
+        "--device",
+        "cpu",
+        "--resume",
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 6
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -61,20 +84,43 @@ def test_a_latent_pca_model_trains_generates_and_keeps_its_basis(tmp_path, digit
     mine.write_text("mine")
     (out / "models").mkdir(parents=True)
     (out / "models" / "step_0000003.safetensors").symlink_to(mine)
-    result = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(out),
-                        "--config", str(config), "--device", "cpu", "--keep-models")  # fmt: skip
+    result = run_script(
+        "PB1/train.py",
+        "--data",
+        str(digits_root),
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--device",
+        "cpu",
+        "--keep-models",
+    )
     assert result.returncode == 0, result.stderr
     assert mine.read_text() == "mine" and not (out / "models" / "step_0000003.safetensors").is_symlink()
     assert "PCA: 16 components keep" in result.stdout
-    assert sorted(p.name for p in (out / "models").iterdir()) == ["step_0000003.safetensors",
-                                                                  "step_0000006.safetensors"]  # fmt: skip
+    assert sorted(p.name for p in (out / "models").iterdir()) == [
+        "step_0000003.safetensors",
+        "step_0000006.safetensors",
+    ]
     model, cfg = load_model(out / "model.safetensors")
     assert cfg["model"]["type"] == "pca_mlp" and model.latent_shape == (16,)
     assert float(model.net.pca_basis.abs().sum()) > 0 and not torch.equal(
         model.net.pca_basis, torch.eye(3 * 28 * 28, 16)
     )
-    images = run_script("PB1/inference.py", "--out-dir", str(tmp_path / "gen"), "--ckpt", str(out),
-                        "--n-per-digit", "2", "--device", "cpu", "--sampler", "dpm++")  # fmt: skip
+    images = run_script(
+        "PB1/inference.py",
+        "--out-dir",
+        str(tmp_path / "gen"),
+        "--ckpt",
+        str(out),
+        "--n-per-digit",
+        "2",
+        "--device",
+        "cpu",
+        "--sampler",
+        "dpm++",
+    )
     assert images.returncode == 0, images.stderr
     pngs = sorted((tmp_path / "gen" / "svhn").glob("*.png"))
     assert len(pngs) == 20 and Image.open(pngs[0]).size == (28, 28)
@@ -91,8 +137,19 @@ def test_the_same_seed_gives_the_same_model(tmp_path, digits_root):
     config.write_text(LATENT_YAML)
     models = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        result = run_script("PB1/train.py", "--data", str(digits_root), "--out", str(tmp_path / name),
-                            "--config", str(config), "--device", "cpu", "--seed", str(seed))  # fmt: skip
+        result = run_script(
+            "PB1/train.py",
+            "--data",
+            str(digits_root),
+            "--out",
+            str(tmp_path / name),
+            "--config",
+            str(config),
+            "--device",
+            "cpu",
+            "--seed",
+            str(seed),
+        )
         assert result.returncode == 0, result.stderr
         models.append(load_file(tmp_path / name / "model.safetensors"))
     a, b, c = models

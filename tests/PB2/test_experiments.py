@@ -24,8 +24,16 @@ def entry_main():
 
 def test_digit_model_figures_as_make_demo_runs_them(digit_model_file, tmp_path):
     out = tmp_path / "figs"
-    result = run_script("PB2/experiments.py", "--digit-ckpt", str(digit_model_file), "--out", str(out),
-                        "--steps", "2", "--quiet")  # fmt: skip
+    result = run_script(
+        "PB2/experiments.py",
+        "--digit-ckpt",
+        str(digit_model_file),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == FIGURES
     grid = Image.open(out / "eta_grid.png")
@@ -35,8 +43,15 @@ def test_digit_model_figures_as_make_demo_runs_them(digit_model_file, tmp_path):
 
 def test_face_unet_figures_and_seeded_repeatability(face_files, tmp_path):
     def figures(folder, **kwargs):
-        face_experiments(tmp_path / folder, face_files["unet"], face_files["noise_dir"], steps=3,
-                         device="cpu", progress=False, **kwargs)  # fmt: skip
+        face_experiments(
+            tmp_path / folder,
+            face_files["unet"],
+            face_files["noise_dir"],
+            steps=3,
+            device="cpu",
+            progress=False,
+            **kwargs,
+        )
 
     figures("a")
     figures("b", batch_size=1)
@@ -72,10 +87,23 @@ def test_bad_inputs_are_one_line_naming_the_flag(face_files, digit_model_file, t
     junk.write_bytes(b"junk")
     digit = ["--digit-ckpt", str(digit_model_file), "--out", str(tmp_path / "o"), "--device", "cpu"]
     cases = [
-        (["--unet", str(face_files["unet"]), "--noise-dir", str(few), "--out", str(tmp_path / "o")],
-         "the eta grid needs 4 noises, found 1"),
-        (["--unet", str(face_files["unet"]), "--noise-dir", str(few), "--out", str(tmp_path / "o"),
-          "--steps", "0"], "--steps must be 1-1000, got 0"),
+        (
+            ["--unet", str(face_files["unet"]), "--noise-dir", str(few), "--out", str(tmp_path / "o")],
+            "the eta grid needs 4 noises, found 1",
+        ),
+        (
+            [
+                "--unet",
+                str(face_files["unet"]),
+                "--noise-dir",
+                str(few),
+                "--out",
+                str(tmp_path / "o"),
+                "--steps",
+                "0",
+            ],
+            "--steps must be 1-1000, got 0",
+        ),
         ([*digit, "--labels", "0,1,x,3"], "--labels: expected comma-separated integers"),
         ([*digit, "--labels", "0,1,2"], "--labels: expected 4 class labels in 0..19"),
         ([*digit, "--labels", "0,1,2,20"], "--labels: expected 4 class labels in 0..19"),
@@ -84,7 +112,7 @@ def test_bad_inputs_are_one_line_naming_the_flag(face_files, digit_model_file, t
         ([*digit, "--noise-dir", str(few)], "--noise-dir is for --unet"),
         (["--digit-ckpt", str(junk), "--out", str(tmp_path / "o")], "cannot read weights"),
         (["--digit-ckpt", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "o")], "no PB1 model"),
-    ]  # fmt: skip
+    ]
     for argv, message in cases:
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_info:

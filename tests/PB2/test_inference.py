@@ -38,11 +38,14 @@ def _bad_unet(root):
     ("case", "message"),
     [
         ("missing_dir", "error: noise folder not found: {root}/nowhere"),
-        ("malformed_noise", "error: noise file {root}/bad_noise/00.pt has shape (1, 3, 30, 30): "
-                            "height and width must divide by 32"),
+        (
+            "malformed_noise",
+            "error: noise file {root}/bad_noise/00.pt has shape (1, 3, 30, 30): "
+            "height and width must divide by 32",
+        ),
         ("unfit_state_dict", "error: {root}/wrong.pt does not fit the face UNet (width 8): "),
     ],
-)  # fmt: skip
+)
 def test_bad_inputs_give_one_line_and_exit_2(face_files, tmp_path, case, message):
     noise_dir, unet = str(face_files["noise_dir"]), str(face_files["unet"])
     if case == "missing_dir":

@@ -46,9 +46,18 @@ def tiny(tmp_path_factory):
 
 def test_hw2_3_writes_25_images_per_prompt(tmp_path, tiny):
     out = tmp_path / "out"
-    result = run_script("hw2_3.sh", str(INPUT_JSON), str(out), str(tiny["ckpt"]),
-                        "--model-config", str(tiny["config"]), "--batch-size", "25", *TINY,
-                        env={**OFFLINE, "PB3_EMBEDDINGS": str(tiny["embeddings"])})  # fmt: skip
+    result = run_script(
+        "hw2_3.sh",
+        str(INPUT_JSON),
+        str(out),
+        str(tiny["ckpt"]),
+        "--model-config",
+        str(tiny["config"]),
+        "--batch-size",
+        "25",
+        *TINY,
+        env={**OFFLINE, "PB3_EMBEDDINGS": str(tiny["embeddings"])},
+    )
     assert result.returncode == 0, result.stderr
     assert "<new1>: 2 vector(s)" in result.stdout and "wrote 100 images" in result.stdout
     spec = json.loads(INPUT_JSON.read_text())
@@ -66,16 +75,45 @@ def test_hw2_3_writes_25_images_per_prompt(tmp_path, tiny):
 def test_prompt_mode_with_several_placeholders(tmp_path, tiny, monkeypatch):
     monkeypatch.setenv("PB3_EMBEDDINGS", "")
     out = tmp_path / "free"
-    main(["--prompt", "a <new1> next to a <cat> in the style of <new2>", "--out-dir", str(out),
-          "--ckpt", str(tiny["ckpt"]), "--model-config", str(tiny["config"]), "--n-images", "3",
-          "--embeddings", f"<cat>={tiny['cat']}", "--embeddings", str(tiny["embeddings"]),
-          "--embeddings", str(tiny["embeddings"] / "1"), "--guidance", "3", *TINY])  # fmt: skip
+    main(
+        [
+            "--prompt",
+            "a <new1> next to a <cat> in the style of <new2>",
+            "--out-dir",
+            str(out),
+            "--ckpt",
+            str(tiny["ckpt"]),
+            "--model-config",
+            str(tiny["config"]),
+            "--n-images",
+            "3",
+            "--embeddings",
+            f"<cat>={tiny['cat']}",
+            "--embeddings",
+            str(tiny["embeddings"]),
+            "--embeddings",
+            str(tiny["embeddings"] / "1"),
+            "--guidance",
+            "3",
+            *TINY,
+        ]
+    )
     assert sorted(p.name for p in out.iterdir()) == ["00.png", "01.png", "02.png"]
 
 
 def _args(tiny, out, *extra):
-    return ["--out-dir", str(out), "--ckpt", str(tiny["ckpt"]), "--model-config", str(tiny["config"]),
-            "--embeddings", str(tiny["embeddings"]), *TINY, *extra]  # fmt: skip
+    return [
+        "--out-dir",
+        str(out),
+        "--ckpt",
+        str(tiny["ckpt"]),
+        "--model-config",
+        str(tiny["config"]),
+        "--embeddings",
+        str(tiny["embeddings"]),
+        *TINY,
+        *extra,
+    ]
 
 
 def test_bad_inputs(tmp_path, tiny, monkeypatch):
@@ -104,9 +142,18 @@ def test_bad_inputs(tmp_path, tiny, monkeypatch):
 def test_errors_are_one_line_with_exit_code_2(tmp_path, tiny):
     untrained = tmp_path / "input.json"
     untrained.write_text(json.dumps({"0": {"token_name": "<zz-untrained>", "prompt": ["a <zz-untrained>"]}}))
-    result = run_script("PB3/inference.py", "--json", str(untrained), "--out-dir", str(tmp_path / "o"),
-                        "--ckpt", str(tiny["ckpt"]), "--embeddings", str(tmp_path),
-                        env={"PB3_EMBEDDINGS": ""})  # fmt: skip
+    result = run_script(
+        "PB3/inference.py",
+        "--json",
+        str(untrained),
+        "--out-dir",
+        str(tmp_path / "o"),
+        "--ckpt",
+        str(tiny["ckpt"]),
+        "--embeddings",
+        str(tmp_path),
+        env={"PB3_EMBEDDINGS": ""},
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("error: no learned embedding for <zz-untrained>")

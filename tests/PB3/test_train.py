@@ -20,8 +20,22 @@ from dlcv.stable_diffusion.embeddings import load_embedding
 
 from ..conftest import FIXTURES, load_script, run_script
 
-FAST = ["--resolution", "32", "--views", "2", "--batch-size", "2", "--validate-images", "1",
-        "--validate-steps", "1", "--device", "cpu", "--log-every", "1"]  # fmt: skip
+FAST = [
+    "--resolution",
+    "32",
+    "--views",
+    "2",
+    "--batch-size",
+    "2",
+    "--validate-images",
+    "1",
+    "--validate-steps",
+    "1",
+    "--device",
+    "cpu",
+    "--log-every",
+    "1",
+]
 
 
 SCRIPT = load_script("PB3/train.py", "pb3_train")
@@ -55,8 +69,21 @@ def data(tmp_path_factory) -> Path:
 
 def test_one_concept_trains_and_resumes(tmp_path, tiny, data):
     out = tmp_path / "new9"
-    args = ["--sd-ckpt", str(tiny["ckpt"]), "--model-config", str(tiny["config"]), "--images",
-            str(data / "0"), "--token", "<new9>", "--init-word", "dog", "--out", str(out), *FAST]  # fmt: skip
+    args = [
+        "--sd-ckpt",
+        str(tiny["ckpt"]),
+        "--model-config",
+        str(tiny["config"]),
+        "--images",
+        str(data / "0"),
+        "--token",
+        "<new9>",
+        "--init-word",
+        "dog",
+        "--out",
+        str(out),
+        *FAST,
+    ]
     main([*args, "--steps", "2"])
     token, first = load_embedding(out / "learned_embeds.safetensors")
     assert token == "<new9>" and first.shape == (1, 32)
@@ -80,8 +107,17 @@ def test_one_concept_trains_and_resumes(tmp_path, tiny, data):
 
 def test_json_mode_trains_every_concept_into_its_folder(tmp_path, tiny, data, capsys):
     out = tmp_path / "pb3"
-    args = ["--sd-ckpt", str(tiny["diffusers"]), "--json", str(data / "input.json"), "--out", str(out),
-            "--steps", "1", *FAST]  # fmt: skip
+    args = [
+        "--sd-ckpt",
+        str(tiny["diffusers"]),
+        "--json",
+        str(data / "input.json"),
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        *FAST,
+    ]
     main(args)
     expected = {"0": ("<new1>", "object", "dog"), "1": ("<new2>", "style", "David Revoy")}
     for key, (token, kind, init) in expected.items():
@@ -96,14 +132,29 @@ def test_json_mode_trains_every_concept_into_its_folder(tmp_path, tiny, data, ca
 
 
 def test_bad_inputs_give_one_line(tmp_path, tiny, data):
-    result = run_script("PB3/train.py", "--sd-ckpt", str(tmp_path / "missing.ckpt"), "--images",
-                        str(data / "0"), "--token", "<x>", "--out", str(tmp_path / "o"))  # fmt: skip
+    result = run_script(
+        "PB3/train.py",
+        "--sd-ckpt",
+        str(tmp_path / "missing.ckpt"),
+        "--images",
+        str(data / "0"),
+        "--token",
+        "<x>",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert result.returncode == 2 and "missing.ckpt" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
     (tmp_path / "empty").mkdir()
-    ckpt = ["--sd-ckpt", str(tiny["ckpt"]), "--model-config", str(tiny["config"]),
-            "--out", str(tmp_path / "o")]  # fmt: skip
+    ckpt = [
+        "--sd-ckpt",
+        str(tiny["ckpt"]),
+        "--model-config",
+        str(tiny["config"]),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     cases = [
         (["--images", str(tmp_path / "nowhere"), "--token", "<x>"], "nowhere"),
         (["--images", str(tmp_path / "empty"), "--token", "<x>"], "no images"),
@@ -121,8 +172,20 @@ def test_bad_inputs_give_one_line(tmp_path, tiny, data):
     flags = run_script("PB3/train.py", *ckpt, "--images", str(data / "0"), "--token", "<x>", "--warmup", "-1")
     assert flags.returncode == 2 and flags.stderr.strip() == "error: --warmup must be >= 0, got -1"
     with pytest.raises(UserError, match="--model-config"):
-        main(["--sd-ckpt", str(tiny["ckpt"]), "--model-config", str(tmp_path / "no.json"), "--images",
-              str(data / "0"), "--token", "<x>", "--out", str(tmp_path / "o2")])  # fmt: skip
+        main(
+            [
+                "--sd-ckpt",
+                str(tiny["ckpt"]),
+                "--model-config",
+                str(tmp_path / "no.json"),
+                "--images",
+                str(data / "0"),
+                "--token",
+                "<x>",
+                "--out",
+                str(tmp_path / "o2"),
+            ]
+        )
 
 
 def test_a_link_where_the_default_folder_of_a_token_goes_is_refused(tmp_path, monkeypatch):

@@ -44,15 +44,30 @@ def setup(tmp_path_factory):
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_full_run_prints_and_writes_everything(setup, tmp_path, capsys):
     data, weights = setup
     out = tmp_path / "out"
-    summary = _load_main()(["--data", str(data), "--clip", str(weights), "--output_dir", str(out),
-                            "--device", "cpu", "--workers", "0", "--batch_size", "5"])
+    summary = _load_main()(
+        [
+            "--data",
+            str(data),
+            "--clip",
+            str(weights),
+            "--output_dir",
+            str(out),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--batch_size",
+            "5",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert f"CLIP: {weights}" in stdout
     assert "accuracy:" in stdout and "/12, 3 classes)" in stdout
@@ -76,14 +91,42 @@ def test_full_run_prints_and_writes_everything(setup, tmp_path, capsys):
 
 def test_ensemble_and_clean_labels(setup, tmp_path):
     data, weights = setup
-    summary = _load_main()(["--data", str(data), "--clip", str(weights), "--output_dir",
-                            str(tmp_path), "--device", "cpu", "--workers", "0", "--ensemble",
-                            "--clean-labels"])
+    summary = _load_main()(
+        [
+            "--data",
+            str(data),
+            "--clip",
+            str(weights),
+            "--output_dir",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--ensemble",
+            "--clean-labels",
+        ]
+    )
     assert len(summary["templates"]) == 18
     assert summary["label_form"] == "underscores read as spaces"
-    summary = _load_main()(["--data", str(data), "--clip", str(weights), "--output_dir",
-                            str(tmp_path), "--device", "cpu", "--workers", "0",
-                            "--template", "a {label}", "--template", "an image of {}"])
+    summary = _load_main()(
+        [
+            "--data",
+            str(data),
+            "--clip",
+            str(weights),
+            "--output_dir",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--template",
+            "a {label}",
+            "--template",
+            "an image of {}",
+        ]
+    )
     assert summary["templates"] == ["a {label}", "an image of {}"]
 
 
@@ -96,8 +139,20 @@ def test_bad_inputs_have_clear_messages(setup, tmp_path):
     (bad / "val" / "1_0000.png").write_bytes(b"broken")
     main = _load_main()
     with pytest.raises(UserError, match=r"cannot read image .*1_0000\.png"):  # from a worker
-        main(["--data", str(bad), "--clip", str(weights), "--output_dir", str(tmp_path / "o"),
-              "--device", "cpu", "--workers", "2"])
+        main(
+            [
+                "--data",
+                str(bad),
+                "--clip",
+                str(weights),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+                "--workers",
+                "2",
+            ]
+        )
     assert not (tmp_path / "o").exists()
     with pytest.raises(UserError, match="no such file, folder or locally cached model"):
         main(["--data", str(data), "--clip", str(tmp_path / "nowhere"), "--device", "cpu"])

@@ -15,8 +15,18 @@ def _study():
     return load_script("bench/study_ti_world.py")
 
 
-TINY = ["world_steps=6", "world_batch=4", "world_images=100", "world_channels=8,16,32", "grader_steps=4",
-        "grader_images=200", "ti_steps=3", "ti_batch=2", "n_images=3", "sampler_steps=2"]  # fmt: skip
+TINY = [
+    "world_steps=6",
+    "world_batch=4",
+    "world_images=100",
+    "world_channels=8,16,32",
+    "grader_steps=4",
+    "grader_images=200",
+    "ti_steps=3",
+    "ti_batch=2",
+    "n_images=3",
+    "sampler_steps=2",
+]
 
 
 def test_a_study_checks_its_world_at_the_planned_steps_and_resumes(tmp_path, capsys):

@@ -74,8 +74,10 @@ def test_reads_the_course_input_json():
         ("{not json", "not valid JSON"),
         ("[]", "expected an object"),
         ('{"0": {"baseline": [[1, 2]]}}', "'prompt_4_clip_eval' must be a list"),
-        ('{"0": {"prompt_4_clip_eval": ["a", "b"], "baseline": [[1, 2]]}}',
-         r"one \[image, text\] pair per evaluation prompt \(2\)"),
+        (
+            '{"0": {"prompt_4_clip_eval": ["a", "b"], "baseline": [[1, 2]]}}',
+            r"one \[image, text\] pair per evaluation prompt \(2\)",
+        ),
         ('{"0": {"prompt_4_clip_eval": ["a"], "baseline": [[1]]}}', "'baseline' must hold"),
     ],
 )
@@ -135,14 +137,14 @@ def test_grades_as_the_course_and_encodes_references_once(tree, tiny, monkeypatc
     original = grading.encode_image_files
 
     def counting(clip_model, paths, *args, **kwargs):
-        calls.append([p.parent.name for p in paths][0] if paths[0].parent.parent.name == "data"
-                     else "generated")
+        calls.append(
+            [p.parent.name for p in paths][0] if paths[0].parent.parent.name == "data" else "generated"
+        )
         return original(clip_model, paths, *args, **kwargs)
 
     monkeypatch.setattr(grading, "encode_image_files", counting)
     concepts = read_input_json(tree / "input.json", for_grading=True)
-    results = grade_textual_inversion(tiny, plan_grading(concepts, tree / "data", tree / "out"),
-                                      batch_size=8)
+    results = grade_textual_inversion(tiny, plan_grading(concepts, tree / "data", tree / "out"), batch_size=8)
     assert calls.count("0") == 1 and calls.count("1") == 1  # references once per concept
     assert calls.count("generated") == 4
     assert [(r.key, r.index) for r in results] == [("0", 0), ("0", 1), ("1", 0), ("1", 1)]
@@ -166,16 +168,16 @@ def test_report_lists_margins_pass_fail_and_count(tree, tiny):
     assert "baseline -1000, +" in lines[0] and "baseline 1000, -" in lines[1]
     summary = results_to_json(results)
     assert [s["passed"] for s in summary] == [True, False, True, False]
-    assert json.loads(json.dumps(summary))[0]["image_margin"] == pytest.approx(
-        results[0].image_score + 1000
-    )
+    assert json.loads(json.dumps(summary))[0]["image_margin"] == pytest.approx(results[0].image_score + 1000)
 
 
 def test_scores_read_back_as_the_results_that_wrote_them(tmp_path):
     from dlcv.clip_eval.grading import PromptResult, load_results
 
-    results = [PromptResult("0", 1, "a <new1> dog", 80.0, 30.0, (79.0, 31.0), ["03.png"]),
-               PromptResult("1", 0, "a cat", 70.0, 35.0, (69.0, 34.0), [])]  # fmt: skip
+    results = [
+        PromptResult("0", 1, "a <new1> dog", 80.0, 30.0, (79.0, 31.0), ["03.png"]),
+        PromptResult("1", 0, "a cat", 70.0, 35.0, (69.0, 34.0), []),
+    ]
     path = tmp_path / "scores.json"
     path.write_text(json.dumps(results_to_json(results)))
     back = load_results(path)
@@ -183,4 +185,3 @@ def test_scores_read_back_as_the_results_that_wrote_them(tmp_path):
     path.write_text(json.dumps([{"key": "0", "index": 1}]))
     with pytest.raises(UserError, match="is not what `grade_hw2_3.py --save_json` writes"):
         load_results(path)
-

@@ -40,9 +40,16 @@ def openai_model():
     """A tiny OpenAI CLIP with every weight drawn at a scale where mistakes show."""
     torch.manual_seed(0)
     model = CLIP(
-        embed_dim=24, image_resolution=32, vision_layers=2, vision_width=128,
-        vision_patch_size=8, context_length=77, vocab_size=49408, transformer_width=64,
-        transformer_heads=1, transformer_layers=2,
+        embed_dim=24,
+        image_resolution=32,
+        vision_layers=2,
+        vision_width=128,
+        vision_patch_size=8,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=64,
+        transformer_heads=1,
+        transformer_layers=2,
     ).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -65,9 +72,7 @@ def test_openai_file_gives_the_clip_packages_features(openai_model, tmp_path, fm
     path = tmp_path / "ViT-tiny.pt"
     if fmt == "torchscript":
         tokens = clip.tokenize(PROMPTS)
-        traced = torch.jit.trace_module(
-            openai_model, {"encode_image": (pixels,), "encode_text": (tokens,)}
-        )
+        traced = torch.jit.trace_module(openai_model, {"encode_image": (pixels,), "encode_text": (tokens,)})
         traced.save(str(path))
         assert is_torchscript_archive(path)
     else:
@@ -89,9 +94,16 @@ def test_openai_file_gives_the_clip_packages_features(openai_model, tmp_path, fm
 def _rounded(model):
     """The same model with its weights rounded through fp16, computed in fp32."""
     copy = CLIP(
-        embed_dim=24, image_resolution=32, vision_layers=2, vision_width=128,
-        vision_patch_size=8, context_length=77, vocab_size=49408, transformer_width=64,
-        transformer_heads=1, transformer_layers=2,
+        embed_dim=24,
+        image_resolution=32,
+        vision_layers=2,
+        vision_width=128,
+        vision_patch_size=8,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=64,
+        transformer_heads=1,
+        transformer_layers=2,
     ).eval()
     copy.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     return copy
@@ -112,8 +124,7 @@ def test_plain_state_dict_is_read_with_weights_only(tmp_path):
 
 def test_resnet_checkpoint_is_refused(tmp_path):
     path = tmp_path / "RN50.pt"
-    torch.save({"visual.layer1.0.conv1.weight": torch.zeros(1), "logit_scale": torch.zeros(())},
-               path)
+    torch.save({"visual.layer1.0.conv1.weight": torch.zeros(1), "logit_scale": torch.zeros(())}, path)
     with pytest.raises(UserError, match="only the ViT variants"):
         load_clip(path)
 
@@ -163,11 +174,15 @@ def test_missing_weights_say_what_to_put_where(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match=r"no CLIP weights found .*checkpoints/clip-vit-base-patch32"
-                       r".*~/\.cache/clip/ViT-B-32\.pt"):
+    with pytest.raises(
+        UserError,
+        match=r"no CLIP weights found .*checkpoints/clip-vit-base-patch32"
+        r".*~/\.cache/clip/ViT-B-32\.pt",
+    ):
         resolve_clip_source(None)
-    with pytest.raises(UserError, match="openai/clip-vit-base-patch32: no such file, folder or "
-                       "locally cached model"):
+    with pytest.raises(
+        UserError, match="openai/clip-vit-base-patch32: no such file, folder or locally cached model"
+    ):
         resolve_clip_source("openai/clip-vit-base-patch32")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="neither config.json"):

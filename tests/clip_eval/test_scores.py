@@ -53,8 +53,6 @@ def test_scores_from_unit_features():
     features = torch.stack([e[0], (e[0] + e[1]) / 2**0.5])
     references = torch.stack([e[0], e[1]])
     # image 0: cos 1 and 0 -> 50; image 1: cos 1/sqrt2 with both -> 70.71
-    torch.testing.assert_close(image_scores(features, references),
-                               torch.tensor([50.0, 100 / 2**0.5]))
-    torch.testing.assert_close(text_scores(features, e[1], 100.0),
-                               torch.tensor([0.0, 100 / 2**0.5]))
+    torch.testing.assert_close(image_scores(features, references), torch.tensor([50.0, 100 / 2**0.5]))
+    torch.testing.assert_close(text_scores(features, e[1], 100.0), torch.tensor([0.0, 100 / 2**0.5]))
     torch.testing.assert_close(text_scores(features, e[0], 14.0), torch.tensor([14.0, 14 / 2**0.5]))

@@ -17,7 +17,9 @@ def test_help_texts_name_every_place():
 
 
 def test_command_line_modules_import_without_torch():
-    code = ("import sys, dlcv.clip_eval.sources, dlcv.clip_eval.prompts; "
-            "print(sorted(m for m in ('torch', 'transformers', 'torchvision') if m in sys.modules))")
+    code = (
+        "import sys, dlcv.clip_eval.sources, dlcv.clip_eval.prompts; "
+        "print(sorted(m for m in ('torch', 'transformers', 'torchvision') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -107,9 +107,12 @@ def test_ensemble_is_the_renormalised_mean(tiny):
     got = text_classifier(tiny, labels, templates, clean=True)
     with torch.no_grad():
         per_template = [
-            F.normalize(tiny.model.get_text_features(
-                input_ids=clip.tokenize([t.format(label=lab.replace("_", " ")) for lab in labels])
-            ).pooler_output, dim=-1)
+            F.normalize(
+                tiny.model.get_text_features(
+                    input_ids=clip.tokenize([t.format(label=lab.replace("_", " ")) for lab in labels])
+                ).pooler_output,
+                dim=-1,
+            )
             for t in templates
         ]
     torch.testing.assert_close(got, F.normalize(torch.stack(per_template).mean(0), dim=-1))
@@ -130,8 +133,9 @@ def test_predictions_are_the_argmax_of_similarities(tmp_path, tiny, clean):
     expected = [class_ids[i] for i in logits.argmax(dim=1).tolist()]
     assert result.predicted == expected
     assert len(set(expected)) > 1  # the check is not trivial
-    torch.testing.assert_close(torch.tensor(result.confidence),
-                               logits.softmax(dim=1).max(dim=1).values, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(result.confidence), logits.softmax(dim=1).max(dim=1).values, atol=1e-5, rtol=0
+    )
     assert result.accuracy == pytest.approx(
         np.mean([t == p for t, p in zip(data.targets, expected, strict=True)])
     )

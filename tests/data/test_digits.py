@@ -14,8 +14,9 @@ from dlcv.cli import UserError
 from dlcv.data import digits as dg
 
 
-def _write_split(folder: Path, split: str, labels: list[int], size: int = 28,
-                 start: int = 0, mode: str = "RGB") -> list[str]:
+def _write_split(
+    folder: Path, split: str, labels: list[int], size: int = 28, start: int = 0, mode: str = "RGB"
+) -> list[str]:
     """Write ``labels`` as images ``folder/data/NNNNN.png`` plus ``folder/{split}.csv``."""
     (folder / "data").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(start)
@@ -155,8 +156,7 @@ def test_bad_header(tree: Path) -> None:
 
 @pytest.mark.parametrize("label", ["x", "12", "-1", "3.5", ""])
 def test_bad_label_names_file_and_row(tree: Path, label: str) -> None:
-    (tree / "mnistm" / "train.csv").write_text(
-        f"image_name,label\n00000.png,3\n00001.png,{label}\n")
+    (tree / "mnistm" / "train.csv").write_text(f"image_name,label\n00000.png,3\n00001.png,{label}\n")
     message = _error(tree)
     assert "train.csv" in message and "line 3" in message and "00001.png" in message
 

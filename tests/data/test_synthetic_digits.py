@@ -19,14 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sd.write_synthetic_digits(tmp_path_factory.mktemp("syn"), 30, 10, seed=3,
-                                     progress=False)
+    return sd.write_synthetic_digits(tmp_path_factory.mktemp("syn"), 30, 10, seed=3, progress=False)
 
 
 def test_layout_header_counts_and_names(written: Path) -> None:
@@ -72,8 +70,18 @@ def test_refuses_to_overwrite_and_keeps_unrelated_files(tmp_path: Path) -> None:
 
 
 def test_cli_writes_and_refuses(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "dlcv.data.synthetic_digits", "--out", str(tmp_path),
-           "--train", "10", "--test", "10", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dlcv.data.synthetic_digits",
+        "--out",
+        str(tmp_path),
+        "--train",
+        "10",
+        "--test",
+        "10",
+        "--quiet",
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "mnistm" in done.stdout and "svhn" in done.stdout

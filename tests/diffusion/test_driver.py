@@ -51,23 +51,25 @@ def test_factories_see_which_items_they_denoise():
 def test_stochastic_items_do_not_depend_on_the_batch_and_padding_is_dropped():
     x = noises(5)
     whole = sample_batches(constant_eps(toy_eps), x, LINEAR, eta=1.0, steps=4, seed=2)
-    parts = sample_batches(constant_eps(toy_eps), x, LINEAR, eta=1.0, steps=4, seed=2, batch_size=2,
-                           batch_multiple=4)  # fmt: skip
+    parts = sample_batches(
+        constant_eps(toy_eps), x, LINEAR, eta=1.0, steps=4, seed=2, batch_size=2, batch_multiple=4
+    )
     assert parts.shape == whole.shape
     torch.testing.assert_close(parts, whole)
 
 
 @pytest.mark.parametrize("convention", [COURSE, SD_V1])
 def test_a_sampler_name_is_one_algorithm_and_the_convention_the_models(convention):
-    """"dpm++" is DPM-Solver++(2M) in both conventions; the convention says which timesteps it
+    """ "dpm++" is DPM-Solver++(2M) in both conventions; the convention says which timesteps it
     visits and where its last step ends (the course: DDIM's, to alpha_bar[0]; SD v1: diffusers'
     leading ones, to x_0). DDIM is the same in both."""
     x = noises()
     timesteps = ddim_timesteps(6) if convention is COURSE else dpm_solver_timesteps(6)
     final = None if convention is COURSE else 1.0
     expected = dpmpp_2m_sample(toy_eps, x, LINEAR, timesteps, clip_x0=False, alpha_bar_final=final)
-    ours = sample_batches(constant_eps(toy_eps), x, LINEAR, sampler="dpm++", steps=6, clip_x0=False,
-                          convention=convention)  # fmt: skip
+    ours = sample_batches(
+        constant_eps(toy_eps), x, LINEAR, sampler="dpm++", steps=6, clip_x0=False, convention=convention
+    )
     torch.testing.assert_close(ours, expected)
     assert convention.timesteps("ddim", 6, 1000) == ddim_timesteps(6)
     assert convention.alpha_bar_final("ddim") is None
@@ -75,8 +77,9 @@ def test_a_sampler_name_is_one_algorithm_and_the_convention_the_models(conventio
 
 def test_batches_come_one_at_a_time_decoded():
     x = noises(5)
-    decoded = list(iter_sample_batches(constant_eps(toy_eps), x, LINEAR, steps=3, batch_size=2,
-                                       decode=lambda z: z * 2))  # fmt: skip
+    decoded = list(
+        iter_sample_batches(constant_eps(toy_eps), x, LINEAR, steps=3, batch_size=2, decode=lambda z: z * 2)
+    )
     assert [start for start, _ in decoded] == [0, 2, 4]
     whole = sample_batches(constant_eps(toy_eps), x, LINEAR, steps=3)
     torch.testing.assert_close(torch.cat([b for _, b in decoded]), whole * 2)

@@ -68,6 +68,7 @@ def test_min_snr_weights_every_sample_by_min_snr_gamma_in_x0_space(objective):
     s = NoiseSchedule.linear()
     x0 = torch.rand(64, 3, 4, 4, generator=torch.Generator().manual_seed(4)) * 2 - 1
     weighted = Objective(objective.prediction, min_snr_gamma=5.0)
+
     # a network whose x0 error is exactly 0.1 everywhere: F error = 0.1 * dF/dx0
     def off_by(net_objective):
         def net(inp, t):
@@ -76,6 +77,7 @@ def test_min_snr_weights_every_sample_by_min_snr_gamma_in_x0_space(objective):
             eps_true = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
             eps_wrong = (x_t - a.sqrt() * (x0 + 0.1)) / (1 - a).sqrt()
             return net_objective.target(x0 + 0.1, eps_wrong, a) + 0 * eps_true
+
         return net
 
     loss = diffusion_loss(off_by(weighted), x0, s, torch.Generator().manual_seed(5), weighted)

@@ -87,8 +87,9 @@ def test_ddpm_steps_equal_diffusers():
         # diffusers draws its noise from the generator it is given: draw the same here
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(100 + t))
         prev = float(SCHEDULE.alpha_bar[t - 1]) if t > 0 else 1.0
-        ours, _ = ddpm_step(x, eps, float(SCHEDULE.alpha_bar[t]), prev, noise=noise if t > 0 else None,
-                            clip_x0=True)  # fmt: skip
+        ours, _ = ddpm_step(
+            x, eps, float(SCHEDULE.alpha_bar[t]), prev, noise=noise if t > 0 else None, clip_x0=True
+        )
         theirs = ref.step(eps, t, x, generator=torch.Generator().manual_seed(100 + t)).prev_sample
         torch.testing.assert_close(ours, theirs, rtol=2e-4, atol=2e-4)
         x = ours
@@ -112,10 +113,18 @@ def _diffusers_dpm_solver(algorithm_type: str, steps: int):
     from diffusers import DPMSolverMultistepScheduler
 
     ref = DPMSolverMultistepScheduler(
-        num_train_timesteps=1000, beta_start=1e-4, beta_end=2e-2, beta_schedule="linear",
-        algorithm_type=algorithm_type, solver_order=2, lower_order_final=True, euler_at_final=False,
-        final_sigmas_type="zero", timestep_spacing="leading", steps_offset=1,
-    )  # fmt: skip
+        num_train_timesteps=1000,
+        beta_start=1e-4,
+        beta_end=2e-2,
+        beta_schedule="linear",
+        algorithm_type=algorithm_type,
+        solver_order=2,
+        lower_order_final=True,
+        euler_at_final=False,
+        final_sigmas_type="zero",
+        timestep_spacing="leading",
+        steps_offset=1,
+    )
     ref.set_timesteps(steps)
     return ref
 
@@ -153,8 +162,15 @@ def test_dpmpp_2m_sde_equals_diffusers_sde_dpm_solver(steps):
     for t in ref.timesteps:
         noise = torch.randn(x.shape, generator=g)
         x_ref = ref.step(toy_eps(x_ref, t.expand(2)), t, x_ref, variance_noise=noise).prev_sample
-    ours = dpmpp_2m_sample(toy_eps, x, SCHEDULE, timesteps, eta=1.0, alpha_bar_final=1.0,
-                           generator=torch.Generator().manual_seed(9))  # fmt: skip
+    ours = dpmpp_2m_sample(
+        toy_eps,
+        x,
+        SCHEDULE,
+        timesteps,
+        eta=1.0,
+        alpha_bar_final=1.0,
+        generator=torch.Generator().manual_seed(9),
+    )
     torch.testing.assert_close(ours, x_ref, rtol=1e-4, atol=1e-4)
     ode = dpmpp_2m_sample(toy_eps, x, SCHEDULE, timesteps, alpha_bar_final=1.0)
     assert (ours - ode).abs().max() > 1e-2  # the noise matters
@@ -164,8 +180,10 @@ def test_dpmpp_2m_sde_first_step_is_ddpm_posterior():
     """One SDE step (first order) is DDIM with eta = 1, i.e. DDPM's posterior, given the same noise."""
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
     end = float(SCHEDULE.alpha_bar[601])
-    step_one = dpmpp_2m_sample(toy_eps, x, SCHEDULE, [801], eta=1.0, alpha_bar_final=end,
-                               generator=torch.Generator().manual_seed(4))  # fmt: skip
-    ddim_one = ddim_sample(toy_eps, x, SCHEDULE, [801], eta=1.0, alpha_bar_final=end,
-                           generator=torch.Generator().manual_seed(4))  # fmt: skip
+    step_one = dpmpp_2m_sample(
+        toy_eps, x, SCHEDULE, [801], eta=1.0, alpha_bar_final=end, generator=torch.Generator().manual_seed(4)
+    )
+    ddim_one = ddim_sample(
+        toy_eps, x, SCHEDULE, [801], eta=1.0, alpha_bar_final=end, generator=torch.Generator().manual_seed(4)
+    )
     torch.testing.assert_close(step_one, ddim_one, rtol=1e-5, atol=1e-5)

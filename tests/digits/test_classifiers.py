@@ -24,12 +24,17 @@ from dlcv.digits.classifiers import (
 
 # The course's Classifier.pth state_dict (docs/course_interface.md).
 COURSE_LENET_SHAPES = {
-    "conv1.weight": (6, 3, 5, 5), "conv1.bias": (6,),
-    "conv2.weight": (16, 6, 5, 5), "conv2.bias": (16,),
-    "fc1.weight": (128, 256), "fc1.bias": (128,),
-    "fc2.weight": (64, 128), "fc2.bias": (64,),
-    "fc3.weight": (10, 64), "fc3.bias": (10,),
-}  # fmt: skip
+    "conv1.weight": (6, 3, 5, 5),
+    "conv1.bias": (6,),
+    "conv2.weight": (16, 6, 5, 5),
+    "conv2.bias": (16,),
+    "fc1.weight": (128, 256),
+    "fc1.bias": (128,),
+    "fc2.weight": (64, 128),
+    "fc2.bias": (64,),
+    "fc3.weight": (10, 64),
+    "fc3.bias": (10,),
+}
 
 
 def course_resnet34() -> nn.Module:
@@ -127,8 +132,9 @@ def test_plain_resnet34_state_dict_is_recognised(tmp_path, resnet_state, prefix)
 def test_safetensors_round_trip_keeps_arch_and_metadata(tmp_path):
     torch.manual_seed(4)
     model = SmallCNN()
-    path = save_digit_classifier(model, tmp_path / "svhn_classifier.safetensors", "smallcnn",
-                                 {"heldout_acc": 0.5})  # fmt: skip
+    path = save_digit_classifier(
+        model, tmp_path / "svhn_classifier.safetensors", "smallcnn", {"heldout_acc": 0.5}
+    )
     loaded = load_digit_classifier(path)
     assert loaded.arch == "smallcnn"
     x = torch.randn(2, 3, 28, 28)

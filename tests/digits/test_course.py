@@ -44,8 +44,9 @@ def test_the_report_draws_with_the_settings_hw2_1_uses(sde_model, tmp_path, monk
     course_calls = _record(monkeypatch, sampling)  # sample_course_set's sampler
     report_calls = _record(monkeypatch, figures)
     course.hw2_1(tmp_path / "out", sde_model, request=request_, n_per_digit=1, device="cpu", progress=False)
-    figures.report_figures(tmp_path / "fig", sde_model, request=request_, scale=1, device="cpu",
-                           progress=False)  # fmt: skip
+    figures.report_figures(
+        tmp_path / "fig", sde_model, request=request_, scale=1, device="cpu", progress=False
+    )
     expected = request_.settings(load_for_sampling(sde_model).config)
     assert course_calls == [{k: getattr(expected, k) for k in SETTINGS}]
     assert report_calls == course_calls * 2  # one grid per dataset, each with hw2_1.sh's settings
@@ -55,9 +56,11 @@ def test_the_report_draws_with_the_settings_hw2_1_uses(sde_model, tmp_path, monk
 
 def test_hw2_1_refuses_bad_settings_before_writing(sde_model, tmp_path):
     out = tmp_path / "out"
-    for kwargs, message in (({"n_per_digit": 0}, "`n_per_digit` must be 1-999"),
-                            ({"request": SampleRequest(eta=-1.0)}, "`eta` must be 0 or more"),
-                            ({"request": SampleRequest(steps=0)}, "`steps` must be 1-1000")):  # fmt: skip
+    for kwargs, message in (
+        ({"n_per_digit": 0}, "`n_per_digit` must be 1-999"),
+        ({"request": SampleRequest(eta=-1.0)}, "`eta` must be 0 or more"),
+        ({"request": SampleRequest(steps=0)}, "`steps` must be 1-1000"),
+    ):
         with pytest.raises(ArgumentError, match=message):
             course.hw2_1(out, sde_model, device="cpu", **kwargs)
     assert not out.exists()

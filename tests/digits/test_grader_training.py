@@ -77,9 +77,19 @@ def test_a_short_run_learns_its_batch(tmp_path, digits_root):
     data = load_train_and_heldout(digits_root, "mnistm", limit=32, progress=False)
     x, y = data.train_images, data.train_labels
     before = evaluate(LeNet(), x, y)["acc"]
-    model = train_digit_classifier(x, y, tmp_path / "run", "lenet", steps=60, batch_size=32, lr=1e-2,
-                                   augmentation=False, label_smoothing=0.0, ema_decay=0,
-                                   device="cpu")  # fmt: skip
+    model = train_digit_classifier(
+        x,
+        y,
+        tmp_path / "run",
+        "lenet",
+        steps=60,
+        batch_size=32,
+        lr=1e-2,
+        augmentation=False,
+        label_smoothing=0.0,
+        ema_decay=0,
+        device="cpu",
+    )
     assert model.arch == "lenet" and not model.training
     after = evaluate(model, x, y)
     assert after["acc"] >= 0.5 > before and after["total"] == 32

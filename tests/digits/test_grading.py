@@ -157,11 +157,20 @@ def test_the_grades_record_reads_back_what_the_grader_wrote(tmp_path):
 
     from dlcv.digits.grading import GradesRecord, grades_record
 
-    stats = {name: {"acc": 0.5, "correct": 2, "total": 4, "per_digit": {0: [1, 2], 3: [1, 2]}}
-             for name in ("mnistm", "svhn")}  # fmt: skip
+    stats = {
+        name: {"acc": 0.5, "correct": 2, "total": 4, "per_digit": {0: [1, 2], 3: [1, 2]}}
+        for name in ("mnistm", "svhn")
+    }
     record = grades_record({**stats, "acc": 0.5}, tmp_path, tmp_path / "a.pth", tmp_path / "b.pth")
-    assert list(record) == ["folder", "mnistm_checkpoint", "svhn_checkpoint", "baselines", "mnistm", "svhn",
-                            "acc"]  # fmt: skip
+    assert list(record) == [
+        "folder",
+        "mnistm_checkpoint",
+        "svhn_checkpoint",
+        "baselines",
+        "mnistm",
+        "svhn",
+        "acc",
+    ]
     path = tmp_path / "grades.json"
     path.write_text(json.dumps(record))
     back = GradesRecord.load(path)

@@ -81,14 +81,24 @@ def test_an_image_depends_on_its_seed_and_index_not_on_the_batch_size(sampler, e
     labels = torch.arange(20)
 
     def run(batch_size):
-        return sample_labels(model, schedule, labels, sampler=sampler, steps=4, eta=eta, seed=3,
-                             batch_size=batch_size, progress=False)  # fmt: skip
+        return sample_labels(
+            model,
+            schedule,
+            labels,
+            sampler=sampler,
+            steps=4,
+            eta=eta,
+            seed=3,
+            batch_size=batch_size,
+            progress=False,
+        )
 
     whole = run(20)
     for batch_size in (1, 3, 7):
         assert torch.equal(run(batch_size), whole), batch_size
-    other_seed = sample_labels(model, schedule, labels, sampler=sampler, steps=4, eta=eta, seed=4,
-                               batch_size=20, progress=False)  # fmt: skip
+    other_seed = sample_labels(
+        model, schedule, labels, sampler=sampler, steps=4, eta=eta, seed=4, batch_size=20, progress=False
+    )
     assert (other_seed.float() - whole.float()).abs().mean() > 5
 
 
@@ -103,8 +113,14 @@ def test_sample_settings_take_the_models_values_unless_given_and_validate_once()
     assert s.guidance == 4.0 and s.steps == 25 and s.eta == 1.0
     assert SampleSettings.resolve(None) == SampleSettings()
     assert "guidance 3/6" in SampleSettings.resolve(model_cfg).describe()
-    for bad in ({"steps": 0}, {"eta": -1.0}, {"guidance": float("nan")}, {"sampler": "bogus"},
-                {"guidance": (1.0, 2.0, 3.0)}, {"guidance_interval": (500.0, 100.0)}):  # fmt: skip
+    for bad in (
+        {"steps": 0},
+        {"eta": -1.0},
+        {"guidance": float("nan")},
+        {"sampler": "bogus"},
+        {"guidance": (1.0, 2.0, 3.0)},
+        {"guidance_interval": (500.0, 100.0)},
+    ):
         with pytest.raises(UserError):
             SampleSettings.resolve(model_cfg, **bad)
 

@@ -7,8 +7,15 @@ from dlcv.digits.unet import DigitUNet, DigitUNetConfig
 
 @pytest.mark.parametrize("patch_size,scale_shift", [(1, False), (2, False), (2, True)])
 def test_output_has_the_input_shape_and_depends_on_the_class(patch_size, scale_shift):
-    cfg = DigitUNetConfig(base_channels=16, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1],
-                          norm_groups=8, patch_size=patch_size, scale_shift_norm=scale_shift)  # fmt: skip
+    cfg = DigitUNetConfig(
+        base_channels=16,
+        channel_mults=[1, 2],
+        num_res_blocks=1,
+        attention_levels=[1],
+        norm_groups=8,
+        patch_size=patch_size,
+        scale_shift_norm=scale_shift,
+    )
     model = DigitUNet(cfg).eval()
     x, t = torch.randn(2, 3, 28, 28), torch.tensor([10, 900])
     a = model(x, t, torch.tensor([0, 0]))

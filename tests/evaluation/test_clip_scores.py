@@ -26,8 +26,16 @@ from ..conftest import load_script
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "evaluation" / "clip_scores.py"
 # index: (a, b); rank score 100 a + 250 b
-SCORES = {0: (0.3, 0.1), 1: (0.9, 0.05), 2: (0.5, 0.3), 3: (0.1, 0.45), 4: (0.6, 0.2),
-          5: (0.2, 0.1), 6: (0.8, 0.11), 7: (0.4, 0.24)}
+SCORES = {
+    0: (0.3, 0.1),
+    1: (0.9, 0.05),
+    2: (0.5, 0.3),
+    3: (0.1, 0.45),
+    4: (0.6, 0.2),
+    5: (0.2, 0.1),
+    6: (0.8, 0.11),
+    7: (0.4, 0.24),
+}
 # rank scores: 55, 102.5, 125, 122.5, 110, 45, 107.5, 100
 TOP5 = [2, 3, 4, 6, 1]  # image 58 on average, text 22.2
 
@@ -90,10 +98,8 @@ def test_score_folder_ranks_keeps_top5_and_averages(module, folders):
     assert scores.image == pytest.approx([100 * SCORES[i][0] for i in range(8)], abs=1e-4)
     assert scores.text == pytest.approx([100 * SCORES[i][1] for i in range(8)], abs=1e-4)
     assert scores.selection.indices == TOP5
-    assert scores.selection.image_score == pytest.approx(sum(100 * SCORES[i][0] for i in TOP5) / 5,
-                                                         abs=1e-4)
-    assert scores.selection.text_score == pytest.approx(sum(100 * SCORES[i][1] for i in TOP5) / 5,
-                                                        abs=1e-4)
+    assert scores.selection.image_score == pytest.approx(sum(100 * SCORES[i][0] for i in TOP5) / 5, abs=1e-4)
+    assert scores.selection.text_score == pytest.approx(sum(100 * SCORES[i][1] for i in TOP5) / 5, abs=1e-4)
     assert module.encode_calls == [["refs", "refs"], ["images"] * 8]  # references once
     assert module.score_folder(StandInClip(), images, refs, "a dog", k=2).selection.indices == [2, 3]
 
@@ -116,19 +122,47 @@ def test_pass_rule_and_constants(module):
 
 def test_command_prints_ranks_averages_margins_and_verdict(module, folders, capsys):
     images, refs = folders
-    module.main(["--images", str(images), "--references", str(refs), "--text", "a dog",
-                 "--baseline", "56.5", "20", "--device", "cpu"])
+    module.main(
+        [
+            "--images",
+            str(images),
+            "--references",
+            str(refs),
+            "--text",
+            "a dog",
+            "--baseline",
+            "56.5",
+            "20",
+            "--device",
+            "cpu",
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "CLIP: stand-in CLIP"
     marks = {line[3:].split()[0]: line[:2].strip() for line in lines[1:9]}
     assert marks == {f"{i}.png": (f"#{TOP5.index(i) + 1}" if i in TOP5 else "") for i in range(8)}
     assert lines[3].startswith("#1 2.png  image  50.00  text  30.00  rank score  125.00")
-    assert lines[-1] == ("top 5: image 58.00 (baseline 56.5, +1.50)  "
-                         "text 22.20 (baseline 20, +2.20)  PASS")
-    module.main(["--images", str(images), "--references", str(refs), "--text", "a dog",
-                 "--top_k", "3", "--baseline", "41", "0", "--device", "cpu"])
+    assert lines[-1] == ("top 5: image 58.00 (baseline 56.5, +1.50)  text 22.20 (baseline 20, +2.20)  PASS")
+    module.main(
+        [
+            "--images",
+            str(images),
+            "--references",
+            str(refs),
+            "--text",
+            "a dog",
+            "--top_k",
+            "3",
+            "--baseline",
+            "41",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "top 3: image 40.00 (baseline 41, -1.00)  text 31.67 (baseline 0, +31.67)  FAIL")
+        "top 3: image 40.00 (baseline 41, -1.00)  text 31.67 (baseline 0, +31.67)  FAIL"
+    )
     module.main(["--images", str(images), "--references", str(refs), "--text", "a dog"])
     assert capsys.readouterr().out.splitlines()[-1] == "top 5: image 58.00  text 22.20"
 
@@ -138,8 +172,10 @@ def test_command_prints_ranks_averages_margins_and_verdict(module, folders, caps
     [
         (["--images", "{images}", "--references", "{root}/none"], "reference folder not found"),
         (["--images", "{root}/none", "--references", "{refs}"], "image folder not found"),
-        (["--images", "{images}", "--references", "{images}", "--top_k", "9"],
-         r"images: 8 images, need at least 9 \(the number kept\)"),
+        (
+            ["--images", "{images}", "--references", "{images}", "--top_k", "9"],
+            r"images: 8 images, need at least 9 \(the number kept\)",
+        ),
         (["--images", "{images}", "--references", "{root}"], "no reference images"),
     ],
 )
@@ -160,8 +196,20 @@ def test_runs_with_a_tiny_random_clip(folders, tmp_path, capsys):
 
     images, refs = folders
     weights = save_hf_folder(random_clip(), tmp_path / "clip-tiny")
-    scores = _load_module().main(["--images", str(images), "--references", str(refs), "--text",
-                                  "a dog", "--clip", str(weights), "--device", "cpu"])
+    scores = _load_module().main(
+        [
+            "--images",
+            str(images),
+            "--references",
+            str(refs),
+            "--text",
+            "a dog",
+            "--clip",
+            str(weights),
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"CLIP: {weights}" and len(out) == 1 + 8 + 1
     expected = sorted(range(8), key=lambda i: -(scores.image[i] + 2.5 * scores.text[i]))[:5]

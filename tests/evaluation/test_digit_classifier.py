@@ -58,8 +58,10 @@ def setup(tmp_path_factory):
                 module.running_var.uniform_(0.5, 2.0)
     optimizer = torch.optim.Adam(lenet.parameters())
     (root / "ckpt").mkdir()
-    torch.save({"state_dict": lenet.state_dict(), "optimizer": optimizer.state_dict()},
-               root / "ckpt" / "Classifier.pth")  # fmt: skip
+    torch.save(
+        {"state_dict": lenet.state_dict(), "optimizer": optimizer.state_dict()},
+        root / "ckpt" / "Classifier.pth",
+    )
     torch.save(resnet.state_dict(), root / "ckpt" / "resnet34_svhn.pth")
     expected = []
     for name, model in (("mnistm", lenet), ("svhn", resnet)):
@@ -78,10 +80,19 @@ def entry_point():
 def test_course_files_give_the_course_lines(setup):
     root, (m_correct, s_correct) = setup
     assert 0 < m_correct < 20 and 0 < s_correct < 20, "the random classifiers should be right sometimes"
-    result = run_script("evaluation/digit_classifier.py", "--folder", str(root / "out"),
-                        "--checkpoint", str(root / "ckpt" / "Classifier.pth"),
-                        "--svhn-checkpoint", str(root / "ckpt" / "resnet34_svhn.pth"), "--device", "cpu",
-                        "--batch-size", "8")  # fmt: skip
+    result = run_script(
+        "evaluation/digit_classifier.py",
+        "--folder",
+        str(root / "out"),
+        "--checkpoint",
+        str(root / "ckpt" / "Classifier.pth"),
+        "--svhn-checkpoint",
+        str(root / "ckpt" / "resnet34_svhn.pth"),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+    )
     assert result.returncode == 0, result.stderr
     m_acc, s_acc = m_correct / 20, s_correct / 20
     assert result.stdout.splitlines() == [
@@ -93,8 +104,17 @@ def test_course_files_give_the_course_lines(setup):
 
 def test_svhn_classifier_found_next_to_checkpoint(setup, capsys):
     root, (m_correct, s_correct) = setup
-    entry_point().main(["--folder", str(root / "out"), "--checkpoint", str(root / "ckpt" / "Classifier.pth"),
-                        "--device", "cpu", "--details"])  # fmt: skip
+    entry_point().main(
+        [
+            "--folder",
+            str(root / "out"),
+            "--checkpoint",
+            str(root / "ckpt" / "Classifier.pth"),
+            "--device",
+            "cpu",
+            "--details",
+        ]
+    )
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert len(lines) == 3 and lines[1].endswith(f"(correct/total = {s_correct}/20)")
@@ -105,8 +125,18 @@ def test_svhn_classifier_found_next_to_checkpoint(setup, capsys):
 def test_json_holds_the_printed_numbers_and_the_checkpoints(setup, tmp_path, capsys):
     root, (m_correct, s_correct) = setup
     path = tmp_path / "sub" / "grades.json"
-    entry_point().main(["--folder", str(root / "out"), "--checkpoint", str(root / "ckpt" / "Classifier.pth"),
-                        "--device", "cpu", "--json", str(path)])  # fmt: skip
+    entry_point().main(
+        [
+            "--folder",
+            str(root / "out"),
+            "--checkpoint",
+            str(root / "ckpt" / "Classifier.pth"),
+            "--device",
+            "cpu",
+            "--json",
+            str(path),
+        ]
+    )
     record = json.loads(path.read_text())
     assert (record["mnistm"]["correct"], record["svhn"]["correct"]) == (m_correct, s_correct)
     assert record["svhn"]["total"] == 20
@@ -121,8 +151,16 @@ def test_bad_input_exits_2_with_one_line(setup, tmp_path, monkeypatch, capsys):
     """What ``run(main)`` under ``__main__`` does with a bad input (in-process: no start-up cost)."""
     root, _ = setup
     module = entry_point()
-    monkeypatch.setattr("sys.argv", ["digit_classifier.py", "--folder", str(tmp_path / "none"),
-                                     "--checkpoint", str(root / "ckpt" / "Classifier.pth")])  # fmt: skip
+    monkeypatch.setattr(
+        "sys.argv",
+        [
+            "digit_classifier.py",
+            "--folder",
+            str(tmp_path / "none"),
+            "--checkpoint",
+            str(root / "ckpt" / "Classifier.pth"),
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:
         module.run(module.main)
     assert exit_info.value.code == 2
@@ -163,8 +201,9 @@ def test_each_bad_input_is_named(setup, tmp_path):
     with pytest.raises(UserError, match="wrong.pth does not fit any known architecture.*missing fc3.weight"):
         run_main("--folder", out, "--checkpoint", str(tmp_path / "wrong.pth"), "--svhn-checkpoint", resnet)
     with pytest.raises(UserError, match="does not fit the asked architecture"):
-        run_main("--folder", out, "--checkpoint", lenet, "--svhn-checkpoint", lenet,
-                 "--svhn-arch", "resnet34")  # fmt: skip
+        run_main(
+            "--folder", out, "--checkpoint", lenet, "--svhn-checkpoint", lenet, "--svhn-arch", "resnet34"
+        )
     with pytest.raises(UserError, match="--svhn-checkpoint not found"):
         run_main("--folder", out, "--checkpoint", lenet, "--svhn-checkpoint", str(tmp_path / "no.pth"))
     alone = tmp_path / "alone"

@@ -120,8 +120,19 @@ def tree(tmp_path_factory) -> Path:
 
 
 def _args(tree: Path, *extra: str, out: Path | None = None) -> list[str]:
-    return ["--json_path", str(tree / "input.json"), "--input_dir", str(tree / "refs"),
-            "--output_dir", str(out or tree / "out"), "--device", "cpu", "--workers", "0", *extra]
+    return [
+        "--json_path",
+        str(tree / "input.json"),
+        "--input_dir",
+        str(tree / "refs"),
+        "--output_dir",
+        str(out or tree / "out"),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        *extra,
+    ]
 
 
 def _load_main():
@@ -129,8 +140,9 @@ def _load_main():
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_ranking_top5_and_pass_rule_on_known_scores(tree, stand_in, tmp_path, capsys):
@@ -157,8 +169,10 @@ def test_ranking_top5_and_pass_rule_on_known_scores(tree, stand_in, tmp_path, ca
     assert lines[0] == "CLIP: stand-in CLIP"
     report = [line for line in lines if line.startswith("concept ")]
     assert len(report) == 4
-    assert report[0].startswith("concept 0 prompt 0: image  58.00 (baseline 57.9, +0.10)  "
-                                "text  22.80 (baseline 22.7, +0.10)  PASS  | A dog on a hill.")
+    assert report[0].startswith(
+        "concept 0 prompt 0: image  58.00 (baseline 57.9, +0.10)  "
+        "text  22.80 (baseline 22.7, +0.10)  PASS  | A dog on a hill."
+    )
     assert "image  58.00 (baseline 58.1, -0.10)" in report[1] and "FAIL" in report[1]
     assert "text  22.80 (baseline 22.9, -0.10)  FAIL" in report[2]
     assert report[3].startswith("concept 1 prompt 0:") and "PASS" in report[3]
@@ -211,8 +225,10 @@ def _no_baseline(tmp_path: Path) -> Path:
     [
         (lambda t, tmp: {"--json_path": str(tmp / "none.json")}, "input.json not found: .*none.json"),
         (lambda t, tmp: {"--json_path": str(_broken_json(tmp))}, "broken.json is not valid JSON"),
-        (lambda t, tmp: {"--json_path": str(_no_baseline(tmp))},
-         r"concept '0': 'baseline' must hold one \[image, text\] pair per evaluation prompt \(2\)"),
+        (
+            lambda t, tmp: {"--json_path": str(_no_baseline(tmp))},
+            r"concept '0': 'baseline' must hold one \[image, text\] pair per evaluation prompt \(2\)",
+        ),
         (lambda t, tmp: {"--input_dir": str(tmp)}, "reference folder of concept '0' not found"),
         (lambda t, tmp: {"--input_dir": str(tmp / "x")}, "input folder not found: .*x"),
         (lambda t, tmp: {"--output_dir": str(tmp / "y")}, "output folder not found: .*y"),
@@ -240,8 +256,7 @@ def test_runs_end_to_end_with_a_tiny_random_clip(tree, tmp_path, capsys):
     summary = _load_main()(_args(tree, "--clip", str(weights)))
     assert len(summary) == 4
     for s in summary:
-        assert s["passed"] == (s["image_score"] >= s["baseline"][0]
-                               and s["text_score"] >= s["baseline"][1])
+        assert s["passed"] == (s["image_score"] >= s["baseline"][0] and s["text_score"] >= s["baseline"][1])
         assert len(s["top_files"]) == 5 and len(set(s["top_files"])) == 5
     out = capsys.readouterr().out
     assert f"CLIP: {weights}" in out

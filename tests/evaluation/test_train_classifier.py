@@ -17,9 +17,23 @@ def entry_point(name: str = "train_classifier"):
 
 def test_a_few_steps_write_loadable_graders(tmp_path, digits_root, capsys):
     out = tmp_path / "classifiers"
-    result = run_script("evaluation/train_classifier.py", "--data", str(digits_root), "--dataset", "both",
-                        "--out", str(out), "--steps", "3", "--limit", "20", "--device", "cpu",
-                        "--threads", "1")  # fmt: skip
+    result = run_script(
+        "evaluation/train_classifier.py",
+        "--data",
+        str(digits_root),
+        "--dataset",
+        "both",
+        "--out",
+        str(out),
+        "--steps",
+        "3",
+        "--limit",
+        "20",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     for name in ("Classifier.pth", "mnistm_classifier.safetensors", "svhn_classifier.safetensors"):
         assert f"  {out / name}\n" in result.stdout

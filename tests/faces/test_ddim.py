@@ -43,8 +43,6 @@ def random_face_unet(seed: int = 0) -> FaceUNet:
     return model
 
 
-
-
 @pytest.fixture(scope="module")
 def case(tmp_path_factory) -> dict:
     """A UNet.pt, a noise folder (one file saved as (3, H, W)) and diffusers' result for them."""

@@ -40,8 +40,22 @@ def fixed_batch_loss(model: torch.nn.Module, x0: torch.Tensor) -> float:
 
 def test_a_few_steps_lower_the_loss_and_save_a_loadable_state_dict(faces, tmp_path):
     out = tmp_path / "run"
-    settings = dict(data=str(faces), out=str(out), image_size=32, width=8, steps=20, batch_size=6, lr=3e-3,
-                    warmup=0, ema=0, dropout=0, sample_steps=2, log_every=10, ckpt_every=0, device="cpu")
+    settings = dict(
+        data=str(faces),
+        out=str(out),
+        image_size=32,
+        width=8,
+        steps=20,
+        batch_size=6,
+        lr=3e-3,
+        warmup=0,
+        ema=0,
+        dropout=0,
+        sample_steps=2,
+        log_every=10,
+        ckpt_every=0,
+        device="cpu",
+    )
     assert train_faces(FaceTrainJob(**settings)) == out / "unet.pt"
 
     seed_everything(0)  # the job's initial weights for seed 0
@@ -89,7 +103,7 @@ def test_bad_settings_are_refused_before_the_images_are_read(faces, tmp_path):
         ({"data": str(faces), "log_every": 0}, ArgumentError, "`log_every` must be >= 1"),
         ({"data": str(empty), "time_budget": float("nan")}, ArgumentError, "`time_budget` must be a pos"),
         ({"data": str(empty), "lr": float("nan")}, ArgumentError, "`lr` must be a positive number"),
-    ]  # fmt: skip
+    ]
     for settings, kind, message in cases:
         with pytest.raises(kind, match=message):
             train_faces(FaceTrainJob(**base, **settings))

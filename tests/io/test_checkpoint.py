@@ -96,10 +96,15 @@ def test_stale_temporaries_of_crashed_writes_are_removed_and_nothing_else(tmp_pa
         temporary_path(tmp_path / "samples" / "step_0000010.png", dead),
         temporary_path(tmp_path / "metrics.jsonl"),  # this process's own: never in use at a start
     ]
-    kept = [temporary_path(tmp_path / "model.safetensors", alive),  # a live writer's
-            temporary_path(tmp_path / "samples" / "deeper" / "x.pt", dead),  # beyond the depth
-            tmp_path / "checkpoint.pt.tmp123", tmp_path / ".notes.tmp", tmp_path / ".x.tmp12a",
-            tmp_path / "checkpoint.pt", tmp_path / "keep.txt"]  # fmt: skip
+    kept = [
+        temporary_path(tmp_path / "model.safetensors", alive),  # a live writer's
+        temporary_path(tmp_path / "samples" / "deeper" / "x.pt", dead),  # beyond the depth
+        tmp_path / "checkpoint.pt.tmp123",
+        tmp_path / ".notes.tmp",
+        tmp_path / ".x.tmp12a",
+        tmp_path / "checkpoint.pt",
+        tmp_path / "keep.txt",
+    ]
     for path in stale + kept:
         path.write_bytes(b"half a file")
     folder = temporary_path(tmp_path / "ckpts", dead)
@@ -141,14 +146,19 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, mo
         monkeypatch.setattr(checkpoint, "open", lambda p, mode: FullFile(p, room=100), raising=False)
         write = lambda: save_checkpoint(_STATE, path)  # noqa: E731
     elif kind == "weights":
+
         def full(tensors, filename, metadata=None):
             FullFile(filename, room=10).close()  # what the disk took
             raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
         monkeypatch.setattr(checkpoint, "save_file", full)
         write = lambda: save_weights({"w": _STATE["w"]}, path)  # noqa: E731
     else:
-        monkeypatch.setattr(checkpoint.Path, "write_text", lambda self, text, encoding=None: (
-            FullFile(self, room=3).write(text.encode())))
+        monkeypatch.setattr(
+            checkpoint.Path,
+            "write_text",
+            lambda self, text, encoding=None: FullFile(self, room=3).write(text.encode()),
+        )
         write = lambda: save_text("x" * 1000, path)  # noqa: E731
     with pytest.raises(UserError, match=r"^cannot write .*out\.bin: no space left on the device; free some"):
         write()

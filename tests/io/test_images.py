@@ -46,8 +46,11 @@ def test_a_full_disk_leaves_no_partial_png_and_names_the_file(tmp_path, monkeypa
     from tests.disk import FullFile
 
     real_save = Image.Image.save
-    monkeypatch.setattr(Image.Image, "save", lambda im, fp, format=None, **kw: real_save(
-        im, FullFile(fp, room=40), format=format, **kw))  # 40 bytes fit, then the disk is full
+    monkeypatch.setattr(
+        Image.Image,
+        "save",
+        lambda im, fp, format=None, **kw: real_save(im, FullFile(fp, room=40), format=format, **kw),
+    )  # 40 bytes fit, then the disk is full
     image = to_uint8(torch.rand(3, 64, 64) * 2 - 1)
     with pytest.raises(UserError, match=r"cannot write .*out\.png: no space left on the device"):
         save_png(image, tmp_path / "out.png")

@@ -13,8 +13,11 @@ from ..conftest import REPO, run_script
 
 def every_command() -> list[commands.Command]:
     """Each builder of the module, called with placeholder paths."""
-    builders = [fn for _, fn in inspect.getmembers(commands, inspect.isfunction)
-                if fn.__module__ == commands.__name__ and not fn.__name__.startswith("_")]  # fmt: skip
+    builders = [
+        fn
+        for _, fn in inspect.getmembers(commands, inspect.isfunction)
+        if fn.__module__ == commands.__name__ and not fn.__name__.startswith("_")
+    ]
     return [fn(*(Path(f"P{i}") for i in range(len(inspect.signature(fn).parameters)))) for fn in builders]
 
 

@@ -34,10 +34,12 @@ def png(path: Path, colour=(10, 20, 30), size=(8, 8)) -> Path:
 def metrics(path: Path, steps, timed: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [
-        json.dumps({"step": s, "loss": 2.0 / s, "lr": 1e-3, "images_per_s": 100.0}
-                   | ({"elapsed_s": 3.0 * s} if timed else {}))
+        json.dumps(
+            {"step": s, "loss": 2.0 / s, "lr": 1e-3, "images_per_s": 100.0}
+            | ({"elapsed_s": 3.0 * s} if timed else {})
+        )
         for s in steps
-    ]  # fmt: skip
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -45,11 +47,17 @@ def metrics(path: Path, steps, timed: bool = True) -> Path:
 def make_pb1(run: Path, timed: bool = True) -> None:
     pb1 = run / "pb1"
     metrics(pb1 / "metrics.jsonl", [5, 10, 15, 20], timed)
-    config = {"model": {"base_channels": 16}, "diffusion": {"num_train_timesteps": 1000},
-              "sample": {"sampler": "ddim", "steps": 5, "guidance": 2.0}}  # fmt: skip
+    config = {
+        "model": {"base_channels": 16},
+        "diffusion": {"num_train_timesteps": 1000},
+        "sample": {"sampler": "ddim", "steps": 5, "guidance": 2.0},
+    }
     save_weights({"w": torch.zeros(2)}, pb1 / "model.safetensors", config)
-    state = {"config": {**config, "train": {"steps": 20, "lr": 0.00123}}, "step": 20,
-             "train_config": {"seed": 7, "device": "cpu", "out_dir": "x"}}  # fmt: skip
+    state = {
+        "config": {**config, "train": {"steps": 20, "lr": 0.00123}},
+        "step": 20,
+        "train_config": {"seed": 7, "device": "cpu", "out_dir": "x"},
+    }
     torch.save(state, pb1 / "checkpoint.pt")
     for name in ("mnistm_grid", "svhn_grid", "mnistm_reverse_process", "svhn_reverse_process"):
         png(run / "figures" / "pb1" / f"{name}.png")
@@ -83,18 +91,30 @@ def make_run(root: Path) -> tuple[Path, Path, Path]:
         for index in (0, 1):
             for i in range(25):
                 png(run / "pb3_outputs" / key / str(index) / f"{i:02d}.png", (i * 10, 0, 0))
-    results = [PromptResult(key, i, f"eval prompt {key}/{i}", 80.0 + i, 30.5, (79, 34), ["00.png"])
-               for key in ("0", "1") for i in (0, 1)]  # fmt: skip
+    results = [
+        PromptResult(key, i, f"eval prompt {key}/{i}", 80.0 + i, 30.5, (79, 34), ["00.png"])
+        for key in ("0", "1")
+        for i in (0, 1)
+    ]
     (run / "pb3_outputs" / "grades.json").write_text(json.dumps(results_to_json(results)))
     zs = run / "clip_zeroshot"
     zs.mkdir()
     right, wrong = [f"{c}_{c}.png" for c in range(5)], [f"{c}_9.png" for c in range(5)]
-    (zs / "summary.json").write_text(json.dumps({
-        "accuracy": 0.612, "correct": 1530, "total": 2500, "classes": 50,
-        "templates": ["A photo of {label}."],
-        "label_form": "as given (underscores kept)", "clip": "checkpoints/clip-vit-base-patch32",
-        "right_cases": right, "wrong_cases": wrong,
-    }))  # fmt: skip
+    (zs / "summary.json").write_text(
+        json.dumps(
+            {
+                "accuracy": 0.612,
+                "correct": 1530,
+                "total": 2500,
+                "classes": 50,
+                "templates": ["A photo of {label}."],
+                "label_form": "as given (underscores kept)",
+                "clip": "checkpoints/clip-vit-base-patch32",
+                "right_cases": right,
+                "wrong_cases": wrong,
+            }
+        )
+    )
     with (zs / "predictions.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "class_id", "label", "pred_id", "pred_label", "correct", "confidence"])
@@ -104,8 +124,17 @@ def make_run(root: Path) -> tuple[Path, Path, Path]:
             writer.writerow([name, 2, "apple", 3, "pear", 0, "0.4"])
     png(zs / "cases.png")
     ti_input = root / "input.json"
-    ti_input.write_text(json.dumps({key: {"token_name": f"<new{key}>", "prompt": [
-        f"A <new{key}> on a hill.", f"A <new{key}> by the sea."]} for key in ("0", "1")}))  # fmt: skip
+    ti_input.write_text(
+        json.dumps(
+            {
+                key: {
+                    "token_name": f"<new{key}>",
+                    "prompt": [f"A <new{key}> on a hill.", f"A <new{key}> by the sea."],
+                }
+                for key in ("0", "1")
+            }
+        )
+    )
     return run, gt, ti_input
 
 
@@ -135,12 +164,28 @@ def test_a_complete_run_fills_every_item(tmp_path, monkeypatch, capsys):
     ]
     html = (out / "index.html").read_text()
     md = (out / "report.md").read_text()
-    for text in ("0.9780", "489/500", "49/50", "0.9540", "1.3333", "61.20%", "1530/2500", "palm_tree", "pear",
-                 "80.00 / 79", "30.50 / 34", "lr: 0.00123", "seed: 7"):  # fmt: skip
+    for text in (
+        "0.9780",
+        "489/500",
+        "49/50",
+        "0.9540",
+        "1.3333",
+        "61.20%",
+        "1530/2500",
+        "palm_tree",
+        "pear",
+        "80.00 / 79",
+        "30.50 / 34",
+        "lr: 0.00123",
+        "seed: 7",
+    ):
         assert text in html and text in md, text
     # SVHN 0.93 passes the simple line (0.90) and fails the strong one (0.95); every prompt fails on text.
-    assert re.search(r"<td>SVHN</td><td>0.9300</td><td>465/500</td><td class=\"ok\">pass</td>"
-                     r"<td class=\"bad\">FAIL</td>", html)  # fmt: skip
+    assert re.search(
+        r"<td>SVHN</td><td>0.9300</td><td>465/500</td><td class=\"ok\">pass</td>"
+        r"<td class=\"bad\">FAIL</td>",
+        html,
+    )
     assert "0 of 4 prompts pass" in html
     assert '<td>1.3333</td><td>mean &lt; 20</td><td class="ok">PASS</td>' in html
     assert "Missing" not in html and "Missing" not in md
@@ -203,8 +248,10 @@ def test_partial_run_marks_each_gap_and_exits_0(tmp_path, monkeypatch, capsys):
     # each gap names the command that produces it, with this run's paths
     assert f"python PB1/report.py --out-dir {run / 'figures' / 'pb1'}" in html
     assert f"--json {run / 'pb1_outputs' / 'grades.json'}" in html
-    assert f"python PB2/experiments.py --unet hw2_data/face/UNet.pt --noise-dir hw2_data/face/noise " \
-           f"--out-dir {run / 'figures' / 'pb2_face'}" in html  # fmt: skip
+    assert (
+        f"python PB2/experiments.py --unet hw2_data/face/UNet.pt --noise-dir hw2_data/face/noise "
+        f"--out-dir {run / 'figures' / 'pb2_face'}" in html
+    )
     assert f"not found in {run / 'clip_zeroshot'}" in html
     html_images, md_images = image_links(out)
     assert html_images == md_images == ["img/pb1_training_curve.png", "img/pb1_mnistm_grid.png"]
@@ -250,14 +297,16 @@ def test_not_a_run_folder_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
 
     make_pb1(tmp_path / "run")
     code, _, stderr = build(["--run", str(tmp_path / "run" / "pb1")], monkeypatch, capsys)
-    assert code == 2 and stderr.splitlines()[0].endswith("; it looks like a PB1 training folder: pass it as "
-                                                         "--pb1-model")  # fmt: skip
+    assert code == 2 and stderr.splitlines()[0].endswith(
+        "; it looks like a PB1 training folder: pass it as --pb1-model"
+    )
 
     code, _, stderr = build(["--pb1-figures", str(tmp_path / "nope")], monkeypatch, capsys)
     assert code == 2 and stderr == f"error: --pb1-figures: not found: {tmp_path / 'nope'}\n"
 
-    code, _, stderr = build(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "notes.txt")],
-                            monkeypatch, capsys)  # fmt: skip
+    code, _, stderr = build(
+        ["--run", str(tmp_path / "run"), "--out", str(tmp_path / "notes.txt")], monkeypatch, capsys
+    )
     assert code == 2 and stderr == f"error: --out {tmp_path / 'notes.txt'} is a file, not a folder\n"
 
 
@@ -313,7 +362,12 @@ def test_the_package_imports_no_scripts():
     """dlcv.report reads what the commands wrote; it never imports PB*/, evaluation/, bench/, scripts/."""
     for path in (REPO / "dlcv" / "report").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []  # fmt: skip
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             for name in names:
                 assert name.split(".")[0] not in {"PB1", "PB2", "PB3", "evaluation", "bench", "scripts"}, path

@@ -18,12 +18,30 @@ def test_a_hand_edited_block_is_caught(tmp_path, monkeypatch, capsys):
     render_docs = load_script("scripts/render_docs.py")
     results = tmp_path / "docs" / "results"
     results.mkdir(parents=True)
-    run = {"svhn_total": 500, "mnistm": 0.99, "mnistm_correct": 495, "mnistm_total": 500, "svhn": 0.96,
-           "svhn_correct": 480}  # fmt: skip
-    sweep = {"models": ["m.safetensors"], "sampling_seeds": [3, 4], "commit": "abc", "command": "python x.py",
-             "results": [{"sampler": "dpm++", "steps": 50, "guidance": 8.0, "eta": 1.0,
-                          "guidance_interval": None,
-                          "runs": [run, {**run, "svhn": 0.94, "svhn_correct": 470}]}]}  # fmt: skip
+    run = {
+        "svhn_total": 500,
+        "mnistm": 0.99,
+        "mnistm_correct": 495,
+        "mnistm_total": 500,
+        "svhn": 0.96,
+        "svhn_correct": 480,
+    }
+    sweep = {
+        "models": ["m.safetensors"],
+        "sampling_seeds": [3, 4],
+        "commit": "abc",
+        "command": "python x.py",
+        "results": [
+            {
+                "sampler": "dpm++",
+                "steps": 50,
+                "guidance": 8.0,
+                "eta": 1.0,
+                "guidance_interval": None,
+                "runs": [run, {**run, "svhn": 0.94, "svhn_correct": 470}],
+            }
+        ],
+    }
     (results / "pb1_sweep.json").write_text(json.dumps(sweep))
     doc = tmp_path / "docs" / "x.md"
     doc.write_text("text\n<!-- results: pb1-sweep -->\n| typed by hand |\n<!-- /results -->\nmore\n")

@@ -29,8 +29,10 @@ def test_json_concepts_take_their_kind_init_word_and_folder(tmp_path, data):
     default = tmp_path / "pb3"
     plan = ConceptPlan(default, json=str(data / "input.json"))
     got = [(c.name, c.token, c.kind, c.init_word, c.images, c.out) for c in plan.concepts()]
-    assert got == [("0", "<new1>", "object", "dog", data / "0", default / "0"),
-                   ("1", "<new2>", "style", "David Revoy", data / "1", default / "1")]  # fmt: skip
+    assert got == [
+        ("0", "<new1>", "object", "dog", data / "0", default / "0"),
+        ("1", "<new2>", "style", "David Revoy", data / "1", default / "1"),
+    ]
     forced = ConceptPlan(default, json=str(data / "input.json"), kind=["1=object"], keys=["1"], init_word="x")
     assert [(c.name, c.kind, c.init_word) for c in forced.concepts()] == [("1", "object", "x")]
     all_styles = ConceptPlan(default, json=str(data / "input.json"), style=True)
@@ -45,8 +47,12 @@ def test_one_concept_goes_to_a_plain_folder_inside_the_default_one(tmp_path, dat
     """``token "<..>"`` without ``out``: the folder is DEFAULT/__, not DEFAULT/.. (above it)."""
     default = tmp_path / "pb3"
     (concept,) = ConceptPlan(default, images=str(data / "0"), token="<..>").concepts()
-    assert (concept.out, concept.base, concept.kind, concept.init_word) == (default / "__", default, "object",
-                                                                            "object")  # fmt: skip
+    assert (concept.out, concept.base, concept.kind, concept.init_word) == (
+        default / "__",
+        default,
+        "object",
+        "object",
+    )
     styled_plan = ConceptPlan(default, images=str(data / "0"), token="<s>", style=True, out=str(tmp_path))
     (styled,) = styled_plan.concepts()
     assert (styled.out, styled.base, styled.init_word) == (tmp_path, None, "painting")
@@ -72,7 +78,7 @@ def test_generation_job_lists_its_folders_tokens_and_the_command_that_trains_the
     assert job.train_hint("<new1>") == f"python PB3/train.py --sd-ckpt sd.ckpt --json {INPUT_JSON}"
     free = GenerationJob(out_dir=tmp_path, ckpt=None, prompt="a <x> and a <y>", embeddings=["<z>=z.pt"])
     assert free.prompt_folders() == ([("a <x> and a <y>", tmp_path)], {"<z>": None, "<x>": None, "<y>": None})
-    assert "--token \"<x>\" --out checkpoints/pb3/x" in free.train_hint("<x>")
+    assert '--token "<x>" --out checkpoints/pb3/x' in free.train_hint("<x>")
     with pytest.raises(UserError, match="`ckpt` is required"):
         free.check()
     with pytest.raises(UserError, match="`n_images` must be positive"):

@@ -82,8 +82,16 @@ def test_diffusers_safetensors_and_bin(tmp_path):
 
 def test_automatic1111_pt_and_safetensors(tmp_path):
     vectors = torch.randn(2, 768)
-    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": vectors}, "name": "revoy-style",
-                "step": 3000, "sd_checkpoint": "7460a6fa"}, tmp_path / "revoy-style.pt")  # fmt: skip
+    torch.save(
+        {
+            "string_to_token": {"*": 265},
+            "string_to_param": {"*": vectors},
+            "name": "revoy-style",
+            "step": 3000,
+            "sd_checkpoint": "7460a6fa",
+        },
+        tmp_path / "revoy-style.pt",
+    )
     save_file({"emb_params": vectors}, tmp_path / "revoy-style.safetensors")
     for suffix in (".pt", ".safetensors"):
         found = read_embedding_file(tmp_path / f"revoy-style{suffix}")
@@ -171,8 +179,9 @@ def test_token_added_twice(sd):
     with pytest.raises(UserError, match="'<new1>' is already"):
         add_embeddings(sd.tokenizer, sd.text_encoder, {"<new1>": torch.zeros(1, WIDTH)})
     with pytest.raises(UserError, match="collide"):
-        add_embeddings(sd.tokenizer, sd.text_encoder, {"<x>_1": torch.zeros(1, WIDTH),
-                                                       "<x>": torch.zeros(2, WIDTH)})  # fmt: skip
+        add_embeddings(
+            sd.tokenizer, sd.text_encoder, {"<x>_1": torch.zeros(1, WIDTH), "<x>": torch.zeros(2, WIDTH)}
+        )
 
 
 def _vec(value: float, n: int = 1) -> torch.Tensor:

@@ -37,8 +37,14 @@ def sd():
 def _scheduler(solver: str):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-    common = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
-              "beta_schedule": "scaled_linear", "steps_offset": 1, "timestep_spacing": "leading"}  # fmt: skip
+    common = {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "steps_offset": 1,
+        "timestep_spacing": "leading",
+    }
     if solver == "ddim":  # SD v1's own scheduler settings
         return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
     return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
@@ -49,9 +55,16 @@ def _scheduler(solver: str):
 def test_equals_diffusers_pipeline(sd, solver, guidance, steps):
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer,
-                                   unet=sd.unet, scheduler=_scheduler(solver), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+    pipe = StableDiffusionPipeline(
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=sd.unet,
+        scheduler=_scheduler(solver),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     options = SamplingOptions(steps=steps, guidance=guidance, solver=solver)
     z = initial_latents(sd, 2, options.check(sd), seed=0)
@@ -87,9 +100,11 @@ def test_seeded_and_independent_of_batch_size(sd):
 
 def test_resolution_and_options_are_checked(sd):
     assert SamplingOptions(resolution=16).check(sd) == 16
-    for bad, message in ((SamplingOptions(resolution=15), "multiple of 2"),
-                         (SamplingOptions(solver="euler"), "`solver`"),
-                         (SamplingOptions(steps=0), "`steps`")):  # fmt: skip
+    for bad, message in (
+        (SamplingOptions(resolution=15), "multiple of 2"),
+        (SamplingOptions(solver="euler"), "`solver`"),
+        (SamplingOptions(steps=0), "`steps`"),
+    ):
         with pytest.raises(UserError, match=message):
             bad.check(sd)
     assert generate(sd, PROMPT, 1, SamplingOptions(steps=1, resolution=16)).shape == (1, 3, 16, 16)
@@ -173,9 +188,12 @@ def test_read_input_json_and_placeholders(tmp_path):
     assert [(c.key, c.token, len(c.prompts)) for c in concepts] == [("0", "<new1>", 2), ("1", "<new2>", 2)]
     assert placeholders_in("a <new1> next to a <new3>, <new1> <|endoftext|>") == ["<new1>", "<new3>"]
     bad = tmp_path / "input.json"
-    cases = [("{", "not valid JSON"), ("[]", "expected an object"),
-             ('{"0": {"prompt": ["x"]}}', "'0' has no 'token_name'"),
-             ('{"0": {"token_name": "<a>", "prompt": []}}', "non-empty 'prompt'")]  # fmt: skip
+    cases = [
+        ("{", "not valid JSON"),
+        ("[]", "expected an object"),
+        ('{"0": {"prompt": ["x"]}}', "'0' has no 'token_name'"),
+        ('{"0": {"token_name": "<a>", "prompt": []}}', "non-empty 'prompt'"),
+    ]
     for content, message in cases:
         bad.write_text(content)
         with pytest.raises(UserError, match=message):
@@ -187,8 +205,9 @@ def test_read_input_json_and_placeholders(tmp_path):
 def test_output_names_and_foreign_files(sd, tmp_path):
     assert image_names(25)[0] == "00.png" and image_names(25)[-1] == "24.png" and len(image_names(25)) == 25
     assert image_names(101)[-1] == "100.png"
-    paths = write_prompt_images(sd, [(PROMPT, tmp_path / "a")], 2, SamplingOptions(steps=1, resolution=16),
-                                progress=False)  # fmt: skip
+    paths = write_prompt_images(
+        sd, [(PROMPT, tmp_path / "a")], 2, SamplingOptions(steps=1, resolution=16), progress=False
+    )
     assert [p.name for p in paths] == ["00.png", "01.png"]
     check_output_folder(tmp_path / "a", 2)  # our own names may be overwritten
     (tmp_path / "a" / "old.png").write_bytes(b"")

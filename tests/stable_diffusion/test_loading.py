@@ -22,8 +22,9 @@ def _outputs(sd) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     size = sd.config.resolution // sd.config.vae_scale
     x = torch.randn(2, 4, size, size, generator=g)
     c = torch.randn(2, 77, sd.config.text_encoder["hidden_size"], generator=g)
-    ids = sd.tokenizer(["a photo of a dog", ""], padding="max_length", max_length=77,
-                       return_tensors="pt").input_ids  # fmt: skip
+    ids = sd.tokenizer(
+        ["a photo of a dog", ""], padding="max_length", max_length=77, return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         eps = sd.unet(x, torch.tensor([1, 981]), encoder_hidden_states=c).sample
         image = sd.vae.decode(x).sample
@@ -38,8 +39,9 @@ def reference(tiny_sd_model):
 
 @pytest.mark.parametrize("kind", ["ckpt", "safetensors", "folder"])
 def test_every_format_gives_the_same_networks(kind, request, reference, tiny_sd_config):
-    path = request.getfixturevalue({"ckpt": "tiny_sd_ckpt", "safetensors": "tiny_sd_safetensors",
-                                    "folder": "tiny_sd_folder"}[kind])  # fmt: skip
+    path = request.getfixturevalue(
+        {"ckpt": "tiny_sd_ckpt", "safetensors": "tiny_sd_safetensors", "folder": "tiny_sd_folder"}[kind]
+    )
     sd = load_stable_diffusion(path, config=tiny_sd_config)
     assert not sd.unet.training and not any(p.requires_grad for p in sd.text_encoder.parameters())
     assert sd.config.resolution == 32 and sd.config.scaling_factor == pytest.approx(0.18215)
@@ -71,13 +73,15 @@ def test_sd_v1_block_layout_round_trips(tmp_path):
     for ours, ref in zip(_outputs(loaded), _outputs(sd), strict=True):
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
     state = safe_torch_load(tmp_path / "v1.ckpt")["state_dict"]
-    for key in ("model.diffusion_model.input_blocks.3.0.op.weight",  # downsampler of level 0
-                "model.diffusion_model.output_blocks.2.1.conv.weight",  # upsampler, no attention
-                "model.diffusion_model.output_blocks.5.2.conv.weight",  # upsampler after attention
-                "model.diffusion_model.output_blocks.8.2.conv.weight",
-                "model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight",
-                "first_stage_model.decoder.mid.attn_1.q.weight",
-                "cond_stage_model.transformer.text_model.final_layer_norm.weight"):  # fmt: skip
+    for key in (
+        "model.diffusion_model.input_blocks.3.0.op.weight",  # downsampler of level 0
+        "model.diffusion_model.output_blocks.2.1.conv.weight",  # upsampler, no attention
+        "model.diffusion_model.output_blocks.5.2.conv.weight",  # upsampler after attention
+        "model.diffusion_model.output_blocks.8.2.conv.weight",
+        "model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight",
+        "first_stage_model.decoder.mid.attn_1.q.weight",
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+    ):
         assert key in state, key
 
 
@@ -102,14 +106,16 @@ def test_missing_file_is_named():
 @pytest.mark.parametrize(
     "content, message",
     [
-        ({"state_dict": {"model.diffusion_model.time_embed.0.weight": torch.zeros(2, 2)}},
-         "not a Stable Diffusion v1 checkpoint"),
+        (
+            {"state_dict": {"model.diffusion_model.time_embed.0.weight": torch.zeros(2, 2)}},
+            "not a Stable Diffusion v1 checkpoint",
+        ),
         ({"state_dict": {"cond_stage_model.model.token_embedding.weight": torch.zeros(2, 2)}}, "2.x"),
         ({"state_dict": {"conditioner.embedders.0.x": torch.zeros(2)}}, "SDXL"),
         (torch.zeros(3), "holds no state dict"),
         (b"this is not a checkpoint", "not a PyTorch checkpoint"),
     ],
-)  # fmt: skip
+)
 def test_not_sd_v1_files_are_refused(tmp_path, content, message):
     path = tmp_path / "model.ckpt"
     if isinstance(content, bytes):
@@ -135,8 +141,12 @@ def test_not_a_diffusers_folder(tmp_path):
 def test_bad_model_config_json(tmp_path):
     bad = tmp_path / "config.json"
     deep = "[" * 5000 + "]" * 5000
-    for content, message in (('{"unet": {}, "colour": "red"}', "colour"), ('{"unet": 3}', "'unet' must be"),
-                             ("[1, 2", "is not valid JSON"), (deep, "nested 5000 levels deep")):  # fmt: skip
+    for content, message in (
+        ('{"unet": {}, "colour": "red"}', "colour"),
+        ('{"unet": 3}', "'unet' must be"),
+        ("[1, 2", "is not valid JSON"),
+        (deep, "nested 5000 levels deep"),
+    ):
         bad.write_text(content)
         with pytest.raises(UserError, match=message) as info:
             load_config(bad)
@@ -151,8 +161,9 @@ def test_tokenizer_with_placeholders_matches_clip_tokenize():
 
     sd = build_tiny_sd()
     width = sd.text_encoder.config.hidden_size
-    ids = add_embeddings(sd.tokenizer, sd.text_encoder, {"<new1>": torch.ones(1, width),
-                                                         "<new3>": torch.ones(2, width)})  # fmt: skip
+    ids = add_embeddings(
+        sd.tokenizer, sd.text_encoder, {"<new1>": torch.ones(1, width), "<new3>": torch.ones(2, width)}
+    )
     new1, (new3, new3_1) = ids["<new1>"][0], ids["<new3>"]
     assert (new1, new3, new3_1) == (49408, 49409, 49410)
 

@@ -44,8 +44,11 @@ def sd_v1_weights() -> dict[str, int]:
 
     c = sd_v1_config()
     with torch.device("meta"):
-        nets = {"unet": UNet2DConditionModel(**c.unet), "vae": AutoencoderKL(**c.vae),
-                "text": CLIPTextModel(CLIPTextConfig(**c.text_encoder))}  # fmt: skip
+        nets = {
+            "unet": UNet2DConditionModel(**c.unet),
+            "vae": AutoencoderKL(**c.vae),
+            "text": CLIPTextModel(CLIPTextConfig(**c.text_encoder)),
+        }
     return {name: weight_bytes(net) // 4 for name, net in nets.items()}  # elements
 
 

@@ -33,8 +33,18 @@ def _images(folder: Path, n: int = 4) -> Path:
 
 
 def _train_cfg(out: Path, steps: int = 3, **kw) -> TrainConfig:
-    return TrainConfig(out_dir=out, steps=steps, batch_size=2, lr=5e-2, grad_clip=None, ema_decay=None,
-                       log_every=1, ckpt_every=0, device="cpu", **kw)  # fmt: skip
+    return TrainConfig(
+        out_dir=out,
+        steps=steps,
+        batch_size=2,
+        lr=5e-2,
+        grad_clip=None,
+        ema_decay=None,
+        log_every=1,
+        ckpt_every=0,
+        device="cpu",
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +52,19 @@ def trained(tmp_path_factory, tiny_sd_ckpt, tiny_sd_config):
     """Three TI steps of a 2-vector token on the tiny model loaded from its .ckpt, with snapshots."""
     root = tmp_path_factory.mktemp("ti")
     sd = load_stable_diffusion(tiny_sd_ckpt, config=tiny_sd_config)
-    before = {name: {k: v.clone() for k, v in net.state_dict().items()}
-              for name, net in (("unet", sd.unet), ("vae", sd.vae), ("text", sd.text_encoder))}  # fmt: skip
+    before = {
+        name: {k: v.clone() for k, v in net.state_dict().items()}
+        for name, net in (("unet", sd.unet), ("vae", sd.vae), ("text", sd.text_encoder))
+    }
     init = init_vectors(sd, "dog", 2)
-    ti = TIConfig(token=TOKEN, init_word="dog", vectors=2, augmentation=Augmentation(32, 2),
-                  validate_images=1, validate_steps=1)  # fmt: skip
+    ti = TIConfig(
+        token=TOKEN,
+        init_word="dog",
+        vectors=2,
+        augmentation=Augmentation(32, 2),
+        validate_images=1,
+        validate_steps=1,
+    )
     images = concept_images(_images(root / "images"))
     learned = train_textual_inversion(sd, images, ti, _train_cfg(root / "out"), base_model="tiny")
     return sd, before, init, learned, root / "out"
@@ -96,9 +114,16 @@ def test_saved_embedding_reloads_everywhere(trained):
 
     other = build_tiny_sd(0)
     scheduler = DDIMScheduler(clip_sample=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=other.vae, text_encoder=other.text_encoder, tokenizer=other.tokenizer,
-                                   unet=other.unet, scheduler=scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+    pipe = StableDiffusionPipeline(
+        vae=other.vae,
+        text_encoder=other.text_encoder,
+        tokenizer=other.tokenizer,
+        unet=other.unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.load_textual_inversion(str(path))  # diffusers expands the token as we do
     torch.testing.assert_close(encode_text(other, [prompt]), expected, rtol=0, atol=0)
 

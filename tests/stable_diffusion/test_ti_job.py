@@ -60,5 +60,8 @@ def test_the_device_is_resolved_once_and_passed_down(tmp_path, monkeypatch):
     learned = learn_concepts(_job(tmp_path))
     cpu = torch.device("cpu")
     assert [c.token for c in learned] == ["<new1>", "<new2>"]
-    assert calls == [("load", cpu), ("<new1>", "object", "0", "cpu", cpu, 2e-3),  # lr x batch 2 (scale_lr)
-                     ("<new2>", "style", "1", "cpu", cpu, 2e-3)]  # fmt: skip
+    assert calls == [
+        ("load", cpu),
+        ("<new1>", "object", "0", "cpu", cpu, 2e-3),  # lr x batch 2 (scale_lr)
+        ("<new2>", "style", "1", "cpu", cpu, 2e-3),
+    ]

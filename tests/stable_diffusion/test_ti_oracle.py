@@ -38,8 +38,9 @@ def _ours(sd, views, captions, init, seed):
     model = TextualInversion(sd, TOKEN, ids, init)
     mean, std = encode_views(sd.vae, views)
     batch = {"mean": mean, "std": std, "ids": tokenize_captions(sd.tokenizer, captions)}
-    loss = textual_inversion_loss(model, batch, torch.Generator().manual_seed(seed), sd.schedule,
-                                  sd.config.scaling_factor)  # fmt: skip
+    loss = textual_inversion_loss(
+        model, batch, torch.Generator().manual_seed(seed), sd.schedule, sd.config.scaling_factor
+    )
     loss.backward()
     return loss.detach(), model.vectors.grad[0].clone()
 
@@ -47,8 +48,12 @@ def _ours(sd, views, captions, init, seed):
 def _plain(sd, views, captions, init, seed):
     """diffusers' example, step by step, with the draws of ``_ours`` replayed from the seed."""
     c = sd.config
-    scheduler = DDPMScheduler(num_train_timesteps=c.num_train_timesteps, beta_start=c.beta_start,
-                              beta_end=c.beta_end, beta_schedule="scaled_linear")  # fmt: skip
+    scheduler = DDPMScheduler(
+        num_train_timesteps=c.num_train_timesteps,
+        beta_start=c.beta_start,
+        beta_end=c.beta_end,
+        beta_schedule="scaled_linear",
+    )
     tokenizer = offline_clip_tokenizer()
     tokenizer.add_tokens([TOKEN])
     placeholder = tokenizer.convert_tokens_to_ids(TOKEN)
@@ -66,8 +71,13 @@ def _plain(sd, views, captions, init, seed):
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(views),), generator=g)
     noise = torch.randn(latents.shape, generator=g)
     noisy = scheduler.add_noise(latents, noise, timesteps)
-    input_ids = tokenizer(captions, padding="max_length", truncation=True,
-                          max_length=tokenizer.model_max_length, return_tensors="pt").input_ids  # fmt: skip
+    input_ids = tokenizer(
+        captions,
+        padding="max_length",
+        truncation=True,
+        max_length=tokenizer.model_max_length,
+        return_tensors="pt",
+    ).input_ids
     hidden = text_encoder(input_ids)[0]
     pred = sd.unet(noisy, timesteps, hidden).sample
     loss = F.mse_loss(pred.float(), noise.float(), reduction="mean")

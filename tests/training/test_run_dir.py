@@ -31,8 +31,13 @@ def test_other_run_outputs_names_what_is_there(tmp_path):
     for name in RUN_OUTPUTS:
         (tmp_path / name).write_text("")
     assert other_run_outputs(tmp_path) == list(RUN_OUTPUTS)
-    assert {"checkpoint.pt", "metrics.jsonl", "model.safetensors", "unet.pt",
-            "learned_embeds.safetensors"} <= set(RUN_OUTPUTS)  # fmt: skip
+    assert {
+        "checkpoint.pt",
+        "metrics.jsonl",
+        "model.safetensors",
+        "unet.pt",
+        "learned_embeds.safetensors",
+    } <= set(RUN_OUTPUTS)
 
 
 def test_a_held_lock_refuses_a_second_holder_and_goes_with_its_release(tmp_path):
@@ -58,10 +63,13 @@ def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
 
 
 def test_a_lock_held_by_another_process_is_refused_until_it_ends(tmp_path):
-    code = ("import sys, time; from dlcv.training.run_dir import RunLock; lock = RunLock(sys.argv[1]); "
-            "lock.acquire(); print('locked', flush=True); sys.stdin.readline()")  # fmt: skip
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    code = (
+        "import sys, time; from dlcv.training.run_dir import RunLock; lock = RunLock(sys.argv[1]); "
+        "lock.acquire(); print('locked', flush=True); sys.stdin.readline()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(UserError, match=f"in use by another training run \\(process {holder.pid}"):

@@ -76,16 +76,32 @@ def test_pb1_on_sigterm_saves_its_step_and_resumes_bit_identical_with_dropout(tm
     from .test_trainer import loss_fn, make_model, next_batch
 
     steps = 150
-    common = ["PB1/train.py", "--data", str(digits_root), "--config", "tiny", "--steps", str(steps),
-              "--device", "cpu", "--set", "model.dropout=0.1", "train.log_every=1",
-              "train.ckpt_every=0"]  # fmt: skip
+    common = [
+        "PB1/train.py",
+        "--data",
+        str(digits_root),
+        "--config",
+        "tiny",
+        "--steps",
+        str(steps),
+        "--device",
+        "cpu",
+        "--set",
+        "model.dropout=0.1",
+        "train.log_every=1",
+        "train.ckpt_every=0",
+    ]
     out, log = tmp_path / "stopped", tmp_path / "stopped.log"
     proc = start([*common, "--out", str(out)], log)
     try:
         wait_for_first_record(out, proc)
         with pytest.raises(UserError, match="in use by another training run") as err:  # the folder is held
-            train(make_model(), loss_fn, next_batch, TrainConfig(out_dir=out, steps=2, batch_size=4,
-                                                                 overwrite=True, device="cpu"))  # fmt: skip
+            train(
+                make_model(),
+                loss_fn,
+                next_batch,
+                TrainConfig(out_dir=out, steps=2, batch_size=4, overwrite=True, device="cpu"),
+            )
         assert str(out) in str(err.value)
         step = stop_and_check(proc, log, out, signal.SIGTERM, steps)
     finally:
@@ -103,15 +119,27 @@ def test_pb1_on_sigterm_saves_its_step_and_resumes_bit_identical_with_dropout(tm
     assert_same_tensors(a["ema"]["model"], b["ema"]["model"])
     assert logged_steps(out) == list(range(1, steps + 1))
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert losses == [json.loads(line)["loss"] for line in
-                      (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    assert losses == [
+        json.loads(line)["loss"]
+        for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_pb1_after_a_kill_refuses_the_folder_until_resume_or_overwrite(tmp_path, digits_root):
     """SIGKILL leaves metrics and a lock file but no checkpoint (none was due): a fresh run is
     refused (one line), the dead run's lock is taken over, and --overwrite starts again."""
-    common = ["PB1/train.py", "--data", str(digits_root), "--config", "tiny", "--device", "cpu",
-              "--set", "train.log_every=1", "train.ckpt_every=0"]  # fmt: skip
+    common = [
+        "PB1/train.py",
+        "--data",
+        str(digits_root),
+        "--config",
+        "tiny",
+        "--device",
+        "cpu",
+        "--set",
+        "train.log_every=1",
+        "train.ckpt_every=0",
+    ]
     out, log = tmp_path / "killed", tmp_path / "killed.log"
     proc = start([*common, "--steps", "1000", "--out", str(out)], log)
     try:
@@ -154,9 +182,31 @@ def test_pb2_on_sigusr1_saves_its_step_and_resumes_bit_identical_with_dropout(tm
     """PB2's face UNet with its default dropout 0.1 and an EMA, stopped by SIGUSR1 (SLURM's
     warning before the time limit) and resumed: the same weights as an uninterrupted run."""
     steps = 80
-    common = ["PB2/train.py", "--data", str(faces), "--image-size", "32", "--width", "8",
-              "--steps", str(steps), "--batch-size", "4", "--warmup", "5", "--ema", "0.9", "--log-every", "1",
-              "--ckpt-every", "0", "--sample-steps", "1", "--device", "cpu"]  # fmt: skip
+    common = [
+        "PB2/train.py",
+        "--data",
+        str(faces),
+        "--image-size",
+        "32",
+        "--width",
+        "8",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--warmup",
+        "5",
+        "--ema",
+        "0.9",
+        "--log-every",
+        "1",
+        "--ckpt-every",
+        "0",
+        "--sample-steps",
+        "1",
+        "--device",
+        "cpu",
+    ]
     out, log = tmp_path / "stopped", tmp_path / "stopped.log"
     proc = start([*common, "--out", str(out)], log)
     try:
@@ -177,8 +227,10 @@ def test_pb2_on_sigusr1_saves_its_step_and_resumes_bit_identical_with_dropout(tm
     assert a["step"] == b["step"] == steps and step < steps
     assert_same_tensors(a["model"], b["model"])
     assert_same_tensors(a["ema"]["model"], b["ema"]["model"])
-    assert_same_tensors(torch.load(tmp_path / "straight" / "unet.pt", weights_only=True),
-                        torch.load(out / "unet.pt", weights_only=True))  # fmt: skip
+    assert_same_tensors(
+        torch.load(tmp_path / "straight" / "unet.pt", weights_only=True),
+        torch.load(out / "unet.pt", weights_only=True),
+    )
     assert logged_steps(out) == list(range(1, steps + 1))
 
 
@@ -195,11 +247,37 @@ def test_pb3_on_sigterm_saves_its_step_and_resumes_to_the_same_embedding(tmp_pat
         image = torch.randint(0, 256, (3, 36, 40), generator=g, dtype=torch.uint8)
         save_png(image, tmp_path / "0" / f"{i}.png")
     steps = 150
-    common = ["PB3/train.py", "--sd-ckpt", str(tiny["ckpt"]), "--model-config", str(tiny["config"]),
-              "--images", str(tmp_path / "0"), "--token", "<new9>", "--init-word", "dog",
-              "--resolution", "32", "--views", "2", "--batch-size", "2", "--validate-images", "1",
-              "--validate-steps", "1", "--device", "cpu", "--log-every", "1", "--steps", str(steps),
-              "--ckpt-every", "0"]  # fmt: skip
+    common = [
+        "PB3/train.py",
+        "--sd-ckpt",
+        str(tiny["ckpt"]),
+        "--model-config",
+        str(tiny["config"]),
+        "--images",
+        str(tmp_path / "0"),
+        "--token",
+        "<new9>",
+        "--init-word",
+        "dog",
+        "--resolution",
+        "32",
+        "--views",
+        "2",
+        "--batch-size",
+        "2",
+        "--validate-images",
+        "1",
+        "--validate-steps",
+        "1",
+        "--device",
+        "cpu",
+        "--log-every",
+        "1",
+        "--steps",
+        str(steps),
+        "--ckpt-every",
+        "0",
+    ]
     out, log = tmp_path / "stopped", tmp_path / "stopped.log"
     proc = start([*common, "--out", str(out)], log)
     try:
@@ -217,6 +295,8 @@ def test_pb3_on_sigterm_saves_its_step_and_resumes_to_the_same_embedding(tmp_pat
     a, b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
     assert a["step"] == b["step"] == steps and step < steps
     assert_same_tensors(a["model"], b["model"])
-    assert torch.equal(load_embedding(tmp_path / "straight" / "learned_embeds.safetensors")[1],
-                       load_embedding(out / "learned_embeds.safetensors")[1])  # fmt: skip
+    assert torch.equal(
+        load_embedding(tmp_path / "straight" / "learned_embeds.safetensors")[1],
+        load_embedding(out / "learned_embeds.safetensors")[1],
+    )
     assert logged_steps(out) == list(range(1, steps + 1))

@@ -59,9 +59,13 @@ def test_loss_falls_and_files_are_written(tmp_path):
     exported = []
     samples = []
     ema_model = train(
-        model, loss_fn, next_batch, config(tmp_path),
-        export=lambda m, out, step: exported.append(out), on_sample=lambda m, step: samples.append(step),
-    )  # fmt: skip
+        model,
+        loss_fn,
+        next_batch,
+        config(tmp_path),
+        export=lambda m, out, step: exported.append(out),
+        on_sample=lambda m, step: samples.append(step),
+    )
     assert full_loss(model) < 0.5 * before
     assert ema_model is not model and full_loss(ema_model) < before
     state = load_checkpoint(tmp_path / "checkpoint.pt")  # weights_only=True
@@ -85,8 +89,13 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(make_model(), loss_fn, next_batch, config(tmp_path / "b", steps=20),
-              after_step=crash_after_the_first_checkpoint)  # fmt: skip
+        train(
+            make_model(),
+            loss_fn,
+            next_batch,
+            config(tmp_path / "b", steps=20),
+            after_step=crash_after_the_first_checkpoint,
+        )
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 10
     resumed = make_model()  # fresh weights: everything must come from the checkpoint
     train(resumed, loss_fn, next_batch, config(tmp_path / "b", steps=20, resume=True))
@@ -173,8 +182,14 @@ def test_only_the_given_params_change_and_after_step_runs(tmp_path):
     model = make_model()
     frozen = model[2].weight.detach().clone()
     calls = []
-    train(model, loss_fn, next_batch, config(tmp_path, steps=5, ema_decay=None),
-          params=model[0].parameters(), after_step=lambda: calls.append(1))  # fmt: skip
+    train(
+        model,
+        loss_fn,
+        next_batch,
+        config(tmp_path, steps=5, ema_decay=None),
+        params=model[0].parameters(),
+        after_step=lambda: calls.append(1),
+    )
     assert torch.equal(model[2].weight, frozen) and len(calls) == 5
 
 
@@ -202,10 +217,24 @@ def torchrun(*args: str | Path, timeout: float = 240) -> subprocess.CompletedPro
     whole group (torchrun, its agent and every rank) is killed, and the test fails saying so."""
     from dlcv.training.distributed import SINGLE_NODE
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", *SINGLE_NODE.split(), "--nproc_per_node", "2",
-           *map(str, args)]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *SINGLE_NODE.split(),
+        "--nproc_per_node",
+        "2",
+        *map(str, args),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -318,8 +347,10 @@ def test_fp16_training_scales_the_loss_and_skips_overflowing_steps(tmp_path):
 def test_bf16_and_fp32_training_have_no_scaler(tmp_path):
     cfg = config(tmp_path, precision="bf16", device="cpu", steps=5)
     assert cfg.autocast_dtype(torch.device("cpu")) == torch.bfloat16
-    assert config(tmp_path, precision="bf16", mixed_precision=False).autocast_dtype(torch.device("cpu")) \
-        == torch.float32  # fmt: skip
+    assert (
+        config(tmp_path, precision="bf16", mixed_precision=False).autocast_dtype(torch.device("cpu"))
+        == torch.float32
+    )
     train(make_model(), loss_fn, next_batch, cfg)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["scaler"] is None
     assert "loss_scale" not in (tmp_path / "metrics.jsonl").read_text()
@@ -372,8 +403,9 @@ def test_a_resumed_run_with_dropout_ends_bit_identical_to_a_straight_one(tmp_pat
     samples leave them alone, and metrics.jsonl holds each step once after the resume."""
     cfg = dict(steps=20, log_every=1, sample_every=10, ckpt_every=10)
     straight = make_dropout_model()
-    straight_ema = train(straight, global_draws_loss, next_batch, config(tmp_path / "a", **cfg),
-                         on_sample=noisy_sample)  # fmt: skip
+    straight_ema = train(
+        straight, global_draws_loss, next_batch, config(tmp_path / "a", **cfg), on_sample=noisy_sample
+    )
     calls = []
 
     def crash_at_step_13():
@@ -382,8 +414,14 @@ def test_a_resumed_run_with_dropout_ends_bit_identical_to_a_straight_one(tmp_pat
             raise RuntimeError("crash")  # after the checkpoint at 10, with records up to 12 written
 
     with pytest.raises(RuntimeError, match="crash"):
-        train(make_dropout_model(), global_draws_loss, next_batch, config(tmp_path / "b", **cfg),
-              on_sample=noisy_sample, after_step=crash_at_step_13)  # fmt: skip
+        train(
+            make_dropout_model(),
+            global_draws_loss,
+            next_batch,
+            config(tmp_path / "b", **cfg),
+            on_sample=noisy_sample,
+            after_step=crash_at_step_13,
+        )
     metrics = tmp_path / "b" / "metrics.jsonl"
     assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == list(range(1, 13))
     with open(metrics, "a") as f:
@@ -392,8 +430,13 @@ def test_a_resumed_run_with_dropout_ends_bit_identical_to_a_straight_one(tmp_pat
     assert state["step"] == 10 and len(state["rng"]) == 1 and state["rng"][0]["numpy"] is not None
 
     resumed = make_dropout_model()  # fresh weights and freshly seeded generators
-    resumed_ema = train(resumed, global_draws_loss, next_batch, config(tmp_path / "b", resume=True, **cfg),
-                        on_sample=noisy_sample)  # fmt: skip
+    resumed_ema = train(
+        resumed,
+        global_draws_loss,
+        next_batch,
+        config(tmp_path / "b", resume=True, **cfg),
+        on_sample=noisy_sample,
+    )
     assert weights_equal(straight, resumed) and weights_equal(straight_ema, resumed_ema)
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == list(range(1, 21))
@@ -430,12 +473,20 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_run_resumes_exa
             os.kill(os.getpid(), signum)  # as a scheduler would, in the middle of step 7
 
     with pytest.raises(Interrupted) as err:
-        train(make_dropout_model(), global_draws_loss, next_batch, config(tmp_path / "b", **cfg),
-              after_step=signal_at_step_7, export=lambda m, out, step: exported.append(step))  # fmt: skip
+        train(
+            make_dropout_model(),
+            global_draws_loss,
+            next_batch,
+            config(tmp_path / "b", **cfg),
+            after_step=signal_at_step_7,
+            export=lambda m, out, step: exported.append(step),
+        )
     ckpt = tmp_path / "b" / "checkpoint.pt"
     assert err.value.exit_status == status
-    assert str(err.value) == (f"{name} at step 7 of 30: checkpoint saved to {ckpt}; run the same command "
-                              "again with `resume` to continue")  # fmt: skip
+    assert str(err.value) == (
+        f"{name} at step 7 of 30: checkpoint saved to {ckpt}; run the same command "
+        "again with `resume` to continue"
+    )
     assert err.value.command_line().endswith("again with --resume to continue")
     assert load_checkpoint(ckpt)["step"] == 7 and exported == [7] and len(calls) == 7
     assert signal.getsignal(signum) is before  # the handler of before is back
@@ -479,8 +530,9 @@ def test_a_signal_at_the_last_step_just_ends_the_run(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 5
 
 
-@pytest.mark.parametrize("name", ["checkpoint.pt", "metrics.jsonl", "model.safetensors", "unet.pt",
-                                  "learned_embeds.safetensors"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["checkpoint.pt", "metrics.jsonl", "model.safetensors", "unet.pt", "learned_embeds.safetensors"]
+)
 def test_a_fresh_run_refuses_another_runs_outputs_unless_told_to_overwrite(tmp_path, name):
     (tmp_path / name).write_bytes(b"another run's")
     with pytest.raises(UserError) as err:
@@ -535,8 +587,11 @@ def test_the_command_line_turns_an_interruption_into_one_line_and_its_exit_statu
     from dlcv.cli import Interrupted, run
 
     def stopped():
-        raise Interrupted("SIGTERM at step 3: checkpoint saved to out/checkpoint.pt; run the same command "
-                          "again with `resume` to continue", 143)  # fmt: skip
+        raise Interrupted(
+            "SIGTERM at step 3: checkpoint saved to out/checkpoint.pt; run the same command "
+            "again with `resume` to continue",
+            143,
+        )
 
     with pytest.raises(SystemExit) as err:
         run(stopped)

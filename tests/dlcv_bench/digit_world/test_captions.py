@@ -29,8 +29,9 @@ def test_captions_name_digits_but_never_the_held_out_one_nor_a_style():
     template = torch.randint(len(WORLD_TEMPLATES), (400,), generator=g)
     every_word, no_word = (torch.full((400, len(DESCRIPTIONS)), v) for v in (True, False))
     none, both = torch.zeros(400, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
-    captions = [c for shown in (every_word, no_word)
-                for c in world_captions(data, index, template, shown, none)]  # fmt: skip
+    captions = [
+        c for shown in (every_word, no_word) for c in world_captions(data, index, template, shown, none)
+    ]
     words = {w for c in captions for w in c.split()}
     assert DIGIT_WORDS[7] not in words and DIGIT_WORDS[3] in words and "grainy" in words
     assert not words & {"svhn", "mnist", "style", "printed", "handwritten", "house", "colour", "color"}
@@ -40,7 +41,8 @@ def test_captions_name_digits_but_never_the_held_out_one_nor_a_style():
     assert seven == caption(None, WORLD_TEMPLATES[0], expected)
     j = int(torch.nonzero(~data.generic)[0])
     assert world_captions(data, index[j : j + 1], torch.tensor([1]), no_word[:1], none[:1]) == [
-        caption(int(data.digits[j]), WORLD_TEMPLATES[1])]
+        caption(int(data.digits[j]), WORLD_TEMPLATES[1])
+    ]
     assert world_captions(data, index[:2], template[:2], every_word[:2], both) == ["", ""]
 
 
@@ -53,8 +55,12 @@ def test_filler_words_are_plain_words_the_world_does_not_otherwise_use():
     assert not set(words) & {*DIGIT_WORDS, "digit", "photo", "open", "top", "heavy", "smooth", "the", "a"}
     assert not [w for w in words if w.startswith(("seven", "five"))]  # no "sevens", "seventh", "fives"
     data = world_data(20, held_out=7, seed=0)
-    args = (torch.arange(3), torch.zeros(3, dtype=torch.long), torch.zeros(3, 5, dtype=torch.bool),
-            torch.zeros(3, dtype=torch.bool))  # fmt: skip
+    args = (
+        torch.arange(3),
+        torch.zeros(3, dtype=torch.long),
+        torch.zeros(3, 5, dtype=torch.bool),
+        torch.zeros(3, dtype=torch.bool),
+    )
     plain = world_captions(data, *args)
     filled = world_captions(data, *args, fillers=[("zebra", 0.0), None, ("zebra", 0.999)])
     assert filled == [f"zebra {plain[0]}", plain[1], f"{plain[2]} zebra"]

@@ -24,8 +24,18 @@ from dlcv.stable_diffusion.loading import load_stable_diffusion
 from dlcv.stable_diffusion.textual_inversion import init_vectors
 from dlcv_bench.digit_world import check as bench
 
-TINY = dict(world_steps=6, world_batch=4, world_images=100, world_channels=(8, 16, 32), grader_steps=4,
-            grader_images=200, ti_steps=3, ti_batch=2, n_images=3, sampler_steps=2)  # fmt: skip
+TINY = dict(
+    world_steps=6,
+    world_batch=4,
+    world_images=100,
+    world_channels=(8, 16, 32),
+    grader_steps=4,
+    grader_images=200,
+    ti_steps=3,
+    ti_batch=2,
+    n_images=3,
+    sampler_steps=2,
+)
 
 
 def test_the_check_runs_end_to_end_and_reuses_its_world(tmp_path, capsys):
@@ -49,8 +59,10 @@ def test_the_check_runs_end_to_end_and_reuses_its_world(tmp_path, capsys):
 
     world = load_stable_diffusion(tmp_path / "world")
     assert world.config.resolution == 28 and world.config.vae_scale == s.world_pool
-    for token, init, name in ((bench.OBJECT_TOKEN, bench.OBJECT_INIT, "new1"),
-                              (bench.STYLE_TOKEN, bench.STYLE_INIT, "new2")):  # fmt: skip
+    for token, init, name in (
+        (bench.OBJECT_TOKEN, bench.OBJECT_INIT, "new1"),
+        (bench.STYLE_TOKEN, bench.STYLE_INIT, "new2"),
+    ):
         run = tmp_path / "ti" / name
         saved, vector = load_embedding(run / LEARNED_EMBEDS)
         assert saved == token and vector.shape == (s.ti_vectors, 64)

@@ -35,8 +35,11 @@ def test_an_exported_world_loads_back_with_the_same_weights(tmp_path):
         for p in sd.unet.parameters():  # as if trained: the zeroed caption paths too
             p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     export_world(sd, tmp_path / "w", {"seed": 3, "architecture": arch, "training": {"steps": 1}})
-    assert {p.name for p in (tmp_path / "w").iterdir()} == {"unet.safetensors", "text_encoder.safetensors",
-                                                            "world.json"}  # fmt: skip
+    assert {p.name for p in (tmp_path / "w").iterdir()} == {
+        "unet.safetensors",
+        "text_encoder.safetensors",
+        "world.json",
+    }
     back, info = load_shipped_world(tmp_path / "w")
     assert info["training"] == {"steps": 1}
     for a, b in zip(sd.unet.state_dict().values(), back.unet.state_dict().values(), strict=True):
