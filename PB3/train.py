@@ -35,17 +35,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from dlcv.cli import run
-from dlcv.runtime import PRECISIONS
 from dlcv.stable_diffusion.course import CKPT_ENV, ConceptPlan
 from dlcv.stable_diffusion.embeddings import EMBEDDINGS_SUBDIR, default_embedding_dirs
-from dlcv.stable_diffusion.generation import DEFAULT_SOLVER, DEFAULT_STEPS, SOLVERS
-from dlcv.stable_diffusion.textual_inversion import TIConfig
-from dlcv.stable_diffusion.ti_data import Augmentation
-from dlcv.stable_diffusion.ti_job import FLAGS, LearnJob, default_warmup, learn_concepts
-from dlcv.training import TrainConfig
+from dlcv.stable_diffusion.ti_job import (
+    FLAGS,
+    LearnJob,
+    add_learning_flags,
+    learn_concepts,
+    learning_settings,
+)
 
 #: checkpoints/pb3 of this checkout: where PB3/inference.py (and hw2_3.sh) look first.
 DEFAULT_EMBEDDINGS_DIR = default_embedding_dirs(__file__)[0]
@@ -106,81 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"output folder (default: this checkout's {EMBEDDINGS_SUBDIR}/NAME with "
         f"--images, NAME = the token without <>; {EMBEDDINGS_SUBDIR} with --json: one per key)",
     )
-    p.add_argument("--vectors", type=int, default=1, help="embedding vectors per token (default: 1)")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps per concept (default: 2000)")
-    p.add_argument("--lr", type=float, default=5e-3, help="AdamW learning rate (default: %(default)s)")
-    p.add_argument("--scale-lr", action="store_true", help="multiply --lr by batch x grad-accum x processes")
-    p.add_argument("--warmup", type=int, help="linear warm-up steps (default: min(100, steps/20))")
-    p.add_argument("--batch-size", type=int, default=4, help="images per step and process (default: 4)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step (default: 1)")
-    p.add_argument("--resolution", type=int, default=512, help="training image side (default: %(default)s)")
-    p.add_argument("--views", type=int, default=16, help="augmented views per image, VAE-encoded once (16)")
-    p.add_argument(
-        "--crop-min",
-        type=float,
-        default=0.8,
-        help="smallest random square crop, as a fraction of the shorter side; 1 = no cropping "
-        "(default: %(default)s)",
-    )
-    p.add_argument("--no-flip", action="store_true", help="no horizontal flips (text, asymmetric concepts)")
-    p.add_argument("--seed", type=int, default=0, help="seed of views, batches and noise (default: 0)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=PRECISIONS,
-        help="the UNet's dtype and autocast: auto = bf16 on GPUs of compute capability >= 8.0, "
-        "fp16 below, fp32 on the CPU; fp32: no mixed precision on CUDA either",
-    )
-    p.add_argument(
-        "--gradient-checkpointing",
-        action="store_true",
-        help="recompute UNet activations in the backward pass (less memory, slower)",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from OUT/checkpoint.pt (with --json: each unfinished concept)",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start again in an output folder that holds another run (its checkpoint and "
-        "metrics are deleted, its embedding replaced)",
-    )
-    p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints, exports (500)")
-    p.add_argument(
-        "--validate-every",
-        type=int,
-        default=500,
-        help="steps between validation images; 0 = only at the end (default: %(default)s)",
-    )
-    p.add_argument("--validate-images", type=int, default=4, help="images per validation prompt; 0: none (4)")
-    p.add_argument(
-        "--validate-steps",
-        type=int,
-        default=DEFAULT_STEPS,
-        help="sampler steps of validation images (default: %(default)s, as hw2_3.sh)",
-    )
-    p.add_argument(
-        "--validate-solver",
-        choices=SOLVERS,
-        default=DEFAULT_SOLVER,
-        help="sampler of validation images (default: %(default)s, as hw2_3.sh)",
-    )
-    p.add_argument(
-        "--validate-prompt",
-        action="append",
-        metavar="TEXT",
-        help="validation prompt with {} for the token (repeatable; default: two per kind)",
-    )
-    p.add_argument("--guidance", type=float, default=7.5, help="guidance scale of validation images (7.5)")
-    p.add_argument("--log-every", type=int, default=50, help="steps between metrics.jsonl lines (50)")
-    p.add_argument(
-        "--time-budget",
-        type=float,
-        help="seconds per concept: plan the steps (and the cosine) to end in time, at most --steps",
-    )
+    add_learning_flags(p)
     return p
 
 
@@ -198,39 +124,7 @@ def build_job(args: argparse.Namespace) -> LearnJob:
         style=args.style,
         out=args.out,
     )
-    aug = Augmentation(args.resolution, args.views, args.crop_min, not args.no_flip)
-    ti = TIConfig(
-        token="",
-        init_word="",
-        vectors=args.vectors,
-        augmentation=aug,  # token..: per concept
-        validate_images=args.validate_images,
-        validate_steps=args.validate_steps,
-        validate_solver=args.validate_solver,
-        guidance=args.guidance,
-        validate_prompts=args.validate_prompt,
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
-    warmup = args.warmup if args.warmup is not None else default_warmup(args.steps)
-    train = TrainConfig(
-        out_dir=Path(),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=warmup,
-        grad_clip=None,  # Adam normalises the step; the paper: no clip
-        grad_accum=args.grad_accum,
-        ema_decay=None,
-        log_every=args.log_every,
-        sample_every=args.validate_every,
-        ckpt_every=args.ckpt_every,
-        seed=args.seed,
-        precision=args.precision,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        device=args.device,
-        time_budget=args.time_budget,
-    )
+    ti, train = learning_settings(args)
     return LearnJob(args.sd_ckpt, plan, ti, train, model_config=args.model_config, scale_lr=args.scale_lr)
 
 

@@ -231,3 +231,14 @@ def test_the_rules_see_the_imports_and_the_loads(tmp_path):
     assert layer_of("dlcv.digits.model") == ("problem", "digits") and layer_of("torch") is None
     assert layer_of("dlcv.new_module") == ("shared", None)  # the package root's; placing it: the test above
     assert "dlcv.new_module" not in LAYERS
+
+
+@pytest.mark.parametrize("folder", ["PB1", "PB2", "PB3"])
+def test_problem_scripts_are_flags_settings_and_one_call(folder):
+    """A problem's script parses flags, builds its job's settings and makes one library call: at most 150
+    lines, and it defines no class (a settings object or a job of its own would be the library's)."""
+    for path in sorted((REPO / folder).glob("*.py")):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 150, f"{path.relative_to(REPO)}: {lines} lines"
+        classes = [n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)]
+        assert not classes, f"{path.relative_to(REPO)} defines {classes}"
