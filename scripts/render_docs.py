@@ -18,40 +18,17 @@ alone (their bytes depend on matplotlib's version); the default mode redraws the
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "docs" / "results"
+from dlcv_bench.render import REPO, acc_ci, load, mean_range
+
 #: Markdown files that may hold rendered blocks.
 DOCUMENTS = ("README.md", "docs/*.md", "dlcv/assets/pb1/MODEL_CARD.md")
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 DATASET_NAMES = {"mnistm": "MNIST-M", "svhn": "SVHN"}
-
-
-def load(name: str) -> dict:
-    path = RESULTS / name
-    if not path.is_file():
-        raise SystemExit(f"error: {path.relative_to(REPO)} not found (its bench command writes it)")
-    return json.loads(path.read_text())
-
-
-# ---- small formatting helpers -----------------------------------------------------------------
-
-
-def acc_ci(stats: dict) -> str:
-    """``0.962 [0.949, 0.972]`` (95% Wilson interval) from ``{"acc", "ci"}``."""
-    low, high = stats["ci"]
-    return f"{stats['acc']:.3f} [{low:.3f}, {high:.3f}]"
-
-
-def mean_range(values: list[float]) -> str:
-    """``0.958 (0.950 - 0.966)``: the mean and the range over seeds."""
-    mean = sum(values) / len(values)
-    return f"{mean:.3f} ({min(values):.3f} - {max(values):.3f})" if len(values) > 1 else f"{mean:.3f}"
 
 
 def slow_minutes(steps: int, run: dict) -> float:

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+import dlcv_bench.render
+
 from ..conftest import load_script
 
 
@@ -46,7 +48,7 @@ def test_a_hand_edited_block_is_caught(tmp_path, monkeypatch, capsys):
     doc = tmp_path / "docs" / "x.md"
     doc.write_text("text\n<!-- results: pb1-sweep -->\n| typed by hand |\n<!-- /results -->\nmore\n")
     monkeypatch.setattr(render_docs, "REPO", tmp_path)
-    monkeypatch.setattr(render_docs, "RESULTS", results)
+    monkeypatch.setattr(dlcv_bench.render, "RESULTS", results)  # where every renderer loads from
     monkeypatch.setattr(render_docs, "FIGURES", {})
     assert render_docs.main(["--check"]) == 1
     assert "docs/x.md" in capsys.readouterr().out
