@@ -396,6 +396,7 @@ CASES = [
     Case("pb2-fig-guidance-nan", "PB2/experiments.py", DIGIT_FIG + " --guidance nan", "error", r"--guidance must be a finite number"),
     Case("pb2-fig-guidance-inf", "PB2/experiments.py", DIGIT_FIG + " --guidance inf", "error", r"--guidance must be a finite number"),
     Case("pb2-fig-steps-0", "PB2/experiments.py", "--digit-ckpt {pb1} --out {out} --steps 0", "error", r"--steps must be 1-1000, got 0"),
+    Case("pb1-steps-1000-ddim", "PB1/inference.py", PB1 + " --out-dir {out} --sampler ddim --steps 1000", "error", r"--steps must be 1-999 for ddim on this model's 1000 timesteps, got 1000"),
     Case("pb2-fig-unet-trap", "PB2/experiments.py", "--unet {trap_zip} --noise-dir {noise} --out {out} --device cpu", "error", NEEDS),
     Case("pb2-fig-out-read-only", "PB2/experiments.py", "--digit-ckpt {pb1} --out {ro} --device cpu --steps 2", "error", r"cannot write in output folder .*ro: read-only"),
     Case("pb2-train-lr-nan", "PB2/train.py", "--data {tmp} --out {out} --lr nan", "error", r"--lr must be a positive number"),

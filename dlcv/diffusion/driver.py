@@ -79,6 +79,16 @@ class TimestepConvention:
             return dpm_solver_timesteps(steps, num_train_timesteps, offset=self.offset)
         return ddim_timesteps(steps, num_train_timesteps, offset=self.offset)
 
+    def max_steps(self, sampler: str, num_train_timesteps: int) -> int:
+        """The most steps ``sampler`` can take on ``num_train_timesteps`` timesteps: with stride 1 the
+        offset pushes the top timestep to ``T - 1`` at ``T - offset`` DDIM steps (one fewer for
+        DPM-Solver++'s spacing, whose stride divides by ``steps + 1``); DDPM walks all ``T``."""
+        if sampler == "ddpm":
+            return num_train_timesteps
+        if sampler == "dpm++" and self.dpm_solver_spacing:
+            return num_train_timesteps - 1 - self.offset
+        return num_train_timesteps - self.offset
+
     def alpha_bar_final(self, sampler: str) -> float | None:
         """Where ``sampler``'s last step goes: ``None`` is ``alpha_bar[0]``, ``1.0`` is ``x_0`` itself."""
         return 1.0 if sampler == "dpm++" and self.dpm_solver_to_x0 else None

@@ -23,6 +23,7 @@ from torch import nn
 
 from dlcv.cli import MAX_BATCH_SIZE, ArgumentError, UserError
 from dlcv.diffusion import NoiseSchedule, Objective, eps_model
+from dlcv.diffusion.driver import COURSE
 from dlcv.digits.latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
 from dlcv.digits.sampling import SampleRequest, SampleSettings
 from dlcv.digits.unet import DigitUNet, DigitUNetConfig
@@ -354,4 +355,11 @@ def load_for_sampling(
     path = resolve_checkpoint(ckpt)
     model, cfg = load_model(path, device)
     settings = (request or SampleRequest()).settings(cfg)
-    return SamplingModel(path, model, cfg, build_schedule(cfg), settings)
+    schedule = build_schedule(cfg)
+    most = COURSE.max_steps(settings.sampler, schedule.num_train_timesteps)
+    if settings.steps > most:
+        raise ArgumentError(
+            f"`steps` must be 1-{most} for {settings.sampler} on this model's "
+            f"{schedule.num_train_timesteps} timesteps, got {settings.steps}"
+        )
+    return SamplingModel(path, model, cfg, schedule, settings)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from dlcv.cli import ArgumentError, UserError, prepare_out_dir
-from dlcv.diffusion.driver import constant_eps
+from dlcv.diffusion.driver import COURSE, constant_eps
 from dlcv.faces.ddim import (
     NUM_STEPS,
     face_eps_fn,
@@ -70,8 +70,9 @@ def face_experiments(
     :func:`face_figure_job` with ``steps`` DDIM steps (the course's 50 by default), the device
     and precision resolved once (:func:`~dlcv.faces.ddim.face_precision`, TF32 as ``hw2_2.sh``
     sets it); returns the paths written."""
-    if not 1 <= steps <= 1000:
-        raise ArgumentError(f"`steps` must be 1-1000, got {steps}")
+    most = COURSE.max_steps("ddim", 1000)  # the course schedule's 1000 timesteps
+    if not 1 <= steps <= most:
+        raise ArgumentError(f"`steps` must be 1-{most}, got {steps}")
     seed_everything(seed)
     dev = pick_device(device)
     resolved = face_precision(precision, dev)

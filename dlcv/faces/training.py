@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from dlcv.cli import ArgumentError, UserError, existing_dir
 from dlcv.diffusion import NoiseSchedule, diffusion_loss
-from dlcv.diffusion.driver import constant_eps, sample_batches
+from dlcv.diffusion.driver import COURSE, constant_eps, sample_batches
 from dlcv.faces.unet import DOWN_FACTOR, FaceUNet
 from dlcv.io.checkpoint import save_checkpoint, save_weights
 from dlcv.io.images import list_images, load_rgb, minmax_to_uint8, save_grid
@@ -71,8 +71,9 @@ class FaceTrainJob:
             raise ArgumentError(f"`width` must be a positive even number of channels, got {self.width}")
         if not (math.isfinite(self.dropout) and 0 <= self.dropout < 1):
             raise ArgumentError(f"`dropout` must be in [0, 1), got {self.dropout}")
-        if not 1 <= self.sample_steps <= 1000:
-            raise ArgumentError(f"`sample_steps` must be 1-1000, got {self.sample_steps}")
+        most = COURSE.max_steps("ddim", 1000)  # the course schedule's 1000 timesteps
+        if not 1 <= self.sample_steps <= most:
+            raise ArgumentError(f"`sample_steps` must be 1-{most}, got {self.sample_steps}")
         if self.limit is not None and self.limit < 1:
             raise ArgumentError(f"`limit` must be positive, got {self.limit}")
 

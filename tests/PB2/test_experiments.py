@@ -102,7 +102,7 @@ def test_bad_inputs_are_one_line_naming_the_flag(face_files, digit_model_file, t
                 "--steps",
                 "0",
             ],
-            "--steps must be 1-1000, got 0",
+            "--steps must be 1-999, got 0",
         ),
         ([*digit, "--labels", "0,1,x,3"], "--labels: expected comma-separated integers"),
         ([*digit, "--labels", "0,1,2"], "--labels: expected 4 class labels in 0..19"),

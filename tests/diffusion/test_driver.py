@@ -83,3 +83,16 @@ def test_batches_come_one_at_a_time_decoded():
     assert [start for start, _ in decoded] == [0, 2, 4]
     whole = sample_batches(constant_eps(toy_eps), x, LINEAR, steps=3)
     torch.testing.assert_close(torch.cat([b for _, b in decoded]), whole * 2)
+
+
+@pytest.mark.parametrize("convention", [COURSE, SD_V1])
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++"])
+def test_max_steps_is_the_most_a_convention_can_visit(convention, sampler):
+    """``max_steps`` steps give timesteps inside the schedule, one more does not."""
+    for timesteps in (10, 1000):
+        most = convention.max_steps(sampler, timesteps)
+        visited = convention.timesteps(sampler, most, timesteps)
+        assert len(visited) == most and max(visited) <= timesteps - 1 and min(visited) >= 0
+        with pytest.raises(ValueError):
+            convention.timesteps(sampler, most + 1, timesteps)
+    assert convention.max_steps("ddpm", 1000) == 1000
