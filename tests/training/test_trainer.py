@@ -116,49 +116,69 @@ def test_existing_checkpoint_is_never_overwritten_without_resume(tmp_path):
         train(make_model(), loss_fn, next_batch, config(tmp_path, steps=2, resume=True))
 
 
-def test_time_budget_shortens_the_run(tmp_path):
-    def slow_loss(net, batch, g):
-        import time
+class FakeClock:
+    """The trainer's clock (``time.perf_counter`` in :mod:`dlcv.training.trainer`), advanced only by
+    the work done: a time budget is then a number of steps, whatever the machine's speed."""
 
-        time.sleep(0.02)
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    from dlcv.training import trainer
+
+    fake = FakeClock()
+    monkeypatch.setattr(trainer, "time", fake)  # the module's clock only; pytest's stays real
+    return fake
+
+
+def timed_loss(clock, seconds):
+    """``loss_fn`` whose ``k``-th call (from 1) takes ``seconds(k)`` seconds on ``clock``; its calls."""
+    calls = []
+
+    def loss(net, batch, g):
+        calls.append(1)
+        clock.now += seconds(len(calls))
         return loss_fn(net, batch, g)
 
-    train(make_model(), slow_loss, next_batch, config(tmp_path, steps=10_000, time_budget=0.6))
+    return loss, calls
+
+
+# Step times are powers of two, so the clock's sums are exact and the step counts below too.
+STEP_S = 2.0**-6
+
+
+def test_time_budget_shortens_the_run(tmp_path, clock):
+    loss, calls = timed_loss(clock, lambda k: STEP_S)
+    train(make_model(), loss, next_batch, config(tmp_path, steps=10_000, time_budget=0.5))
     step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
-    assert 10 <= step < 100
+    assert step == len(calls) == 32 and clock.now == 0.5  # 0.5 s at 1/64 s a step, not one more
+    capped = tmp_path / "capped"
+    train(make_model(), loss, next_batch, config(capped, steps=20, time_budget=0.5))
+    assert load_checkpoint(capped / "checkpoint.pt")["step"] == 20  # the steps cap the budget
 
 
-def test_a_time_budget_without_steps_decides_the_length_alone(tmp_path):
-    def slow_loss(net, batch, g):
-        import time
-
-        time.sleep(0.02)
-        return loss_fn(net, batch, g)
-
-    train(make_model(), slow_loss, next_batch, config(tmp_path, steps=None, time_budget=0.6))
-    step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
-    assert 10 <= step < 100
+def test_a_time_budget_without_steps_decides_the_length_alone(tmp_path, clock):
+    loss, calls = timed_loss(clock, lambda k: STEP_S)
+    train(make_model(), loss, next_batch, config(tmp_path, steps=None, time_budget=0.5))
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == len(calls) == 32
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 32 and records[-1]["elapsed_s"] == 0.5  # the clock the budget is on
     with pytest.raises(UserError, match="time budget"):
         train(make_model(), loss_fn, next_batch, config(tmp_path / "none", steps=None))
 
 
-def test_time_budget_replans_after_a_slow_start_and_the_cosine_follows(tmp_path):
-    """The first steps are 10x slower than the rest: the run must still use its whole budget
-    (a plan fixed from the first steps would stop after about 20 steps) and end its cosine."""
-    import time
-
-    calls = []
-
-    def uneven_loss(net, batch, g):
-        calls.append(1)
-        time.sleep(0.05 if len(calls) <= 12 else 0.005)
-        return loss_fn(net, batch, g)
-
-    began = time.perf_counter()
-    train(make_model(), uneven_loss, next_batch, config(tmp_path, steps=10_000, time_budget=1.5, lr=0.1))
-    elapsed = time.perf_counter() - began
+def test_time_budget_replans_after_a_slow_start_and_the_cosine_follows(tmp_path, clock):
+    """The first 12 steps are 8x slower than the rest: the run must still use its whole budget
+    (a plan fixed from the first steps' speed would stop at step 24) and end its cosine."""
+    loss, calls = timed_loss(clock, lambda k: 2.0**-4 if k <= 12 else 2.0**-7)
+    train(make_model(), loss, next_batch, config(tmp_path, steps=10_000, time_budget=1.5, lr=0.1))
     step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
-    assert step > 60 and 1.2 < elapsed < 3.0
+    assert step == len(calls) == 12 + 96 and clock.now == 1.5  # 0.75 s slow, then 96 steps of 1/128 s
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == step and last["lr"] < 0.1 * 0.05
 
