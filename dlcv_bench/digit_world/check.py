@@ -23,15 +23,20 @@ learns a concept on a CPU, in the digit world, with Problem 3's own jobs.
    templates, checkpointing, one ``images`` folder, ``learned_embeds.safetensors``) on 5 images of
    the held-out digit (``<new1>``, an object initialised from "digit") and on 5 SVHN-like images of
    mixed digits (``<new2>``, a style initialised from "photo"), two vectors per token.
+   Which 5 + 5 images is the image set's (:func:`concept_images`, a rule fixed before measuring).
 4. Generates through ``PB3/inference.py``'s job (:func:`dlcv.stable_diffusion.course.hw2_3`, guided
-   DDIM) from "a photo of <new1>" and "the digit
-   five in the style of <new2>", with the token at its initial embedding (before) and learned
-   (after), and grades the images: the held-out digit's rate for the object; the SVHN-like rate
-   (and the rate of fives) for the style.
+   DDIM) from "a photo of <new1>" and "the digit five in the style of <new2>", with the token at its
+   initial embedding (before: the init word in each of its vectors, "a photo of digit digit") and
+   learned (after), and the three controls of :func:`control_rows` with the same settings: the
+   world's best words for the concept, no token (words); random vectors in the token's place
+   (random); the init word once in its place (init word). It grades the images: the held-out
+   digit's rate for the object; the SVHN-like rate (and the rate of fives) for the style.
 
-Ends with ``TI object: before = 0.xx, after = 0.yy`` and ``TI style: before = 0.xx, after = 0.yy``;
-writes OUT/ti_learns.png (rows: object before, after; style before, after) and OUT/results.json.
-Every length is a number of steps and every draw is seeded, so a run repeats.
+Ends with ``TI object: before = 0.xx, after = 0.yy``, ``TI style: before = 0.xx, after = 0.yy`` and
+``TI controls: object: words = 0.xx, random = 0.xx, init word = 0.xx; style: ...``
+(:func:`controls_lines`); writes OUT/ti_learns.png (rows: object before, after; style before,
+after) and OUT/results.json. :func:`check_image_sets` runs it for several image sets. Every length
+is a number of steps and every draw is seeded, so a run repeats.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -67,9 +73,28 @@ OBJECT_INIT, STYLE_INIT = world.GENERIC_WORD, "photo"
 OBJECT_PROMPT = f"a photo of {OBJECT_TOKEN}"
 STYLE_DIGIT = 5
 STYLE_PROMPT = f"the digit {world.DIGIT_WORDS[STYLE_DIGIT]} in the style of {STYLE_TOKEN}"
-STYLE_IMAGE_DIGITS = (1, 2, 3, 4, 9)  # the style's 5 images: mixed digits, SVHN-like (docs/ti_world.md)
 SVHN = world.STYLES.index("svhn")
+OBJECT_IMAGE_STYLES = (0, 1, 0, 1, 1)  # the object's 5 sevens: both styles
 GRADER_VIEW = "through the world's autoencoder"  # what the graders were trained on (older runs: raw pixels)
+
+#: The world's best words for each concept (the ``words`` control of :func:`control_rows`), fixed
+#: before any run measured them: on each axis of :data:`world.DESCRIPTIONS`, the word the concept's
+#: images carry far more often than the other images do (4,000 rendered images: sevens open 1.00,
+#: top-heavy 0.99, narrow-based 0.90, the other digits 0.48, 0.09, 0.19; SVHN-like images smooth 0.78
+#: and pale 0.78, MNIST-M-like 0.18 and 0.25; no other axis differs by more than 0.12). They stand
+#: where the world's captions put them, in the caption the world was trained to give such an image
+#: (its grammar, :func:`world.caption`: "a photo of a open ...", "the smooth pale digit five"), the
+#: strongest wording of the concept the world has: the words are what the token competes with.
+OBJECT_WORDS = ("open", "top-heavy", "narrow-based")
+STYLE_WORDS = ("smooth", "pale")
+WORDS_PROMPTS = {
+    OBJECT_TOKEN: world.caption(None, "a photo of a {}", OBJECT_WORDS),
+    STYLE_TOKEN: world.caption(STYLE_DIGIT, "the {}", STYLE_WORDS),
+}
+#: The rows of the check: the token at its initial embedding (``before``: its init word in each of
+#: its vectors, "a photo of digit digit" with two) and learned (``after``), and the three controls
+#: of :func:`control_rows` (``words``, ``random``, ``init_word``).
+ROWS = ("before", "after", "words", "random", "init_word")
 
 
 @dataclass
@@ -100,6 +125,7 @@ class Settings:
     guidance: float = 5.0
     held_out: int = 7
     seed: int = 0
+    image_set: int = 0  # which 5 + 5 concept images (:func:`concept_images`); the rest is unchanged
 
 
 def _say(text: str) -> None:
@@ -207,18 +233,31 @@ def build_graders(out: Path, world_dir: Path, s: Settings) -> tuple[torch.nn.Mod
     return (load_digit_classifier(paths["digit"], "lenet"), load_digit_classifier(paths["style"], "lenet"))
 
 
+def concept_images(s: Settings) -> dict[str, dict]:
+    """What image set ``s.image_set`` draws, a rule fixed before any set was measured: 5 sevens (the
+    held-out digit) in the styles :data:`OBJECT_IMAGE_STYLES`, and 5 SVHN-like images of 5 different
+    digits drawn from those that are neither the held-out digit nor the style prompt's (five), so that
+    neither the sevens' nor the fives' rate rides on the style's images; both rendered with the
+    set's seed. Returns per token ``{"digits", "styles", "seed"}``."""
+    seed = s.seed + 2 + 100 * s.image_set
+    pool = [d for d in range(10) if d not in (s.held_out, STYLE_DIGIT)]
+    pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:5]
+    return {
+        OBJECT_TOKEN: {"digits": [s.held_out] * 5, "styles": list(OBJECT_IMAGE_STYLES), "seed": seed},
+        STYLE_TOKEN: {"digits": [pool[i] for i in pick.tolist()], "styles": [SVHN] * 5, "seed": seed},
+    }
+
+
 def concept_folders(out: Path, s: Settings) -> dict[str, Path]:
-    """5 images of the held-out digit (both styles) and 5 SVHN-like images of mixed digits."""
-    obj, sty = out / "concepts" / "new1", out / "concepts" / "new2"
-    for folder, digits, styles in (
-        (obj, [s.held_out] * 5, [0, 1, 0, 1, 1]),
-        (sty, list(STYLE_IMAGE_DIGITS), [SVHN] * 5),
-    ):
+    """The concept images of :func:`concept_images`, as PNGs in OUT/concepts/new1 and new2."""
+    folders = {}
+    for token, drawn in concept_images(s).items():
+        folder = folders[token] = out / "concepts" / token_stem(token)
         if folder.is_dir():
             shutil.rmtree(folder)
-        for i, image in enumerate(world.render_digits(digits, styles, seed=s.seed + 2)):
+        for i, image in enumerate(world.render_digits(drawn["digits"], drawn["styles"], seed=drawn["seed"])):
             save_png(image, folder / f"{i}.png")
-    return {OBJECT_TOKEN: obj, STYLE_TOKEN: sty}
+    return folders
 
 
 def learn(world_dir: Path, images: Path, token: str, init: str, kind: str, out: Path, s: Settings) -> Path:
@@ -226,6 +265,7 @@ def learn(world_dir: Path, images: Path, token: str, init: str, kind: str, out: 
     the folder holding ``learned_embeds.safetensors``."""
     done = out / "done.json"
     recipe = {"steps": s.ti_steps, "lr": s.ti_lr, "vectors": s.ti_vectors, "batch": s.ti_batch}
+    recipe |= {"seed": s.seed, "image_set": s.image_set}
     if done.is_file() and json.loads(done.read_text()) == recipe:
         _say(f"{token}: reusing {out}")
         return out
@@ -269,8 +309,48 @@ def initial_embedding(world_dir: Path, token: str, init: str, out: Path, vectors
     return out
 
 
-def generate(world_dir: Path, prompt: str, embeddings: Path, out: Path, s: Settings) -> torch.Tensor:
-    """``s.n_images`` images of ``prompt`` through PB3/inference.py's job (guided DDIM), as uint8."""
+def typical_token_norm(sd: StableDiffusion) -> float:
+    """The mean norm of the rows of the world's token-embedding table (what a word's embedding measures)."""
+    return float(sd.text_encoder.get_input_embeddings().weight.detach().float().norm(dim=1).mean())
+
+
+def random_embedding(sd: StableDiffusion, vectors: int, seed: int) -> torch.Tensor:
+    """``vectors`` random directions (normal, from ``seed``), each scaled to :func:`typical_token_norm`:
+    a token that carries no concept, as long as a word."""
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn((vectors, sd.text_encoder.config.hidden_size), generator=g)
+    return v / v.norm(dim=1, keepdim=True) * typical_token_norm(sd)
+
+
+def control_rows(world_dir: Path, out: Path, s: Settings) -> dict[str, dict[str, tuple[str, Path | None]]]:
+    """The controls, each generated and graded as the learned token is: per row and token, the prompt
+    and the embeddings file it needs (None: no token in the prompt).
+
+    * ``words``: the world's best words for the concept instead of the token, no training
+      (:data:`WORDS_PROMPTS`);
+    * ``random``: ``s.ti_vectors`` random vectors in the token's place (:func:`random_embedding`, seed
+      ``s.seed + 6 + s.image_set``, the style's 1000 more: each image set draws its own), saved in
+      OUT/controls/random like a learned token;
+    * ``init_word``: the init word once in the token's place ("a photo of digit"), where ``before``
+      has it in each of the token's vectors ("a photo of digit digit").
+    """
+    sd = load_stable_diffusion(world_dir)
+    rows: dict[str, dict[str, tuple[str, Path | None]]] = {"words": {}, "random": {}, "init_word": {}}
+    for k, (token, init, prompt) in enumerate(
+        ((OBJECT_TOKEN, OBJECT_INIT, OBJECT_PROMPT), (STYLE_TOKEN, STYLE_INIT, STYLE_PROMPT))
+    ):
+        folder = out / "controls" / "random" / token_stem(token)
+        vector = random_embedding(sd, s.ti_vectors, s.seed + 6 + s.image_set + 1000 * k)
+        save_learned_embeds({token: vector}, folder, {"note": "random, at the token table's mean norm"})
+        rows["words"][token] = (WORDS_PROMPTS[token], None)
+        rows["random"][token] = (prompt, folder / LEARNED_EMBEDS)
+        rows["init_word"][token] = (prompt.replace(token, init), None)
+    return rows
+
+
+def generate(world_dir: Path, prompt: str, embeddings: Path | None, out: Path, s: Settings) -> torch.Tensor:
+    """``s.n_images`` images of ``prompt`` through PB3/inference.py's job (guided DDIM), as uint8
+    (``embeddings``: the learned-embeddings file of the prompt's token, None when it has none)."""
     if out.exists():
         shutil.rmtree(out)
     options = sampling.SamplingOptions(s.sampler_steps, s.guidance, solver="ddim", resolution=world.SIZE)
@@ -279,7 +359,7 @@ def generate(world_dir: Path, prompt: str, embeddings: Path, out: Path, s: Setti
             out_dir=out,
             ckpt=str(world_dir),
             prompt=prompt,
-            embeddings=[str(embeddings)],
+            embeddings=[] if embeddings is None else [str(embeddings)],
             defaults=[],
             n_images=s.n_images,
             sampling=options,
@@ -354,9 +434,12 @@ def check(
     world_only: bool = False,
     train_world: bool = False,
     export_world: Path | None = None,
+    runs: Path | None = None,
 ) -> dict:
-    """The whole check; returns the rates (also in OUT/results.json). With ``world_only``, stops
-    after the world's own named-digit rate (:func:`named_digit_rate`)."""
+    """The whole check; returns the rates of every row (:data:`ROWS`; also in OUT/results.json). With
+    ``world_only``, stops after the world's own named-digit rate (:func:`named_digit_rate`). ``runs``:
+    where the concept images, tokens, samples, grid and results go (default ``out``, which always
+    holds the world and the graders)."""
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     world_dir = world_folder(out, s, train_world, export_world)
@@ -375,57 +458,38 @@ def check(
         result = {"settings": asdict(s), "world_named_digit_rate": named}
         (out / "results.json").write_text(json.dumps(result, indent=2))
         return result
-    folders = concept_folders(out, s)
-    runs = {
-        OBJECT_TOKEN: learn(
-            world_dir,
-            folders[OBJECT_TOKEN],
-            OBJECT_TOKEN,
-            OBJECT_INIT,
-            "object",
-            out / "ti" / token_stem(OBJECT_TOKEN),
-            s,
-        ),
-        STYLE_TOKEN: learn(
-            world_dir,
-            folders[STYLE_TOKEN],
-            STYLE_TOKEN,
-            STYLE_INIT,
-            "style",
-            out / "ti" / token_stem(STYLE_TOKEN),
-            s,
-        ),
+    work = out if runs is None else runs
+    folders = concept_folders(work, s)
+    learned = {
+        token: learn(world_dir, folders[token], token, init, kind, work / "ti" / token_stem(token), s)
+        for token, init, kind in ((OBJECT_TOKEN, OBJECT_INIT, "object"), (STYLE_TOKEN, STYLE_INIT, "style"))
     }
     before = {
-        token: initial_embedding(world_dir, token, init, out / "before" / token_stem(token), s.ti_vectors)
+        token: initial_embedding(world_dir, token, init, work / "before" / token_stem(token), s.ti_vectors)
         for token, init in ((OBJECT_TOKEN, OBJECT_INIT), (STYLE_TOKEN, STYLE_INIT))
     }
-    gain = denoising_gain(world_dir, OBJECT_TOKEN, OBJECT_INIT, runs[OBJECT_TOKEN] / LEARNED_EMBEDS, s)
+    gain = denoising_gain(world_dir, OBJECT_TOKEN, OBJECT_INIT, learned[OBJECT_TOKEN] / LEARNED_EMBEDS, s)
     _say(
         f"{OBJECT_TOKEN}: noise-prediction error on fresh images, relative drop from the initial to the "
         f"learned embedding: held-out digit {gain['gain']['held_out']:+.3f}, other digits "
         f"{gain['gain']['others']:+.3f}"
     )
+    prompts = {OBJECT_TOKEN: OBJECT_PROMPT, STYLE_TOKEN: STYLE_PROMPT}
+    rows = {
+        "before": {t: (prompts[t], before[t] / LEARNED_EMBEDS) for t in prompts},
+        "after": {t: (prompts[t], learned[t] / LEARNED_EMBEDS) for t in prompts},
+    } | control_rows(world_dir, work, s)
+    norm = typical_token_norm(load_stable_diffusion(world_dir))
+    for line in describe_rows(rows, s.ti_vectors, norm):
+        _say(line)
     images, rates = {}, {}
-    for when, embeds in (("before", before), ("after", runs)):
-        obj = generate(
-            world_dir,
-            OBJECT_PROMPT,
-            embeds[OBJECT_TOKEN] / LEARNED_EMBEDS,
-            out / "samples" / f"object_{when}",
-            s,
-        )
-        sty = generate(
-            world_dir,
-            STYLE_PROMPT,
-            embeds[STYLE_TOKEN] / LEARNED_EMBEDS,
-            out / "samples" / f"style_{when}",
-            s,
-        )
-        images[f"object_{when}"], images[f"style_{when}"] = obj, sty
+    for row, concepts in rows.items():
+        obj = generate(world_dir, *concepts[OBJECT_TOKEN], work / "samples" / f"object_{row}", s)
+        sty = generate(world_dir, *concepts[STYLE_TOKEN], work / "samples" / f"style_{row}", s)
+        images[f"object_{row}"], images[f"style_{row}"] = obj, sty
         obj_digits = predict(digit_clf, obj)
         sty_styles, sty_digits = predict(style_clf, sty), predict(digit_clf, sty)
-        rates[when] = {
+        rates[row] = {
             "object_held_out_rate": float((obj_digits == s.held_out).float().mean()),
             "object_digits": torch.bincount(obj_digits, minlength=10).tolist(),
             "style_svhn_rate": float((sty_styles == SVHN).float().mean()),
@@ -433,27 +497,85 @@ def check(
             "style_digits": torch.bincount(sty_digits, minlength=10).tolist(),
         }
     per_row = min(10, s.n_images)
-    rows = ("object_before", "object_after", "style_before", "style_after")
-    grid = torch.cat([images[k][:per_row] for k in rows])
-    save_grid(grid, out / "ti_learns.png", nrow=per_row)
+    shown = ("object_before", "object_after", "style_before", "style_after")
+    grid = torch.cat([images[k][:per_row] for k in shown])
+    save_grid(grid, work / "ti_learns.png", nrow=per_row)
     result = {
         "settings": asdict(s),
+        "world": json.loads((world_dir / "done.json").read_text()),
         "world_named_digit_rate": named,
         "rates": rates,
         "denoising_gain": gain,
         "seconds": round(time.perf_counter() - began, 1),
         "prompts": {"object": OBJECT_PROMPT, "style": STYLE_PROMPT},
+        "rows": {row: {"object": c[OBJECT_TOKEN][0], "style": c[STYLE_TOKEN][0]} for row, c in rows.items()},
+        "random_norm": round(norm, 4),
+        "concept_images": {token_stem(t): drawn for t, drawn in concept_images(s).items()},
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    b, a = rates["before"], rates["after"]
+    (work / "results.json").write_text(json.dumps(result, indent=2))
     _say(
-        f"style check: digit {STYLE_DIGIT} rate before = {b['style_digit_rate']:.2f}, "
-        f"after = {a['style_digit_rate']:.2f}"
+        f"style check: digit {STYLE_DIGIT} rate "
+        + ", ".join(f"{row.replace('_', ' ')} = {rates[row]['style_digit_rate']:.2f}" for row in ROWS)
     )
     _say(
-        f"grid: {out / 'ti_learns.png'} (rows: object before, after; style before, after); "
+        f"grid: {work / 'ti_learns.png'} (rows: object before, after; style before, after); "
         f"{result['seconds']:.0f} s in all"
     )
-    _say(f"TI object: before = {b['object_held_out_rate']:.2f}, after = {a['object_held_out_rate']:.2f}")
-    _say(f"TI style: before = {b['style_svhn_rate']:.2f}, after = {a['style_svhn_rate']:.2f}")
+    _say(controls_lines(rates))
     return result
+
+
+def expand_init(prompt: str, token: str, init: str, vectors: int) -> str:
+    """``prompt`` as the ``before`` row reads it: the init word in each of the token's vectors."""
+    return prompt.replace(token, " ".join([init] * vectors))
+
+
+def describe_rows(
+    rows: dict[str, dict[str, tuple[str, Path | None]]], vectors: int, norm: float
+) -> list[str]:
+    """Two lines that say what each row generates from (printed before the rates)."""
+
+    def both(row: str) -> str:
+        return ", ".join(f'"{rows[row][token][0]}"' for token in (OBJECT_TOKEN, STYLE_TOKEN))
+
+    init = ", ".join(
+        f'"{expand_init(prompt, token, word, vectors)}"'
+        for token, word, prompt in (
+            (OBJECT_TOKEN, OBJECT_INIT, OBJECT_PROMPT),
+            (STYLE_TOKEN, STYLE_INIT, STYLE_PROMPT),
+        )
+    )
+    return [
+        f"rows: before = {init} (each token at its init word's embedding, in each of its {vectors} "
+        f"vectors); after = {both('after')} (the learned tokens)",
+        f"controls: words = {both('words')} (the world's best words, no token); random = {vectors} random "
+        f"vectors of norm {norm:.2f} (the token table's mean) in the token's place; init word = "
+        f"{both('init_word')} (once)",
+    ]
+
+
+def controls_lines(rates: dict[str, dict]) -> str:
+    """The check's last three lines: ``TI object: before = 0.xx, after = 0.yy``, ``TI style: ...``
+    and ``TI controls: object: words = 0.xx, random = 0.xx, init word = 0.xx; style: ...``."""
+    keys = {"object": "object_held_out_rate", "style": "style_svhn_rate"}
+    lines = [
+        f"TI {name}: before = {rates['before'][key]:.2f}, after = {rates['after'][key]:.2f}"
+        for name, key in keys.items()
+    ]
+    controls = "; ".join(
+        f"{name}: " + ", ".join(f"{row.replace('_', ' ')} = {rates[row][key]:.2f}" for row in ROWS[2:])
+        for name, key in keys.items()
+    )
+    return "\n".join([*lines, f"TI controls: {controls}"])
+
+
+def check_image_sets(out: Path, s: Settings, image_sets: Sequence[int]) -> dict[int, dict]:
+    """:func:`check` once per image set (:func:`concept_images`), the world and the graders of ``out``
+    shared: one set runs in ``out`` itself (``make demo-ti``'s layout), several each in
+    OUT/image_set_K. Returns ``{K: check's result}``."""
+    results = {}
+    for k in image_sets:
+        runs = None if len(image_sets) == 1 else out / f"image_set_{k}"
+        _say(f"image set {k}" + ("" if runs is None else f" -> {runs}"))
+        results[k] = check(out, replace(s, image_set=k), runs=runs)
+    return results

@@ -43,17 +43,25 @@ def test_the_check_runs_end_to_end_and_reuses_its_world(tmp_path, capsys):
     result = bench.check(tmp_path, s, train_world=True)
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert re.fullmatch(r"TI object: before = \d\.\d\d, after = \d\.\d\d", lines[-2]), lines[-2]
-    assert re.fullmatch(r"TI style: before = \d\.\d\d, after = \d\.\d\d", lines[-1]), lines[-1]
+    assert re.fullmatch(r"TI object: before = \d\.\d\d, after = \d\.\d\d", lines[-3]), lines[-3]
+    assert re.fullmatch(r"TI style: before = \d\.\d\d, after = \d\.\d\d", lines[-2]), lines[-2]
+    rate = r"\d\.\d\d"
+    controls = f"words = {rate}, random = {rate}, init word = {rate}"
+    assert re.fullmatch(f"TI controls: object: {controls}; style: {controls}", lines[-1]), lines[-1]
     rates = json.loads((tmp_path / "results.json").read_text())["rates"]
     named = result["world_named_digit_rate"]
     assert sorted(named["per_digit"]) == [d for d in range(10) if d != s.held_out] and 0 <= named["rate"] <= 1
     assert any(line.startswith("world: named-digit rate ") for line in lines)
     assert rates == result["rates"]
-    for when in ("before", "after"):
+    assert list(rates) == list(bench.ROWS)
+    for row in bench.ROWS:
         for key in ("object_held_out_rate", "style_svhn_rate", "style_digit_rate"):
-            assert 0.0 <= rates[when][key] <= 1.0
-        assert sum(rates[when]["object_digits"]) == s.n_images
+            assert 0.0 <= rates[row][key] <= 1.0
+        assert sum(rates[row]["object_digits"]) == s.n_images
+        assert len(list((tmp_path / "samples" / f"style_{row}").glob("*.png"))) == s.n_images
+    shown = [f"{rates[row]['object_held_out_rate']:.2f}" for row in bench.ROWS]
+    assert lines[-3].endswith(f"before = {shown[0]}, after = {shown[1]}")
+    assert lines[-1].startswith(f"TI controls: object: words = {shown[2]}, random = {shown[3]}, ")
     grid = load_rgb(tmp_path / "ti_learns.png")
     assert grid.shape[1:] == (2 + 4 * 30, 2 + s.n_images * 30)  # four rows of 28x28 images, 2 px apart
 
