@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -9,8 +10,6 @@ from PIL import Image
 from dlcv.diffusion import lerp, slerp
 from dlcv.diffusion.driver import constant_eps, sample_batches
 from dlcv.figures import (
-    ALPHAS,
-    ETAS,
     FigureJob,
     eta_grid,
     interpolation_noises,
@@ -20,12 +19,36 @@ from dlcv.figures import (
 )
 from dlcv.io.images import minmax_to_uint8
 
+from .conftest import REPO
 from .diffusion.test_driver import LINEAR, noises, toy_eps
 
+#: The report's settings (PB2/experiments.py, after the course's Problem 2): rows eta = 0, 0.25, 0.5,
+#: 0.75, 1; interpolation weights alpha = 0, 0.1, ..., 1.
+REPORT_ETAS = ["0", "0.25", "0.5", "0.75", "1"]
+REPORT_ALPHAS = ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]
 
-def test_constants_are_the_reports():
-    assert ETAS == (0.0, 0.25, 0.5, 0.75, 1.0)
-    assert ALPHAS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+def test_the_figures_sample_and_label_the_reports_etas_and_alphas(tmp_path):
+    """render_figures' defaults draw the report's figures: each row of eta_grid.png is DDIM at that
+    eta, labelled with it, each column of a strip the noise interpolated at that alpha, labelled
+    with it; the PNGs equal, pixel for pixel, the panels built here from the settings alone."""
+    x = noises()
+    eps = constant_eps(toy_eps)
+    job = FigureJob(eps, eps, x, (x[0], x[1]), ["00", "01", "02", "03"])
+    written = render_figures(job, tmp_path, steps=3)
+    rows = [minmax_to_uint8(sample_batches(eps, x, LINEAR, eta=float(e), steps=3)) for e in REPORT_ETAS]
+    expected = {"eta_grid.png": labeled_grid(torch.stack(rows), [f"eta={e}" for e in REPORT_ETAS], job.names)}
+    for method, mix in (("slerp", slerp), ("lerp", lerp)):
+        path = torch.stack([mix(x[0], x[1], float(a)) for a in REPORT_ALPHAS])
+        strip = minmax_to_uint8(sample_batches(eps, path, LINEAR, eta=0.0, steps=3))
+        expected[f"interpolation_{method}.png"] = labeled_grid(strip[None], [method], REPORT_ALPHAS)
+    assert [p.name for p in written] == list(expected)
+    for path in written:
+        with Image.open(path) as image:
+            drawn = np.asarray(image.convert("RGB"))
+        assert np.array_equal(drawn, np.asarray(expected[path.name])), path.name
+    doc = (REPO / "PB2" / "experiments.py").read_text()  # what the script says it draws
+    assert "rows eta = 0, 0.25, 0.5, 0.75, 1" in doc and "alpha = 0, 0.1, ..., 1" in doc
 
 
 def test_eta_grid_rows_are_etas_and_columns_the_noises():
