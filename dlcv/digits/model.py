@@ -11,7 +11,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from dlcv.cli import MAX_BATCH_SIZE, ArgumentError, UserError
+from dlcv.cli import ArgumentError, UserError
 from dlcv.diffusion import NoiseSchedule, Objective, eps_model
 from dlcv.diffusion.driver import COURSE
 from dlcv.digits.latent_mlp import DigitLatentMLP, DigitLatentMLPConfig
@@ -93,29 +93,30 @@ def _check_config(cfg: DictConfig, path: Path) -> None:
                 f"config {path}: unknown key {section}.{unknown[0]} (known: {', '.join(sorted(known))})"
             )
     tc = cfg.train
+    train_settings(tc, f"config {path}", out_dir=Path())  # TrainConfig's fields: checked as it checks them
     number = _number_check(f"config {path}")
-    positive = lambda v: math.isfinite(v) and v > 0  # noqa: E731
-    integer = lambda v: v == int(v)  # noqa: E731
-    number("train", "steps", tc.steps, lambda v: v >= 1 and integer(v), "a positive integer")
-    number(
-        "train",
-        "batch_size",
-        tc.batch_size,
-        lambda v: 1 <= v <= MAX_BATCH_SIZE and integer(v),
-        f"an integer 1-{MAX_BATCH_SIZE:,}",
-    )
-    number("train", "lr", tc.lr, positive, "a positive number")
     number("train", "p_uncond", tc.get("p_uncond", 0.1), lambda v: 0 <= v < 1, "in [0, 1)")
-    if tc.get("ema_decay") is not None:
-        number("train", "ema_decay", tc.ema_decay, lambda v: 0 <= v < 1, "in [0, 1) or null")
-    for key in ("weight_decay", "warmup_steps"):
-        if key in tc:
-            number("train", key, tc[key], lambda v: math.isfinite(v) and v >= 0, "0 or more")
-    if tc.get("grad_clip") is not None:
-        number("train", "grad_clip", tc.grad_clip, positive, "a positive number or null")
     if "balanced" in tc and not isinstance(tc.balanced, bool):
         raise UserError(f"config {path}: train.balanced must be true or false, got {tc.balanced!r}")
     check_model_config(cfg, f"config {path}")
+
+
+def train_settings(section: Mapping[str, Any], where: str, **given: Any) -> TrainConfig:
+    """The :class:`~dlcv.training.TrainConfig` of a config's ``train`` section (the keys that name its
+    fields) and ``given`` (the rest, and what overrides the section), checked once, by TrainConfig
+    itself: a bad value of the section is one :class:`UserError` line naming the config's key
+    (``config tiny: train.grad_accum must be >= 1, got 0``); a bad ``given`` value keeps its
+    :class:`ArgumentError` (a command line shows its flag)."""
+    values = {f.name: section[f.name] for f in fields(TrainConfig) if f.name in section}
+    values.update(given)
+    try:
+        return TrainConfig(**values)
+    except ArgumentError as err:
+        name = re.search(r"`(\w+)`", str(err))
+        if name is None or name[1] in given or name[1] not in section:
+            raise
+        message = re.sub(r"`(\w+)`", r"train.\1", str(err))  # its `name` is the config's train.name
+        raise UserError(f"{where}: {message}") from None
 
 
 def _number_check(where: str) -> Callable[[str, str, Any, Callable[[float], bool], str], None]:

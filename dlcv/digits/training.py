@@ -9,16 +9,14 @@ run's :class:`~dlcv.training.TrainConfig` are built and checked first (:func:`pb
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dlcv.cli import ArgumentError, UserError
 from dlcv.data.digits import load_joint_digits
 from dlcv.diffusion import NoiseSchedule, Objective, diffusion_loss
 from dlcv.digits.model import (
@@ -30,6 +28,7 @@ from dlcv.digits.model import (
     export_model,
     load_config,
     noise_predictor,
+    train_settings,
 )
 from dlcv.digits.sampling import SampleRequest, sample_labels
 from dlcv.io.checkpoint import atomic_write
@@ -73,26 +72,19 @@ def pb1_config(job: DigitTrainJob) -> DictConfig:
 def pb1_train_config(job: DigitTrainJob, cfg: DictConfig) -> TrainConfig:
     """The run's :class:`TrainConfig`: the config's ``train`` section names its fields, the job
     adds the rest. A bad value of the config is named as the config's key (``train.grad_accum``)."""
-    optim = {f.name: cfg.train[f.name] for f in fields(TrainConfig) if f.name in cfg.train}
-    if job.time_budget is not None and job.steps is None:
-        optim["steps"] = None  # the budget alone decides the length
-    try:
-        return TrainConfig(
-            **optim,
-            out_dir=Path(job.out),
-            seed=job.seed,
-            resume=job.resume,
-            overwrite=job.overwrite,
-            device=job.device,
-            time_budget=job.time_budget,
-            channels_last=True,  # faster convolutions on CPUs too (about 8% for training)
-        )
-    except ArgumentError as err:
-        name = re.search(r"`(\w+)`", str(err))
-        if name is None or name[1] not in optim or optim[name[1]] is None:
-            raise
-        message = re.sub(r"`(\w+)`", r"train.\1", str(err))  # its `name` is the config's train.name
-        raise UserError(f"config {job.config}: {message}") from None
+    budget_only = job.time_budget is not None and job.steps is None  # the budget alone decides the length
+    return train_settings(
+        cfg.train,
+        f"config {job.config}",
+        **({"steps": None} if budget_only else {}),
+        out_dir=Path(job.out),
+        seed=job.seed,
+        resume=job.resume,
+        overwrite=job.overwrite,
+        device=job.device,
+        time_budget=job.time_budget,
+        channels_last=True,  # faster convolutions on CPUs too (about 8% for training)
+    )
 
 
 def digit_batches(

@@ -60,7 +60,7 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path, digits_root):
         (["--data", str(tmp_path / "nowhere")], "nowhere"),
         (["--data", str(digits_root), "--config", "nonsense"], "--config"),
         (["--data", str(digits_root), "--set", "model.no_such_key=1"], "no_such_key"),
-        (["--data", str(digits_root), "--config", "tiny", "--steps", "0"], "positive"),
+        (["--data", str(digits_root), "--config", "tiny", "--steps", "0"], "train.steps must be >= 1, got 0"),
     ]
     for args, needle in cases:
         result = run_script("PB1/train.py", *args, "--out", str(tmp_path / "o"), "--device", "cpu")
