@@ -26,7 +26,7 @@ from dlcv.clip_eval.preprocess import encode_image_files
 from dlcv.clip_eval.prompts import DEFAULT_TEMPLATE, choose_templates, fill_template, label_text
 from dlcv.io.checkpoint import save_text
 from dlcv.io.images import list_images
-from dlcv.runtime import configure_backends, pick_device
+from dlcv.runtime import cuda_backends, pick_device
 
 if TYPE_CHECKING:
     from dlcv.clip_eval.loading import ClipModel
@@ -205,9 +205,9 @@ def zeroshot_job(job: ZeroShotJob) -> dict:
     data = read_zeroshot_folder(job.data)
     prepare_out_dir(job.output_dir, "--output_dir", create=False)  # fail before the long run
     device = pick_device(job.device)
-    configure_backends(device)
-    clip = load_clip(job.clip, device, job.precision)
-    result = run_zeroshot(clip, data, templates, job.clean_labels, job.batch_size, job.workers)
+    with cuda_backends(device):  # TF32 and cuDNN autotuning for this job only, restored after
+        clip = load_clip(job.clip, device, job.precision)
+        result = run_zeroshot(clip, data, templates, job.clean_labels, job.batch_size, job.workers)
 
     labels = data.id2label
     form = "underscores read as spaces" if job.clean_labels else "as given (underscores kept)"

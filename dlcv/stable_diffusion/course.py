@@ -26,7 +26,7 @@ from dlcv.cli import (
     refuse_links,
     warn,
 )
-from dlcv.runtime import configure_backends, pick_device, resolve_dtype
+from dlcv.runtime import cuda_backends, pick_device, resolve_dtype
 from dlcv.stable_diffusion.course_input import read_input_json
 from dlcv.stable_diffusion.embeddings import (
     add_learned_tokens,
@@ -172,31 +172,31 @@ def hw2_3(job: GenerationJob) -> list[Path]:
     found = find_embeddings(tokens, entries, job.train_hint)  # before the (slow) model load
     check_output_folders(job.out_dir, [folder for _, folder in prompts], job.n_images, "--out-dir")
     device = pick_device(job.device)
-    configure_backends(device)
-    dtype = resolve_dtype(job.precision, device)
-    start = time.perf_counter()
-    sd = load_model(job.ckpt, job.model_config, device=device, dtype=dtype)
-    resolution = job.sampling.check(sd)
-    vectors, ids = add_learned_tokens(sd, found)
-    prepare_for_inference(sd, device)
-    auto_memory_plan(sd, min(job.batch_size, job.n_images), resolution, job.sampling)
-    warn_cut_placeholders(sd.tokenizer, [prompt for prompt, _ in prompts], vectors, ids)
-    prompts = [(expand_placeholders(prompt, vectors), folder) for prompt, folder in prompts]
-    options = job.sampling
-    print(
-        f"{job.ckpt}: loaded in {time.perf_counter() - start:.1f}s on {device} ({str(dtype)[6:]}); "
-        f"{options.solver} {options.steps} steps, guidance {options.guidance}"
-    )
-    return write_prompt_images(
-        sd,
-        prompts,
-        job.n_images,
-        options,
-        seed=job.seed,
-        batch_size=job.batch_size,
-        negative_prompt=job.negative_prompt,
-        progress=job.progress,
-    )
+    with cuda_backends(device):  # TF32 and cuDNN autotuning for this job only, restored after
+        dtype = resolve_dtype(job.precision, device)
+        start = time.perf_counter()
+        sd = load_model(job.ckpt, job.model_config, device=device, dtype=dtype)
+        resolution = job.sampling.check(sd)
+        vectors, ids = add_learned_tokens(sd, found)
+        prepare_for_inference(sd, device)
+        auto_memory_plan(sd, min(job.batch_size, job.n_images), resolution, job.sampling)
+        warn_cut_placeholders(sd.tokenizer, [prompt for prompt, _ in prompts], vectors, ids)
+        prompts = [(expand_placeholders(prompt, vectors), folder) for prompt, folder in prompts]
+        options = job.sampling
+        print(
+            f"{job.ckpt}: loaded in {time.perf_counter() - start:.1f}s on {device} ({str(dtype)[6:]}); "
+            f"{options.solver} {options.steps} steps, guidance {options.guidance}"
+        )
+        return write_prompt_images(
+            sd,
+            prompts,
+            job.n_images,
+            options,
+            seed=job.seed,
+            batch_size=job.batch_size,
+            negative_prompt=job.negative_prompt,
+            progress=job.progress,
+        )
 
 
 # --- PB3/train.py: which concepts to learn ---------------------------------------------------------

@@ -47,7 +47,7 @@ from dlcv.cli import ArgumentError, UserError
 from dlcv.diffusion import NoiseSchedule, diffusion_loss
 from dlcv.io.checkpoint import load_checkpoint, save_weights
 from dlcv.io.images import save_grid
-from dlcv.runtime import configure_backends
+from dlcv.runtime import cuda_backends
 from dlcv.stable_diffusion.embeddings import (
     LEARNED_EMBEDS,
     add_embeddings,
@@ -286,79 +286,83 @@ def train_textual_inversion(
     if not images:
         raise UserError("no training images")
     device = device or distributed.setup(cfg.device).device  # the trainer picks the same one
-    configure_backends(device)
-    prepare_for_training(sd, device, cfg.autocast_dtype(device))
-    _check_resume(cfg, ti)
-    options = ti.sampling()
-    plan = auto_memory_plan(sd, cfg.batch_size, ti.augmentation.resolution, options, training=True)
-    checkpointing = ti.gradient_checkpointing or (plan is not None and plan.gradient_checkpointing)
+    with cuda_backends(device):  # TF32 and cuDNN autotuning for this job only, restored after
+        prepare_for_training(sd, device, cfg.autocast_dtype(device))
+        _check_resume(cfg, ti)
+        options = ti.sampling()
+        plan = auto_memory_plan(sd, cfg.batch_size, ti.augmentation.resolution, options, training=True)
+        checkpointing = ti.gradient_checkpointing or (plan is not None and plan.gradient_checkpointing)
 
-    init = init_vectors(sd, ti.init_word, ti.vectors)
-    ids = add_placeholder(sd, ti.token, init)
-    counts = {ti.token: ti.vectors}
-    captions = [expand_placeholders(t.format(ti.token), counts) for t in templates(ti.kind)]
-    caption_ids = tokenize_captions(sd.tokenizer, captions)
-    if not all(set(ids) <= set(row.tolist()) for row in caption_ids):
-        raise UserError(
-            f"the token {ti.token!r} does not fit in CLIP's 77-token prompts; use fewer --vectors"
-        )
-
-    # The VAE runs here, once: posterior mean and std of every augmented view.
-    views = augmented_views(images, ti.augmentation, seed=cfg.seed)
-    mean, std = encode_views(sd.vae, views)
-    del views
-    scale = sd.config.scaling_factor
-    schedule = sd.schedule
-    model = TextualInversion(sd, ti.token, ids, init)
-    if checkpointing:
-        sd.unet.enable_gradient_checkpointing()
-
-    def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
-        i = torch.randint(len(mean), (cfg.batch_size,), generator=generator)
-        j = torch.randint(len(caption_ids), (cfg.batch_size,), generator=generator)
-        return {"mean": mean[i], "std": std[i], "ids": caption_ids[j]}
-
-    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        return textual_inversion_loss(net, batch, generator, schedule, scale)
-
-    prompts = list(ti.validate_prompts or VALIDATION_PROMPTS[ti.kind])
-
-    def on_sample(_model: nn.Module, step: int) -> None:
-        if not ti.validate_images:
-            return
-        rows = [
-            generate(
-                sd,
-                expand_placeholders(p.format(ti.token), counts),
-                ti.validate_images,
-                options,
-                seed=cfg.seed,
-                batch_size=ti.validate_images,
+        init = init_vectors(sd, ti.init_word, ti.vectors)
+        ids = add_placeholder(sd, ti.token, init)
+        counts = {ti.token: ti.vectors}
+        captions = [expand_placeholders(t.format(ti.token), counts) for t in templates(ti.kind)]
+        caption_ids = tokenize_captions(sd.tokenizer, captions)
+        if not all(set(ids) <= set(row.tolist()) for row in caption_ids):
+            raise UserError(
+                f"the token {ti.token!r} does not fit in CLIP's 77-token prompts; use fewer --vectors"
             )
-            for p in prompts
-        ]
-        save_grid(
-            torch.cat(rows), Path(cfg.out_dir) / "samples" / f"step_{step:07d}.png", nrow=ti.validate_images
-        )
 
-    meta = {
-        "textual_inversion": ti.record(),
-        "base_model": base_model,
-        "tokens": placeholder_names(ti.token, ti.vectors),
-    }
-    try:
-        train(
-            model,
-            loss_fn,
-            next_batch,
-            cfg,
-            params=[model.vectors],
-            on_sample=on_sample,
-            export=lambda m, out, step: save_learned_embeds(m.learned(), out, meta),
-            config=meta,
-        )
-    finally:
-        model.merge()
+        # The VAE runs here, once: posterior mean and std of every augmented view.
+        views = augmented_views(images, ti.augmentation, seed=cfg.seed)
+        mean, std = encode_views(sd.vae, views)
+        del views
+        scale = sd.config.scaling_factor
+        schedule = sd.schedule
+        model = TextualInversion(sd, ti.token, ids, init)
         if checkpointing:
-            sd.unet.disable_gradient_checkpointing()
-    return model.learned()[ti.token]
+            sd.unet.enable_gradient_checkpointing()
+
+        def next_batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
+            i = torch.randint(len(mean), (cfg.batch_size,), generator=generator)
+            j = torch.randint(len(caption_ids), (cfg.batch_size,), generator=generator)
+            return {"mean": mean[i], "std": std[i], "ids": caption_ids[j]}
+
+        def loss_fn(
+            net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+        ) -> torch.Tensor:
+            return textual_inversion_loss(net, batch, generator, schedule, scale)
+
+        prompts = list(ti.validate_prompts or VALIDATION_PROMPTS[ti.kind])
+
+        def on_sample(_model: nn.Module, step: int) -> None:
+            if not ti.validate_images:
+                return
+            rows = [
+                generate(
+                    sd,
+                    expand_placeholders(p.format(ti.token), counts),
+                    ti.validate_images,
+                    options,
+                    seed=cfg.seed,
+                    batch_size=ti.validate_images,
+                )
+                for p in prompts
+            ]
+            save_grid(
+                torch.cat(rows),
+                Path(cfg.out_dir) / "samples" / f"step_{step:07d}.png",
+                nrow=ti.validate_images,
+            )
+
+        meta = {
+            "textual_inversion": ti.record(),
+            "base_model": base_model,
+            "tokens": placeholder_names(ti.token, ti.vectors),
+        }
+        try:
+            train(
+                model,
+                loss_fn,
+                next_batch,
+                cfg,
+                params=[model.vectors],
+                on_sample=on_sample,
+                export=lambda m, out, step: save_learned_embeds(m.learned(), out, meta),
+                config=meta,
+            )
+        finally:
+            model.merge()
+            if checkpointing:
+                sd.unet.disable_gradient_checkpointing()
+        return model.learned()[ti.token]
