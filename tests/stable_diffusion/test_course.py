@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from dlcv.cli import UserError
 from dlcv.stable_diffusion.course import ConceptPlan, GenerationJob, check_concept_folder
@@ -98,3 +99,50 @@ def test_output_folders_are_checked_once_for_links_and_foreign_images(tmp_path):
     (out / "1" / "old.png").write_bytes(b"")
     with pytest.raises(UserError, match="1 other PNG"):
         check_output_folders(out, [out / "1"], 25)
+
+
+class _Loaded(Exception):
+    """Raised by the stand-in model loader: the test ends where hw2_3 loads Stable Diffusion."""
+
+
+@pytest.mark.parametrize(
+    "device, capability, precision, dtype",
+    [
+        ("cuda", (7, 5), "auto", torch.float16),  # the course's RTX 2080 Ti (Turing): no bf16 units
+        ("cuda", (7, 0), "auto", torch.float16),  # Volta
+        ("cuda", (8, 0), "auto", torch.bfloat16),  # Ampere and later: bf16 tensor cores
+        ("cuda", (9, 0), "auto", torch.bfloat16),
+        ("cuda", (8, 6), "fp32", torch.float32),  # an explicit --precision wins
+        ("cuda", (7, 5), "bf16", torch.bfloat16),
+        ("cpu", None, "auto", torch.float32),
+    ],
+)
+def test_hw2_3_loads_stable_diffusion_in_the_cards_half_type(
+    tmp_path, monkeypatch, device, capability, precision, dtype
+):
+    """What hw2_3 decides for the GPU, on a played card: fp16 below compute capability 8.0, bf16
+    from it, fp32 on the CPU, an explicit --precision as given; the loader gets that dtype and the
+    device (no CUDA needed: the test stops at the model load)."""
+    from dlcv.stable_diffusion import course
+
+    if capability is not None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    loaded = {}
+
+    def load_model(ckpt, model_config, **kwargs):
+        loaded.update(kwargs)
+        raise _Loaded
+
+    monkeypatch.setattr(course, "load_model", load_model)
+    job = GenerationJob(
+        out_dir=tmp_path / "out", ckpt=str(INPUT_JSON), prompt="a dog", device=device, precision=precision
+    )
+    backends = torch.backends.cuda.matmul, torch.backends.cudnn
+    flags = backends[0].allow_tf32, backends[1].allow_tf32, backends[1].benchmark
+    try:
+        with pytest.raises(_Loaded):
+            course.hw2_3(job)
+    finally:  # what hw2_3 sets for a CUDA job is undone for the other tests
+        backends[0].allow_tf32, backends[1].allow_tf32, backends[1].benchmark = flags
+    assert loaded == {"device": torch.device(device), "dtype": dtype}

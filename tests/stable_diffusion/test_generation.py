@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -78,13 +79,24 @@ def test_equals_diffusers_pipeline(sd, solver, guidance, steps):
 
 
 def test_one_unet_forward_per_step_with_both_halves(sd):
-    batches = []
-    hook = sd.unet.register_forward_hook(lambda _m, args, _out: batches.append(args[0].shape[0]))
+    """Classifier-free guidance is batched: one UNet call per step with the 2N latents, the same
+    N latents twice, the empty prompt's embedding for the first half and the prompt's for the second."""
+    calls = []
+
+    def record(_module, args, kwargs, _out):
+        calls.append((args[0].clone(), kwargs["encoder_hidden_states"].clone()))
+
+    hook = sd.unet.register_forward_hook(record, with_kwargs=True)
     try:
         generate(sd, PROMPT, n_images=3, options=SamplingOptions(steps=5), batch_size=3)
     finally:
         hook.remove()
-    assert batches == [6] * 5
+    assert [x.shape[0] for x, _ in calls] == [6] * 5
+    uncond, cond = encode_text(sd, ["", PROMPT]).chunk(2)
+    for x, text in calls:
+        assert torch.equal(x[:3], x[3:])
+        assert torch.equal(text[:3], uncond.expand(3, -1, -1))
+        assert torch.equal(text[3:], cond.expand(3, -1, -1))
 
 
 def test_seeded_and_independent_of_batch_size(sd):
@@ -110,10 +122,35 @@ def test_resolution_and_options_are_checked(sd):
     assert generate(sd, PROMPT, 1, SamplingOptions(steps=1, resolution=16)).shape == (1, 3, 16, 16)
 
 
-def test_gpu_path_settings(sd):
-    from diffusers.models.attention_processor import AttnProcessor2_0
+def _channels_last_convs(net: torch.nn.Module) -> list[bool]:
+    return [
+        m.weight.is_contiguous(memory_format=torch.channels_last)
+        for m in net.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1 and m.kernel_size != (1, 1)
+    ]
 
-    assert all(isinstance(p, AttnProcessor2_0) for p in sd.unet.attn_processors.values())
+
+def test_the_gpu_path_sets_sdpa_attention_and_channels_last_on_cuda_only(monkeypatch):
+    """prepare_for_inference replaces whatever attention processors a model has by SDPA
+    (AttnProcessor2_0) in the UNet and the VAE, freezes the networks, and lays the convolution
+    weights out channels-last on CUDA only; the sampler's batches are channels-last there too. CUDA
+    is played by the device passed in (the model itself stays on the CPU)."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    for device, on_cuda in ((torch.device("cpu"), False), (torch.device("cuda"), True)):
+        model = build_tiny_sd(seed=3)
+        for net in (model.unet, model.vae):
+            net.set_attn_processor(AttnProcessor())  # not diffusers' default: ours must replace it
+        monkeypatch.setattr(model, "to", lambda *_, model=model, **__: model)  # no CUDA to move to
+        prepare_for_inference(model, device)
+        for net in (model.unet, model.vae):
+            processors = net.attn_processors.values()
+            assert processors and all(type(p) is AttnProcessor2_0 for p in processors)
+            assert not net.training and not any(p.requires_grad for p in net.parameters())
+            layouts = _channels_last_convs(net)
+            assert layouts and layouts == [on_cuda] * len(layouts)
+        assert not model.text_encoder.training
+        assert SamplingOptions().driver_options(SimpleNamespace(device=device))["channels_last"] is on_cuda
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' DPM-Solver and NumPy 2
