@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from dlcv.cli import UserError
 
@@ -73,7 +73,25 @@ def test_hw2_3_writes_25_images_per_prompt(tmp_path, tiny):
 
 
 def test_prompt_mode_with_several_placeholders(tmp_path, tiny, monkeypatch):
+    """--prompt with three placeholders from three --embeddings entries (2 vectors, a bare tensor, a
+    --json layout folder): each one's learned vectors are what the text encoder looks up for it;
+    a placeholder without an embedding is one error naming the command that trains it."""
+    from dlcv.stable_diffusion import generation
+
     monkeypatch.setenv("PB3_EMBEDDINGS", "")
+    prompt_embeddings = []  # the token embeddings of each encoded prompt, as the encoder saw them
+    encode_text = generation.encode_text
+
+    def recording_encode_text(sd, prompts):
+        hook = sd.text_encoder.get_input_embeddings().register_forward_hook(
+            lambda _module, _args, out: prompt_embeddings.extend(out.detach().clone())
+        )
+        try:
+            return encode_text(sd, prompts)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(generation, "encode_text", recording_encode_text)
     out = tmp_path / "free"
     main(
         [
@@ -99,6 +117,17 @@ def test_prompt_mode_with_several_placeholders(tmp_path, tiny, monkeypatch):
         ]
     )
     assert sorted(p.name for p in out.iterdir()) == ["00.png", "01.png", "02.png"]
+    # the text encoder looked up each placeholder's learned vectors, in the prompt's order, once each
+    rows = prompt_embeddings[0]
+    new1 = load_file(tiny["embeddings"] / "new1" / "learned_embeds.safetensors")["<new1>"]
+    new2 = load_file(tiny["embeddings"] / "1" / "learned_embeds.safetensors")["<new2>"]
+    learned = [new1[0], new1[1], torch.load(tiny["cat"])[0], new2]
+    where = [[i for i, row in enumerate(rows) if torch.equal(row, vector)] for vector in learned]
+    assert [len(found) for found in where] == [1, 1, 1, 1] and where == sorted(where), where
+    assert where[1][0] == where[0][0] + 1  # <new1>'s two vectors side by side
+    with pytest.raises(UserError, match=r'no learned embedding for <zz-none>.*--token "<zz-none>"'):
+        main(["--prompt", "a <new1> beside a <zz-none>", *_args(tiny, tmp_path / "none")])
+    assert not (tmp_path / "none").exists()
 
 
 def _args(tiny, out, *extra):
