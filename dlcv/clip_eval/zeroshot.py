@@ -235,16 +235,69 @@ def zeroshot_job(job: ZeroShotJob) -> dict:
         [GREEN] * len(right) + [RED] * len(wrong),
         out / figure_name,
     )
-    summary = {
-        "accuracy": result.accuracy,
-        "correct": n_right,
-        "total": len(result.files),
-        "classes": len(labels),
-        "templates": templates,
-        "label_form": form,
-        "clip": clip.source,
-        "right_cases": [result.files[i].name for i in right],
-        "wrong_cases": [result.files[i].name for i in wrong],
-    }
+    summary = ZeroShotSummary(
+        accuracy=result.accuracy,
+        correct=n_right,
+        total=len(result.files),
+        classes=len(labels),
+        templates=list(templates),
+        label_form=form,
+        clip=clip.source,
+        right_cases=[result.files[i].name for i in right],
+        wrong_cases=[result.files[i].name for i in wrong],
+    ).to_json()
     save_text(json.dumps(summary, indent=2) + "\n", out / summary_name)
     return summary
+
+
+@dataclass(frozen=True)
+class ZeroShotSummary:
+    """What ``PB3/zeroshot.py`` writes to ``summary.json`` (:func:`zeroshot_job`) and ``python -m
+    dlcv.report`` reads (:meth:`load`): the accuracy and its counts, the prompts, how the labels
+    were read, the CLIP model, and the names of the five right and five wrong cases shown."""
+
+    accuracy: float
+    correct: int
+    total: int
+    classes: int
+    templates: list[str]
+    label_form: str
+    clip: str
+    right_cases: list[str]
+    wrong_cases: list[str]
+
+    def to_json(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_json(cls, data: object, where: str | Path = "the zero-shot summary") -> ZeroShotSummary:
+        """The summary of :meth:`to_json`'s mapping; one :class:`UserError` naming ``where`` when it is
+        not what ``PB3/zeroshot.py`` writes."""
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            names = {key: data[key] for key in ("templates", "right_cases", "wrong_cases")}
+            if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in names.values()):
+                raise ValueError("templates, right_cases and wrong_cases must be lists of strings")
+            if not names["templates"]:
+                raise ValueError("templates is empty")
+            counts = [data[key] for key in ("correct", "total", "classes")]
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+                raise ValueError("correct, total and classes must be counts")
+            return cls(
+                float(data["accuracy"]),
+                *counts,
+                names["templates"],
+                str(data["label_form"]),
+                str(data["clip"]),
+                names["right_cases"],
+                names["wrong_cases"],
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            reason = f"no {err}" if isinstance(err, KeyError) else str(err)
+            raise UserError(f"{where} is not what PB3/zeroshot.py writes: {reason}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ZeroShotSummary:
+        """The summary in the JSON file ``path``; one :class:`UserError` if it is missing or not one."""
+        return cls.from_json(read_json(path, "zero-shot summary"), path)

@@ -17,6 +17,7 @@ import torch
 
 from dlcv.cli import UserError
 from dlcv.clip_eval.grading import PromptResult, load_results
+from dlcv.clip_eval.zeroshot import ZeroShotSummary
 from dlcv.digits.grading import DATASETS, DISPLAY_NAMES, GradesRecord, digit_files
 from dlcv.digits.model import MODEL_FILE
 from dlcv.faces.mse import compare_folders
@@ -57,14 +58,6 @@ def written(path: Path) -> str:
     """``path`` with the time it was last written."""
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
     return f"{code(path)} (written {stamp})"
-
-
-def read_json(path: Path) -> tuple[Any, str]:
-    """``(data, "")`` or ``(None, why it could not be read)``."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")), ""
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        return None, f"{show(path)} is unreadable ({type(err).__name__}: {str(err).splitlines()[0]})"
 
 
 def stale(product: Path, reference: Path, how: str) -> list[Block]:
@@ -418,33 +411,29 @@ def pb3_zeroshot(inputs: Inputs) -> Item:
         reason = inputs.missing("zeroshot", f"summary.json not found in {show(folder)}")
         item.blocks.append(Gap("CLIP zero-shot", reason, cmd))
         return item
-    summary, error = read_json(summary_path)
     try:
-        acc, correct, total = float(summary["accuracy"]), int(summary["correct"]), int(summary["total"])
-        item.checkpoint = f"CLIP: {code(summary.get('clip', '?'))}; numbers from {written(summary_path)}"
-        templates = summary.get("templates") or []
-        item.blocks.append(
-            Table(
-                ["accuracy", "correct/total", "classes", "prompt", "labels"],
-                [
-                    [
-                        f"{100 * acc:.2f}%",
-                        f"{correct}/{total}",
-                        str(summary.get("classes", "?")),
-                        f"{templates[0]!r}"
-                        + (f" (+{len(templates) - 1} more, averaged)" if len(templates) > 1 else ""),
-                        str(summary.get("label_form", "?")),
-                    ]
-                ],
-            )
-        )
-        cases = [(name, True) for name in summary["right_cases"]] + [
-            (n, False) for n in summary["wrong_cases"]
-        ]
-    except (TypeError, KeyError, ValueError, IndexError) as err:
-        reason = error or f"{show(summary_path)} is not what PB3/zeroshot.py writes ({err!r})"
-        item.blocks.append(Gap("CLIP zero-shot", reason, cmd))
+        summary = ZeroShotSummary.load(summary_path)
+    except UserError as err:
+        item.blocks.append(Gap("CLIP zero-shot", str(err), cmd))
         return item
+    item.checkpoint = f"CLIP: {code(summary.clip)}; numbers from {written(summary_path)}"
+    templates = summary.templates
+    item.blocks.append(
+        Table(
+            ["accuracy", "correct/total", "classes", "prompt", "labels"],
+            [
+                [
+                    f"{100 * summary.accuracy:.2f}%",
+                    f"{summary.correct}/{summary.total}",
+                    str(summary.classes),
+                    f"{templates[0]!r}"
+                    + (f" (+{len(templates) - 1} more, averaged)" if len(templates) > 1 else ""),
+                    summary.label_form,
+                ]
+            ],
+        )
+    )
+    cases = [(name, True) for name in summary.right_cases] + [(n, False) for n in summary.wrong_cases]
     labels = _prediction_rows(folder / "predictions.csv")
     rows = []
     for name, right in cases:

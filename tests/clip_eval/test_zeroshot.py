@@ -18,6 +18,7 @@ from dlcv.clip_eval.prompts import CIFAR_TEMPLATES, label_text
 from dlcv.clip_eval.tiny import clip_config, random_clip
 from dlcv.clip_eval.zeroshot import (
     ZeroShotJob,
+    ZeroShotSummary,
     pick_cases,
     read_id2label,
     read_zeroshot_folder,
@@ -169,3 +170,19 @@ def test_the_job_refuses_bad_settings_before_reading_anything(tmp_path):
     with pytest.raises(UserError, match="placeholder"):
         zeroshot_job(ZeroShotJob(tmp_path / "absent", tmp_path / "out", templates=["no label here"]))
     assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_reads_back_what_it_writes_and_refuses_anything_else(tmp_path):
+    summary = ZeroShotSummary(0.5, 1, 2, 50, ["A photo of {}."], "as given", "clip", ["a.png"], ["b.png"])
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary.to_json()))
+    assert ZeroShotSummary.load(path) == summary
+    for bad, reason in [
+        ([], "expected a JSON object"),
+        ({**summary.to_json(), "templates": []}, "templates is empty"),
+        ({**summary.to_json(), "correct": True}, "must be counts"),
+        ({**summary.to_json(), "wrong_cases": [3]}, "lists of strings"),
+        ({k: v for k, v in summary.to_json().items() if k != "clip"}, "no 'clip'"),
+    ]:
+        with pytest.raises(UserError, match=f"x.json is not what PB3/zeroshot.py writes: .*{reason}"):
+            ZeroShotSummary.from_json(bad, "x.json")

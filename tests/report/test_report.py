@@ -269,7 +269,7 @@ def test_unreadable_or_foreign_json_is_a_gap_not_a_crash(tmp_path, monkeypatch, 
     html = (tmp_path / "r" / "index.html").read_text()
     assert "grades.json is not valid JSON" in html  # read through GradesRecord.load
     assert "expected a JSON list, one entry per prompt" in html  # through clip_eval.grading.load_results
-    assert "is not what PB3/zeroshot.py writes" in html
+    assert "is not what PB3/zeroshot.py writes: no &#x27;templates&#x27;" in html  # ZeroShotSummary.load
     assert html.count("not graded") == 4  # the sample grids are still shown, marked as not graded
 
 
