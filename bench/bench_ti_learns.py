@@ -146,6 +146,7 @@ def record(path: Path, s: check.Settings, results: dict[int, dict], speed: float
             "slow_machine_steps_per_s": SLOW_MACHINE_STEPS_PER_S,
             "world": first["world"],
             "named_digit_rate": round(first["world_named_digit_rate"]["rate"], 3),
+            "graders_heldout_acc": first["graders_heldout_acc"],
             "settings": asdict(s),
             "rows": first["rows"],
             "image_sets": {str(k): {key: r[key] for key in keep} for k, r in results.items()},

@@ -504,6 +504,10 @@ def check(
         "settings": asdict(s),
         "world": json.loads((world_dir / "done.json").read_text()),
         "world_named_digit_rate": named,
+        "graders_heldout_acc": {
+            name: load_weights(out / "graders" / f"{name}_classifier.safetensors")[1]["heldout_acc"]
+            for name in ("digit", "style")
+        },
         "rates": rates,
         "denoising_gain": gain,
         "seconds": round(time.perf_counter() - began, 1),
