@@ -45,7 +45,6 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "pb1" / MODEL_F
 COMMAND_LINE_ONLY = {
     "out_dir",
     "seed",
-    "mixed_precision",
     "resume",
     "device",
     "time_budget",

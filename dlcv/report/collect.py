@@ -186,7 +186,7 @@ def pb1_recipe(inputs: Inputs, model_dir: Path, train_cmd: str) -> Item:
     if isinstance(state, dict) and isinstance(state.get("config"), dict):
         recipe = dict(state["config"])
         train = state.get("train_config") or {}
-        run = {k: train[k] for k in ("seed", "device", "time_budget", "mixed_precision") if k in train}
+        run = {k: train[k] for k in ("seed", "device", "time_budget", "precision") if k in train}
         recipe["run"] = {"steps_done": int(state.get("step", 0)), **run}
         item.checkpoint = written(ckpt)
     elif model.is_file():

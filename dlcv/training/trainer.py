@@ -64,7 +64,6 @@ class TrainConfig:
     sample_every: int = 0  # 0: only at the end
     ckpt_every: int = 1000  # 0: only at the end
     seed: int = 0
-    mixed_precision: bool = True  # False: fp32 everywhere, whatever ``precision`` says
     precision: str = "auto"  # autocast format (dlcv.runtime.resolve_precision): auto = the card's half type
     resume: bool = False
     overwrite: bool = False  # start over another run: its checkpoint and metrics go (not with resume)
@@ -105,7 +104,7 @@ class TrainConfig:
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype:
         """The dtype the forward passes autocast to on ``device`` (fp32: no autocast)."""
-        return resolve_dtype(self.precision if self.mixed_precision else "fp32", device)
+        return resolve_dtype(self.precision, device)
 
 
 def _is_int(value: object) -> bool:

@@ -120,7 +120,7 @@ def train_world(
         log_every=max(1, min(100, opts.steps // 10)),
         ckpt_every=max(1, opts.steps // 4),
         seed=opts.seed,
-        mixed_precision=False,
+        precision="fp32",
         resume=ckpt.is_file(),
         overwrite=not ckpt.is_file(),  # a run killed before its first checkpoint
         device=device,

@@ -367,10 +367,7 @@ def test_fp16_training_scales_the_loss_and_skips_overflowing_steps(tmp_path):
 def test_bf16_and_fp32_training_have_no_scaler(tmp_path):
     cfg = config(tmp_path, precision="bf16", device="cpu", steps=5)
     assert cfg.autocast_dtype(torch.device("cpu")) == torch.bfloat16
-    assert (
-        config(tmp_path, precision="bf16", mixed_precision=False).autocast_dtype(torch.device("cpu"))
-        == torch.float32
-    )
+    assert config(tmp_path, precision="fp32").autocast_dtype(torch.device("cpu")) == torch.float32
     train(make_model(), loss_fn, next_batch, cfg)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["scaler"] is None
     assert "loss_scale" not in (tmp_path / "metrics.jsonl").read_text()
