@@ -201,6 +201,7 @@ def test_plan_to_budget_uses_the_recent_speed():
 def test_only_the_given_params_change_and_after_step_runs(tmp_path):
     model = make_model()
     frozen = model[2].weight.detach().clone()
+    trained = [p.detach().clone() for p in model[0].parameters()]
     calls = []
     train(
         model,
@@ -211,6 +212,7 @@ def test_only_the_given_params_change_and_after_step_runs(tmp_path):
         after_step=lambda: calls.append(1),
     )
     assert torch.equal(model[2].weight, frozen) and len(calls) == 5
+    assert all(not torch.equal(p, before) for p, before in zip(model[0].parameters(), trained))  # learnt
 
 
 DDP_SCRIPT = """
