@@ -29,9 +29,15 @@ TINY = [
 ]
 
 
-def test_a_study_checks_its_world_at_the_planned_steps_and_resumes(tmp_path, capsys):
+def test_a_study_checks_its_world_at_the_planned_steps_and_resumes(tmp_path, capsys, monkeypatch):
     study = _study()
-    argv = ["--out", str(tmp_path), "--check-from", "3", "--check-every", "3"]
+    monkeypatch.setattr(
+        study, "reference_speed", lambda threads: 4.25
+    )  # its timing is bench/reference_speed's
+    record = tmp_path / "results" / "study.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"rows": {"world_seed=1": {"kept": True}}}))
+    argv = ["--out", str(tmp_path), "--check-from", "3", "--check-every", "3", "--record", str(record)]
     for pair in TINY:
         argv += ["--set", pair]
     study.main(argv)
@@ -46,6 +52,46 @@ def test_a_study_checks_its_world_at_the_planned_steps_and_resumes(tmp_path, cap
     study.main(argv)  # finished: nothing is trained or checked again
     assert "finished (2 checks" in capsys.readouterr().out
     assert len((tmp_path / "checks.jsonl").read_text().splitlines()) == 2
+    rows = json.loads(record.read_text())["rows"]
+    key = " ".join(sorted(TINY))
+    assert set(rows) == {"world_seed=1", key} and rows["world_seed=1"] == {"kept": True}  # other rows kept
+    assert rows[key]["checks"] == lines and rows[key]["set"] == sorted(TINY)
+    assert rows[key]["reference_steps_per_s"] == 4.25 and rows[key]["settings"]["world_steps"] == 6
+    assert rows[key]["commit"] and rows[key]["threads"] >= 1  # provenance: where the row came from
+
+
+def test_words_count_each_digits_descriptions_in_the_training_set(tmp_path):
+    study = _study()
+    out = tmp_path / "strokes.json"
+    study.main(["--words", str(out), "--set", "world_images=200"])
+    data = json.loads(out.read_text())
+    assert (
+        data["images"] == 200
+        and data["per_digit_images"] == [20] * 10
+        and sum(data["per_style_images"]) == 200
+    )
+    s = study.settings(["world_images=200"])
+    words = study.world.world_data(200, s.held_out, s.world_seed, s.world_generic).words
+    for d, row in enumerate(data["per_digit_first_word"]):
+        assert len(row) == len(data["axes"]) == 5 and all(0 <= c <= 20 for c in row)
+        assert data["per_digit_all_seven_words"][d] <= min(row[2:])  # all three never outnumber one
+    assert sum(data["per_digit_first_word"][d][2] for d in range(10)) == int((words[:, 2] == 0).sum())
+    assert data["per_digit_all_seven_words"][7] > data["per_digit_all_seven_words"][0]  # sevens are open...
+
+
+def test_probe_draws_and_grades_each_prompt_of_the_shipped_world(tmp_path):
+    study = _study()
+    out = tmp_path / "probes.json"
+    tiny = ["grader_steps=4", "grader_images=200", "sampler_steps=2"]
+    argv = ["--out", str(tmp_path / "run"), "--probe", str(out), "--probe-images", "3"]
+    study.main([*argv, *(x for pair in tiny for x in ("--set", pair))])
+    data = json.loads(out.read_text())
+    assert list(data["prompts"]) == list(study.PROBES)
+    assert "a photo of a open top-heavy narrow-based digit" in data["prompts"]  # the world's caption grammar
+    for found in data["prompts"].values():
+        assert sum(found["digits"]) == 3 and 0 <= found["svhn"] <= 3
+    assert data["world"]["training"]["steps"] == 3000 and 0 <= data["graders"]["digit"] <= 1
+    assert data["settings"]["grader_steps"] == 4 and data["images_per_prompt"] == 3
 
 
 def test_settings_take_typed_values_and_refuse_unknown_keys():
@@ -58,3 +104,7 @@ def test_settings_take_typed_values_and_refuse_unknown_keys():
         study.settings(["ti_steps=many"])
     with pytest.raises(UserError, match="--check-every must be >= 1"):
         study.main(["--out", "unused", "--check-every", "0"])
+    with pytest.raises(UserError, match="--out is required"):
+        study.main(["--probe", "unused.json"])
+    with pytest.raises(UserError, match="--probe-images must be >= 1"):
+        study.main(["--out", "unused", "--probe", "unused.json", "--probe-images", "0"])
