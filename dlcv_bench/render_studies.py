@@ -123,7 +123,7 @@ def ti_world_study(data: dict | None = None) -> str:
         notes.append(
             f"{name}: {st['ti_steps']} token steps, {st['ti_vectors']} vectors, {st['n_images']} images per "
             f"rate, guidance {st['guidance']:g}, world seed {st['world_seed']}, seed {st['seed']}; "
-            f"{row['threads']} threads, where the reference network of `bench/reference_speed.py` ran "
+            f"torch threads: {row['threads']}, where the reference network of `bench/reference_speed.py` ran "
             f"{row['reference_steps_per_s']:.2f} steps/s (the world's seconds include its checks and "
             f"depend on the machine and its load; the rates do not); {_made(row)}."
         )
