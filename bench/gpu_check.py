@@ -501,7 +501,7 @@ def part_sd(ctx: Context, rec: Recorder) -> None:
             f"hw2_3.sh projected for 100 images here ({auto})",
             projected,
             "min",
-            note=f"model loading excluded; on a 2080 Ti by the published speed: {published / 60:.1f} min",
+            note=f"model loading excluded; on a 2080 Ti by the estimate: {published / 60:.1f} min",
         )
 
 

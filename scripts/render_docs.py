@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dlcv_bench import render_studies
+from dlcv_bench import render_constants, render_studies
 from dlcv_bench.render import REPO, acc_ci, load, mean_range
 
 #: Markdown files that may hold rendered blocks.
@@ -262,6 +262,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "pb1-sweep": pb1_sweep,
 }
 RENDERERS.update(render_studies.RENDERERS)  # docs/ti_world.md's study blocks
+RENDERERS.update(render_constants.RENDERERS)  # the SD speed and memory, the reference speeds
 
 
 def pb1_round4_figure(path: Path) -> Path:

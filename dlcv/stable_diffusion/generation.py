@@ -60,10 +60,13 @@ SOLVERS = ("ddim", "dpm++")
 #: time arithmetic for the course's 10 minutes). DDIM 50 is ``--solver ddim --steps 50``.
 DEFAULT_SOLVER = "dpm++"
 DEFAULT_STEPS = 20
-#: The published speed of SD v1 on the course's card (RTX 2080 Ti, fp16, 512x512, batch 1):
-#: 7-8 guided steps per second. The slower end, 7 guided steps = 14 UNet evaluations per
-#: second, is what the defaults are sized with.
-RTX_2080_TI_UNET_EVALS_PER_S = 14.0
+#: UNet evaluations per second (512 px, fp16) on the course's card, an RTX 2080 Ti, by arithmetic
+#: from published figures (``bench/sd_unet_flops.py`` -> ``docs/results/sd_unet_flops.json``, whose
+#: rounded figure this must equal; the sources in :mod:`dlcv_bench.sd_speed`): the card's 53.8 TFLOPS
+#: of fp16 tensor math with fp32 accumulate (Turing whitepaper, reference clock), times the 17% of
+#: peak SD's UNet reaches on a Turing T4 in diffusers' published benchmark, over one evaluation's
+#: 803 GFLOPs. What the defaults are sized with; not a measurement on a 2080 Ti.
+RTX_2080_TI_UNET_EVALS_PER_S = 11.4
 
 
 def unet_evaluations(n_images: int, steps: int, guidance: float) -> int:

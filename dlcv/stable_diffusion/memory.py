@@ -23,8 +23,13 @@ px, several batch sizes: about 45 MB per UNet row for sampling, 70-190 MB per im
 VAE decode, 455 MB per sample for a UNet forward and backward), scaled to 512 px and
 rounded up for cuDNN workspaces. Attention without a fused kernel adds the
 ``rows x heads x tokens^2`` score and probability matrices of the largest layer (all
-self-attention layers' probabilities when training without checkpointing). They are
-estimates until ``bench/gpu_check.py`` has measured the peaks on a GPU (it prints both).
+self-attention layers' probabilities when training without checkpointing).
+
+``bench/sd_memory_check.py`` checks the fp32 figures against the live-tensor peaks measured on
+the CPU with the full-size networks at 256 and 512 px (``docs/results/sd_memory_check.json``,
+rendered in the README; the tolerance: measured / estimated between 1/3 and 1); the half-type
+figures rest on the fp32 = 2 x half scaling and stay estimates until ``bench/gpu_check.py`` has
+measured the peaks on a GPU (it prints both).
 """
 
 from __future__ import annotations
@@ -126,13 +131,41 @@ def working_bytes(
             sliced = attention_slicing and gradient_checkpointing  # slices saved for backward add up
             need += _attention_bytes(batch, tokens, elem, layers, sliced)
         return int(need)
+    unet, vae = sampling_parts(
+        batch,
+        resolution,
+        dtype,
+        fused_attention=fused_attention,
+        attention_slicing=attention_slicing,
+        vae_slicing=vae_slicing,
+        decode_batch=decode_batch,
+    )
+    return max(unet, vae)
+
+
+def sampling_parts(
+    batch: int,
+    resolution: int,
+    dtype: torch.dtype,
+    *,
+    fused_attention: bool = True,
+    attention_slicing: bool = False,
+    vae_slicing: bool = False,
+    decode_batch: int = 4,
+) -> tuple[int, int]:
+    """The two peaks of sampling ``batch`` guided images, which never coincide: ``(one guided UNet
+    forward on 2 x batch rows, one VAE decode of min(batch, decode_batch) images)``, in bytes."""
+    scale = (resolution / 512) ** 2
+    factor = 2.0 if dtype == torch.float32 else 1.0
+    elem = 4 if dtype == torch.float32 else 2
+    tokens = (resolution // 8) ** 2
     rows = 2 * batch  # the conditional and unconditional halves in one forward
     unet = rows * UNET_ROW_SAMPLING * scale * factor
     if not fused_attention:
         unet += _attention_bytes(rows, tokens, elem, 1, attention_slicing)
     images = 1 if vae_slicing else min(batch, decode_batch)
     vae = images * VAE_DECODE_IMAGE * scale * factor
-    return int(max(unet, vae))
+    return int(unet), int(vae)
 
 
 def plan_memory(
