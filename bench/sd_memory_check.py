@@ -1,6 +1,7 @@
 """Check the SD memory estimator (dlcv/stable_diffusion/memory.py) against measured peaks on the CPU.
 
     python bench/sd_memory_check.py [--threads 2] [--out docs/results/sd_memory_check.json]
+    python bench/sd_memory_check.py --defaults     (the estimates at the course's defaults only)
 
 Builds the full-size SD v1 networks (UNet, VAE, CLIP text encoder) with random weights, fp32 on
 the CPU (about 4.3 GB; the peaks do not depend on the weights' values), and measures at several
@@ -10,6 +11,9 @@ the placeholder vector). Each measured peak is set beside ``memory.sampling_part
 ``memory.working_bytes`` for the same shapes in fp32 and checked against
 :data:`dlcv_bench.sd_memory.TOLERANCE`. About 10 minutes and 8 GB of memory on 2 threads.
 ``--small`` runs the same on a narrow model of SD's layout (seconds; for trying the command).
+Every run also writes the estimator's figures at the course jobs' defaults (fp16: hw2_3.sh's
+generation, PB3/train.py's Textual Inversion; weights, working memory, reserve) to
+``docs/results/sd_memory_defaults.json``, the README's; ``--defaults`` writes only that (seconds).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dlcv_bench.sd_memory import (
     SAMPLING_SHAPES,
     TOLERANCE,
     TRAINING_SHAPES,
+    course_defaults,
     measure,
     probe_token,
     sampling_steps,
@@ -33,6 +38,7 @@ from dlcv_bench.sd_memory import (
 )
 
 OUT = REPO / "docs" / "results" / "sd_memory_check.json"
+DEFAULTS_OUT = REPO / "docs" / "results" / "sd_memory_defaults.json"
 MB = 1e6
 
 
@@ -56,9 +62,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
     p.add_argument("--out", type=Path, default=OUT, help="results file (default: %(default)s)")
     p.add_argument("--small", action="store_true", help="a narrow model of SD's layout, small shapes")
+    p.add_argument("--defaults", action="store_true", help=f"only write {DEFAULTS_OUT.name} (no measuring)")
     args = p.parse_args(argv)
     if args.threads < 1:
         raise UserError(f"`threads` must be >= 1, got {args.threads}")
+    if not args.small:
+        write_json(DEFAULTS_OUT, {**provenance(), **course_defaults()})
+        print(f"wrote {DEFAULTS_OUT}")
+    if args.defaults:
+        return
     from dlcv.stable_diffusion.config import sd_v1_config, tiny_config
     from dlcv.stable_diffusion.generation import prepare_for_inference
     from dlcv.stable_diffusion.memory import sampling_parts, weight_bytes, working_bytes

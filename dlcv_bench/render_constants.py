@@ -84,6 +84,21 @@ def sd_memory_check() -> str:
     return "\n".join(lines)
 
 
+def sd_memory_defaults() -> str:
+    """The README's estimated peaks of the course jobs at their defaults (fp16), from the estimator."""
+    data = load("sd_memory_defaults.json")
+    gb = lambda n: f"{n / 1e9:.1f} GB"  # noqa: E731
+    g, t = data["generation"], data["training"]
+    return (
+        f"About {gb(g['total_bytes'])} of peak allocated memory for generation (fp16 or bf16, batch "
+        f"{g['batch']} at {g['resolution']} px: {gb(g['weight_bytes'])} of weights, {gb(g['working_bytes'])} "
+        f"of activations, {gb(g['reserve_bytes'])} kept free) and {gb(t['total_bytes'])} for Textual "
+        f"Inversion (batch {t['batch']} at {t['resolution']} px: {gb(t['weight_bytes'])} of weights with the "
+        f"text encoder and VAE in fp32, {gb(t['working_bytes'])} of activations, {gb(t['reserve_bytes'])}), "
+        f"under the course's {gb(data['limit_bytes'])} (`{data['command']}`, commit {data['commit']})."
+    )
+
+
 def reference_speeds() -> str:
     """The recorded speeds of the reference network, with where each came from."""
     from dlcv_bench.pb1 import SLOW_MACHINE_STEPS_PER_S, measured_idle
@@ -114,5 +129,6 @@ def reference_speeds() -> str:
 RENDERERS: dict[str, Callable[[], str]] = {
     "sd-hw2-3-time": sd_hw2_3_time,
     "sd-memory-check": sd_memory_check,
+    "sd-memory-defaults": sd_memory_defaults,
     "reference-speeds": reference_speeds,
 }

@@ -141,3 +141,64 @@ def training_step(net, batch: int, resolution: int) -> Callable[[], object]:
         net.vectors.grad = None
 
     return step
+
+
+def course_defaults() -> dict:
+    """The estimator's figures at the course jobs' defaults, in fp16 (a 2080 Ti): hw2_3.sh's generation
+    (:class:`~dlcv.stable_diffusion.course.GenerationJob`'s batch, 512 px, all three networks in fp16)
+    and PB3/train.py's Textual Inversion (its batch and resolution; the UNet in fp16, the text encoder
+    and the VAE in fp32). Bytes of weights (SD v1 built on the meta device), working memory, the
+    reserve, their total and the course's limit."""
+    import argparse
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from dlcv.stable_diffusion import memory
+    from dlcv.stable_diffusion.config import sd_v1_config
+    from dlcv.stable_diffusion.course import GenerationJob
+    from dlcv.stable_diffusion.loading import quiet_diffusers
+    from dlcv.stable_diffusion.ti_job import add_learning_flags
+
+    config = sd_v1_config()
+    with torch.device("meta"), quiet_diffusers():
+        nets = {
+            "unet": UNet2DConditionModel(**config.unet),
+            "vae": AutoencoderKL(**config.vae),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**config.text_encoder)),
+        }
+    elements = {name: memory.weight_bytes(net) // 4 for name, net in nets.items()}  # fp32 on meta
+    parser = argparse.ArgumentParser()
+    add_learning_flags(parser)
+    training = parser.parse_args([])
+    fp16 = torch.float16
+
+    def figures(batch: int, resolution: int, weights: int, working: int) -> dict:
+        total = weights + working + int(memory.RESERVE)
+        return {
+            "batch": batch,
+            "resolution": resolution,
+            "weight_bytes": weights,
+            "working_bytes": working,
+            "reserve_bytes": int(memory.RESERVE),
+            "total_bytes": total,
+        }
+
+    gen_batch = GenerationJob.__dataclass_fields__["batch_size"].default
+    return {
+        "dtype": "float16",
+        "limit_bytes": memory.COURSE_LIMIT_BYTES,
+        "weight_elements": elements,
+        "generation": figures(
+            gen_batch,
+            config.resolution,
+            sum(elements.values()) * 2,
+            memory.working_bytes(gen_batch, 512, fp16),
+        ),
+        "training": figures(
+            training.batch_size,
+            training.resolution,
+            elements["unet"] * 2 + (elements["vae"] + elements["text_encoder"]) * 4,
+            memory.working_bytes(training.batch_size, training.resolution, fp16, training=True),
+        ),
+    }

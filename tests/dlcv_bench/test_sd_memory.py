@@ -90,3 +90,15 @@ def test_measured_peaks_grow_no_faster_than_the_estimates(small_sd):
             assert 1.0 < growth <= 1.1 * estimated_growth, (kind, shapes[i], measured)
             if kind == "training":
                 assert growth >= 0.7 * estimated_growth, (kind, shapes[i], measured)
+
+
+def test_the_readmes_default_figures_are_the_estimators_current_output():
+    """docs/results/sd_memory_defaults.json (the README's 5.5 / 8.1 GB) is what the estimator gives at
+    the course jobs' defaults today, and both jobs fit the course's limit by it."""
+    from dlcv_bench.sd_memory import course_defaults
+
+    recorded = json.loads((RESULTS / "sd_memory_defaults.json").read_text())
+    now = course_defaults()
+    assert {key: recorded[key] for key in now} == now
+    for job in ("generation", "training"):
+        assert now[job]["total_bytes"] < now["limit_bytes"]
