@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import dlcv_bench.render_ti
 from dlcv_bench import render_constants, render_studies
 from dlcv_bench.render import REPO, acc_ci, load, mean_range
 
@@ -262,6 +263,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "pb1-sweep": pb1_sweep,
 }
 RENDERERS.update(render_studies.RENDERERS)  # docs/ti_world.md's study blocks
+RENDERERS.update(dlcv_bench.render_ti.RENDERERS)  # make demo-ti's figures (ti_demo.json)
 RENDERERS.update(render_constants.RENDERERS)  # the SD speed and memory, the reference speeds
 
 
