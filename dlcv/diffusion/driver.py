@@ -94,6 +94,9 @@ class TimestepConvention:
         return 1.0 if sampler == "dpm++" and self.dpm_solver_to_x0 else None
 
 
+#: The samplers that visit spaced timesteps, by name (same arguments); DDPM walks every timestep.
+SPACED_SAMPLERS = {"ddim": ddim_sample, "dpm++": dpmpp_2m_sample}
+
 #: The course's convention (Problems 1 and 2): DDIM's timesteps ``981, 961, ..., 1`` for 50 steps
 #: for DDIM and DPM-Solver++ alike, the last step to ``alpha_bar[0]``.
 COURSE = TimestepConvention("course")
@@ -193,20 +196,8 @@ def iter_sample_batches(
                 if t >= 0:
                     bar.update(1)
 
-            if sampler == "ddim":
-                x = ddim_sample(
-                    eps_fn,
-                    x,
-                    schedule,
-                    timesteps,
-                    eta=eta,
-                    clip_x0=clip_x0,
-                    generator=generators or None,
-                    alpha_bar_final=alpha_bar_final,
-                    callback=step,
-                )
-            elif sampler == "dpm++":
-                x = dpmpp_2m_sample(
+            if sampler in SPACED_SAMPLERS:
+                x = SPACED_SAMPLERS[sampler](
                     eps_fn,
                     x,
                     schedule,
