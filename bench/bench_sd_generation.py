@@ -33,6 +33,7 @@ from dlcv.stable_diffusion.generation import (
     prepare_for_inference,
 )
 from dlcv.stable_diffusion.tiny import build_tiny_sd
+from dlcv_bench.sd_reference import diffusers_pipeline
 
 PROMPT = "The streets of Paris in the style of David Revoy."
 
@@ -104,30 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         cond, uncond = encode_text(sd, [PROMPT, ""]).chunk(2)
         return (decode_latents(sd, denoise(sd, z, cond, uncond, options)) / 2 + 0.5).clamp(0, 1)
 
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    c = sd.config
-    scheduler = DDIMScheduler(
-        num_train_timesteps=c.num_train_timesteps,
-        beta_start=c.beta_start,
-        beta_end=c.beta_end,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
-    pipe = StableDiffusionPipeline(
-        vae=sd.vae,
-        text_encoder=sd.text_encoder,
-        tokenizer=sd.tokenizer,
-        unet=sd.unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = diffusers_pipeline(sd, "ddim")
 
     def theirs() -> torch.Tensor:
         return (

@@ -403,11 +403,10 @@ def _memory_estimate(sd, batch: int, resolution: int, training: bool, fused: boo
 
 def part_sd(ctx: Context, rec: Recorder) -> None:
     """hw2_3's generation at its defaults in fp16 and bf16, against diffusers' pipeline."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-
     from dlcv.runtime import DTYPES, resolve_precision
     from dlcv.stable_diffusion import generation as gen
     from dlcv.stable_diffusion.memory import COURSE_LIMIT_BYTES, auto_memory_plan, fused_attention_available
+    from dlcv_bench.sd_reference import diffusers_pipeline
 
     s = ctx.size
     batch = s["sd_batch"]
@@ -417,7 +416,6 @@ def part_sd(ctx: Context, rec: Recorder) -> None:
     res = options.check(sd)
     rec.info(batch=batch, resolution=res, solver=options.solver, steps=options.steps, auto_precision=auto)
     per_image: dict[str, float] = {}
-    c = sd.config
     for name in s["sd_dtypes"]:
         dtype = DTYPES[name]
         gen.prepare_for_inference(sd.to(ctx.device, dtype), ctx.device)  # (SDPA again: no slicing left over)
@@ -428,27 +426,7 @@ def part_sd(ctx: Context, rec: Recorder) -> None:
         gen._WARNED["vae"] = False
         with peak_memory(ctx.device) as peak:
             seconds, _ = timed(partial(gen.generate, sd, PROMPT, batch, opts, batch_size=batch), ctx.device)
-        scheduler = DPMSolverMultistepScheduler(
-            num_train_timesteps=c.num_train_timesteps,
-            beta_start=c.beta_start,
-            beta_end=c.beta_end,
-            beta_schedule="scaled_linear",
-            algorithm_type="dpmsolver++",
-            solver_order=2,
-            timestep_spacing="leading",
-            steps_offset=1,
-        )
-        pipe = StableDiffusionPipeline(
-            vae=sd.vae,
-            text_encoder=sd.text_encoder,
-            tokenizer=sd.tokenizer,
-            unet=sd.unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipe.set_progress_bar_config(disable=True)
+        pipe = diffusers_pipeline(sd, "dpm++")
         z = gen.initial_latents(sd, batch, res, seed=0).to(ctx.device, dtype)
         run_pipe = partial(
             pipe,

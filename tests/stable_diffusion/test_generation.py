@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dlcv.cli import UserError
+from dlcv.stable_diffusion.config import sd_v1_config
 from dlcv.stable_diffusion.course_input import read_input_json
 from dlcv.stable_diffusion.generation import (
     DEFAULT_STEPS,
@@ -25,6 +26,7 @@ from dlcv.stable_diffusion.generation import (
     write_prompt_images,
 )
 from dlcv.stable_diffusion.tiny import build_tiny_sd
+from dlcv_bench.sd_reference import diffusers_pipeline, sd_v1_scheduler
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROMPT = "a photo of a dog on a hilltop"
@@ -35,38 +37,10 @@ def sd():
     return prepare_for_inference(build_tiny_sd(seed=3), torch.device("cpu"))
 
 
-def _scheduler(solver: str):
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-    common = {
-        "num_train_timesteps": 1000,
-        "beta_start": 0.00085,
-        "beta_end": 0.012,
-        "beta_schedule": "scaled_linear",
-        "steps_offset": 1,
-        "timestep_spacing": "leading",
-    }
-    if solver == "ddim":  # SD v1's own scheduler settings
-        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
-    return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' DPM-Solver and NumPy 2
 @pytest.mark.parametrize("solver, guidance, steps", [("ddim", 7.5, 4), ("ddim", 1.0, 3), ("dpm++", 5.0, 4)])
 def test_equals_diffusers_pipeline(sd, solver, guidance, steps):
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline(
-        vae=sd.vae,
-        text_encoder=sd.text_encoder,
-        tokenizer=sd.tokenizer,
-        unet=sd.unet,
-        scheduler=_scheduler(solver),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = diffusers_pipeline(sd, solver)  # SD v1's own scheduler settings
     options = SamplingOptions(steps=steps, guidance=guidance, solver=solver)
     z = initial_latents(sd, 2, options.check(sd), seed=0)
     cond, uncond = encode_text(sd, [PROMPT, ""]).chunk(2)
@@ -167,7 +141,7 @@ def test_dpm_solver_timesteps_are_diffusers_leading_ones(steps):
 
 
 def _dpm_reference_timesteps(steps: int) -> list[int]:
-    scheduler = _scheduler("dpm++")
+    scheduler = sd_v1_scheduler("dpm++", sd_v1_config())
     scheduler.set_timesteps(steps)
     return scheduler.timesteps.tolist()
 

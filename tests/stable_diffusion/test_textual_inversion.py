@@ -19,6 +19,7 @@ from dlcv.stable_diffusion.textual_inversion import TIConfig, init_vectors, trai
 from dlcv.stable_diffusion.ti_data import Augmentation, augmented_views, concept_images, guess_kind
 from dlcv.stable_diffusion.tiny import build_tiny_sd
 from dlcv.training import TrainConfig
+from dlcv_bench.sd_reference import diffusers_pipeline
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOKEN = "<ti-test>"
@@ -110,20 +111,8 @@ def test_saved_embedding_reloads_everywhere(trained):
     add_embeddings(fresh.tokenizer, fresh.text_encoder, {token: value})
     torch.testing.assert_close(encode_text(fresh, [prompt]), expected, rtol=0, atol=0)
 
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
     other = build_tiny_sd(0)
-    scheduler = DDIMScheduler(clip_sample=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(
-        vae=other.vae,
-        text_encoder=other.text_encoder,
-        tokenizer=other.tokenizer,
-        unet=other.unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = diffusers_pipeline(other)
     pipe.load_textual_inversion(str(path))  # diffusers expands the token as we do
     torch.testing.assert_close(encode_text(other, [prompt]), expected, rtol=0, atol=0)
 
