@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def grade(images: Path, graders: Path) -> dict:
     """``evaluation/digit_classifier.py --json`` on a folder: accuracy, counts, interval per dataset."""
-    from dlcv.digits.grading import wilson_interval
+    from dlcv.digits.grading import GradesRecord, wilson_interval
 
     record = images.with_suffix(".json")
     cmd = [
@@ -85,16 +85,14 @@ def grade(images: Path, graders: Path) -> dict:
         str(record),
     ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    data = json.loads(record.read_text())
     out = {}
-    for name in ("mnistm", "svhn"):
-        stats = data[name]
+    for name, g in GradesRecord.load(record).grades.items():  # read as the grader wrote it
         out[name] = {
-            "acc": stats["acc"],
-            "correct": stats["correct"],
-            "total": stats["total"],
-            "ci": [round(v, 4) for v in wilson_interval(stats["correct"], stats["total"])],
-            "per_digit": [stats["per_digit"][str(d)][0] for d in range(10)],
+            "acc": g.acc,
+            "correct": g.correct,
+            "total": g.total,
+            "ci": [round(v, 4) for v in wilson_interval(g.correct, g.total)],
+            "per_digit": [g.per_digit[d][0] for d in range(10)],
         }
     return out
 
