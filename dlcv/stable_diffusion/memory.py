@@ -102,6 +102,13 @@ def _attention_bytes(rows: int, tokens: int, elem: int, layers: float, slicing: 
     return per_head * (SLICE_HEADS if slicing else rows * HEADS) * layers
 
 
+def _sizes(resolution: int, dtype: torch.dtype) -> tuple[float, float, int, int]:
+    """What the per-row constants (measured at 512 px, fp32 = 2 x half) scale with: the area
+    relative to 512 px, the dtype's factor, its element size and the latent's token count."""
+    fp32 = dtype == torch.float32
+    return (resolution / 512) ** 2, 2.0 if fp32 else 1.0, 4 if fp32 else 2, (resolution // 8) ** 2
+
+
 def working_bytes(
     batch: int,
     resolution: int,
@@ -116,11 +123,8 @@ def working_bytes(
 ) -> int:
     """Estimated working memory (beyond the weights) of one batch: sampling ``batch`` guided
     images then decoding them, or one Textual Inversion step on ``batch`` samples."""
-    scale = (resolution / 512) ** 2
-    factor = 2.0 if dtype == torch.float32 else 1.0
-    elem = 4 if dtype == torch.float32 else 2
-    tokens = (resolution // 8) ** 2
     if training:
+        scale, factor, elem, tokens = _sizes(resolution, dtype)
         per = UNET_SAMPLE_CHECKPOINTED if gradient_checkpointing else UNET_SAMPLE_TRAINING
         need = batch * per * scale * factor
         if not fused_attention:
@@ -155,10 +159,7 @@ def sampling_parts(
 ) -> tuple[int, int]:
     """The two peaks of sampling ``batch`` guided images, which never coincide: ``(one guided UNet
     forward on 2 x batch rows, one VAE decode of min(batch, decode_batch) images)``, in bytes."""
-    scale = (resolution / 512) ** 2
-    factor = 2.0 if dtype == torch.float32 else 1.0
-    elem = 4 if dtype == torch.float32 else 2
-    tokens = (resolution // 8) ** 2
+    scale, factor, elem, tokens = _sizes(resolution, dtype)
     rows = 2 * batch  # the conditional and unconditional halves in one forward
     unet = rows * UNET_ROW_SAMPLING * scale * factor
     if not fused_attention:
